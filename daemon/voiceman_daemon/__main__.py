@@ -1,0 +1,66 @@
+"""``python -m voiceman_daemon``: run the inference daemon in the foreground.
+
+systemd runs exactly this (daemon/voiceman.service); ``voiceman daemon start`` and the
+workflow's auto-start run it detached with a log file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from voiceman import runtime
+from voiceman.config import ConfigError, asr_model_options, load_config
+
+from .asr import load_asr
+from .registry import ModelRegistry, ModelSpec
+from .server import DaemonServer
+
+
+def build_server(config: dict, endpoint: str) -> DaemonServer:
+    registry = ModelRegistry({"asr": load_asr})
+    specs = {"asr": ModelSpec.from_dict("asr", asr_model_options(config))}
+    return DaemonServer(
+        endpoint=endpoint,
+        registry=registry,
+        default_specs=specs,
+        preload=["asr"],  # E1: load and warm up at start, not on the first file
+        heartbeat_interval_s=float(config["daemon"]["heartbeat_interval_s"]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voiceman-daemon", description=__doc__)
+    parser.add_argument("--config", help="config YAML (default: the repo's config/config.yaml)")
+    parser.add_argument("--overrides", help="JSON object merged over the config (what a workflow run resolved)")
+    parser.add_argument("--endpoint", help="ZeroMQ endpoint to bind (default: from config, 'auto' = per-user ipc)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    try:
+        config = load_config(args.config, json.loads(args.overrides) if args.overrides else None)
+    except (ConfigError, json.JSONDecodeError) as exc:
+        print(f"voiceman-daemon: {exc}", file=sys.stderr)
+        return 2
+    endpoint = runtime.resolve_endpoint(args.endpoint or config["daemon"]["endpoint"])
+    server = build_server(config, endpoint)
+    pid_file = runtime.pid_file()
+    pid_file.write_text(f"{os.getpid()}\n")
+    # SIGTERM (systemd stop, `voiceman daemon stop` fallback) = orderly shutdown.
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    try:
+        server.serve_forever()
+    finally:
+        if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+        if endpoint.startswith("ipc://"):
+            Path(endpoint[len("ipc://"):]).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The daemon's model registry: each model kind is loaded once and kept until an explicit
+``unload`` (U1, N1).  A request naming another id/revision than the one held makes the
+registry reload that kind once (S3); every load is counted so ``stats`` can prove it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a request asks for.  Only ``id`` and ``revision`` decide identity; load options
+    (device, compute type) come from the daemon's own configuration."""
+
+    kind: str
+    id: str
+    revision: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_dict(cls, kind: str, d: dict[str, Any]) -> "ModelSpec":
+        if not d or not d.get("id"):
+            raise ValueError(f"no model id configured for '{kind}'")
+        options = tuple(sorted((k, v) for k, v in d.items() if k not in ("id", "revision") and _hashable(v)))
+        return cls(kind=kind, id=str(d["id"]), revision=d.get("revision"), options=options)
+
+    def identity(self) -> tuple[str, str | None]:
+        return (self.id, self.revision)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+        return True
+    except TypeError:
+        return False
+
+
+class LoadedModel(Protocol):
+    spec: ModelSpec
+
+    def custody(self) -> dict[str, Any]:
+        """id, revision/path, sha256 of weights, device: what a report must record."""
+
+
+@dataclass
+class ModelStats:
+    kind: str
+    loads: int = 0
+    load_failures: int = 0
+    unloads: int = 0
+    requests: int = 0
+    failed_requests: int = 0
+    busy_s: float = 0.0
+    load_s: float = 0.0
+    loaded: bool = False
+    last_error: str | None = None
+    custody: dict[str, Any] = field(default_factory=dict)
+    loaded_utc: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["busy_s"] = round(self.busy_s, 3)
+        d["load_s"] = round(self.load_s, 3)
+        return d
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+class ModelRegistry:
+    """Thread-safe; in practice loads happen on the inference thread only."""
+
+    def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]]):
+        self._loaders = loaders
+        self._models: dict[str, LoadedModel] = {}
+        self._stats: dict[str, ModelStats] = {kind: ModelStats(kind) for kind in loaders}
+        self._lock = threading.Lock()
+
+    def kinds(self) -> list[str]:
+        return list(self._loaders)
+
+    def get(self, spec: ModelSpec) -> LoadedModel:
+        if spec.kind not in self._loaders:
+            raise ModelLoadError(f"this daemon has no loader for model kind '{spec.kind}'")
+        with self._lock:
+            held = self._models.get(spec.kind)
+            if held is not None and held.spec.identity() == spec.identity():
+                return held
+            if held is not None:
+                log.info("%s: request names %s, holding %s: reloading once", spec.kind, spec.identity(), held.spec.identity())
+                self._drop(spec.kind)
+            stats = self._stats[spec.kind]
+            started = time.perf_counter()
+            try:
+                model = self._loaders[spec.kind](spec)
+            except Exception as exc:
+                stats.load_failures += 1
+                stats.last_error = f"{type(exc).__name__}: {exc}"
+                raise ModelLoadError(f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
+            stats.loads += 1
+            stats.load_s += time.perf_counter() - started
+            stats.loaded = True
+            stats.custody = model.custody()
+            stats.loaded_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._models[spec.kind] = model
+            log.info("%s model loaded: %s (%.1f s)", spec.kind, spec.id, time.perf_counter() - started)
+            return model
+
+    def record_request(self, kind: str, busy_s: float, ok: bool) -> None:
+        with self._lock:
+            stats = self._stats[kind]
+            stats.requests += 1
+            stats.busy_s += busy_s
+            if not ok:
+                stats.failed_requests += 1
+
+    def unload(self, kind: str | None = None) -> list[str]:
+        """The only way a model leaves memory (N1)."""
+        with self._lock:
+            kinds = [kind] if kind else list(self._models)
+            dropped = [k for k in kinds if k in self._models]
+            for k in dropped:
+                self._drop(k)
+            return dropped
+
+    def _drop(self, kind: str) -> None:
+        model = self._models.pop(kind)
+        release = getattr(model, "release", None)
+        if callable(release):
+            release()
+        self._stats[kind].unloads += 1
+        self._stats[kind].loaded = False
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {kind: s.to_dict() for kind, s in self._stats.items()}

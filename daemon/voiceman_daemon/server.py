@@ -1,0 +1,299 @@
+"""The daemon: one ROUTER socket, one I/O pool, one inference thread.
+
+- The main thread owns the socket (ZeroMQ sockets are not thread-safe): it answers control
+  messages at once, hands work to the I/O pool, sends replies and heartbeats.
+- The I/O pool decodes evidence files (N4: no file I/O on the inference thread).
+- The inference thread owns the models: it loads them (once), runs requests one batch at a
+  time, and is the only thread that touches the accelerator.
+A failed request gets its own error reply; it never takes the daemon or other requests down.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+import voiceman
+from voiceman import protocol
+from voiceman.protocol import Message
+
+from .handlers import HANDLERS, Handler
+from .registry import ModelLoadError, ModelRegistry, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    identity: bytes
+    request: Message
+    handler: Handler
+    spec: ModelSpec
+    payload: Any = None
+    accepted: float = field(default_factory=time.monotonic)
+    prepared: float = 0.0
+
+
+@dataclass
+class RequestCounters:
+    accepted: int = 0
+    ok: int = 0
+    failed: int = 0
+
+
+class DaemonServer:
+    def __init__(
+        self,
+        endpoint: str,
+        registry: ModelRegistry,
+        default_specs: dict[str, ModelSpec],
+        preload: list[str] | None = None,
+        heartbeat_interval_s: float = 2.0,
+        io_workers: int = 2,
+        handlers: dict[str, Handler] | None = None,
+    ):
+        self.endpoint = endpoint
+        self.registry = registry
+        self.default_specs = default_specs
+        self.preload = preload or []
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.handlers = handlers or HANDLERS
+        self.started_unix = time.time()
+        self._io_pool = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="io")
+        self._work: queue.Queue = queue.Queue()
+        self._outbox: queue.Queue = queue.Queue()
+        self._in_flight: dict[str, tuple[bytes, Message]] = {}
+        self._counters: dict[str, RequestCounters] = {}
+        self._stop = threading.Event()
+        self._pending_loads = 0  # touched by the main thread (+) and the inference thread (-)
+        self._pending_lock = threading.Lock()
+        self._load_errors: dict[str, str] = {}
+        self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+
+    # ------------------------------------------------------------------ main thread
+    def serve_forever(self) -> None:
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        sock.bind(self.endpoint)
+        log.info("voiceman daemon %s listening on %s (pid %d)", voiceman.__version__, self.endpoint, os.getpid())
+        self._inference.start()
+        for kind in self.preload:
+            with self._pending_lock:
+                self._pending_loads += 1
+            self._work.put(("load", self.default_specs[kind]))
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        next_beat = time.monotonic() + self.heartbeat_interval_s
+        try:
+            while not self._stop.is_set() or not self._outbox.empty():
+                if poller.poll(50):
+                    identity, frame = self._recv(sock)
+                    if identity is not None:
+                        self._dispatch(sock, identity, frame)
+                self._flush_outbox(sock)
+                if time.monotonic() >= next_beat:
+                    self._heartbeat(sock)
+                    next_beat = time.monotonic() + self.heartbeat_interval_s
+        finally:
+            self._shutdown_workers()
+            sock.close(linger=500)
+            log.info("daemon stopped")
+
+    @staticmethod
+    def _recv(sock: zmq.Socket) -> tuple[bytes | None, bytes]:
+        frames = sock.recv_multipart()
+        if len(frames) != 2:
+            log.warning("dropping message with %d frames (expected identity + payload)", len(frames))
+            return None, b""
+        return frames[0], frames[1]
+
+    def _send(self, sock: zmq.Socket, identity: bytes, msg: Message) -> None:
+        try:
+            sock.send_multipart([identity, protocol.pack(msg)], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # peer gone: its answer has nowhere to go
+            log.warning("could not send %s to a client: %s", msg.msg_type, exc)
+
+    def _dispatch(self, sock: zmq.Socket, identity: bytes, frame: bytes) -> None:
+        try:
+            request = protocol.unpack(frame)
+        except protocol.ProtocolError as exc:
+            log.warning("bad frame: %s", exc)
+            self._send(sock, identity, Message(protocol.ERROR, {"reason": f"bad frame: {exc}", "scope": "protocol"}))
+            return
+        if request.version != protocol.PROTOCOL_VERSION:
+            self._send(sock, identity, protocol.error_reply(
+                request, f"protocol version {request.version} not supported (daemon speaks {protocol.PROTOCOL_VERSION})",
+                scope="protocol"))
+            return
+        control = {
+            protocol.PING: self._on_ping,
+            protocol.STATS: self._on_stats,
+            protocol.SHUTDOWN: self._on_shutdown,
+        }
+        if request.msg_type in control:
+            self._send(sock, identity, control[request.msg_type](request))
+        elif request.msg_type == protocol.UNLOAD:
+            self._work.put(("unload", identity, request))
+        elif request.msg_type in self.handlers:
+            self._accept(sock, identity, request)
+        else:
+            self._send(sock, identity, protocol.error_reply(
+                request, f"unknown request type '{request.msg_type}'", scope="protocol"))
+
+    def _accept(self, sock: zmq.Socket, identity: bytes, request: Message) -> None:
+        handler = self.handlers[request.msg_type]
+        counters = self._counters.setdefault(request.msg_type, RequestCounters())
+        counters.accepted += 1
+        try:
+            spec = self._spec_for(handler.model_kind, request.content.get("model"))
+        except ValueError as exc:
+            counters.failed += 1
+            self._send(sock, identity, protocol.error_reply(request, str(exc), scope="daemon"))
+            return
+        job = Job(identity, request, handler, spec)
+        self._in_flight[request.msg_id] = (identity, request)
+        # Acknowledge at once: the client now knows a daemon holds its request.
+        self._send(sock, identity, request.reply(protocol.HEARTBEAT, state="accepted"))
+        self._io_pool.submit(self._prepare, job)
+
+    def _spec_for(self, kind: str, requested: dict[str, Any] | None) -> ModelSpec:
+        default = self.default_specs.get(kind)
+        if not requested:
+            if default is None:
+                raise ValueError(f"no {kind} model configured in the daemon and none named in the request")
+            return default
+        options = default.options if default else ()
+        return ModelSpec(kind=kind, id=str(requested["id"]), revision=requested.get("revision"), options=options)
+
+    def _flush_outbox(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                identity, msg, msg_type, ok = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            self._in_flight.pop(msg.parent_id, None)
+            if msg_type is not None:
+                counters = self._counters.setdefault(msg_type, RequestCounters())
+                counters.ok += int(ok)
+                counters.failed += int(not ok)
+            self._send(sock, identity, msg)
+
+    def _heartbeat(self, sock: zmq.Socket) -> None:
+        for identity, request in list(self._in_flight.values()):
+            self._send(sock, identity, request.reply(protocol.HEARTBEAT, state="working"))
+
+    # ------------------------------------------------------------------ control
+    def state(self) -> str:
+        if self._stop.is_set():
+            return "stopping"
+        if self._pending_loads:
+            return "loading"
+        return "degraded" if self._load_errors else "ready"
+
+    def _on_ping(self, request: Message) -> Message:
+        return request.reply(
+            state=self.state(), pid=os.getpid(), version=voiceman.__version__,
+            protocol_version=protocol.PROTOCOL_VERSION, endpoint=self.endpoint,
+            load_errors=dict(self._load_errors),
+        )
+
+    def _on_stats(self, request: Message) -> Message:
+        return request.reply(
+            state=self.state(), pid=os.getpid(), version=voiceman.__version__,
+            uptime_s=round(time.time() - self.started_unix, 3),
+            models=self.registry.stats(),
+            requests={k: vars(v) for k, v in self._counters.items()},
+            queue_depth=self._work.qsize(), in_flight=len(self._in_flight),
+            load_errors=dict(self._load_errors),
+        )
+
+    def request_stop(self) -> None:
+        """Finish the current request, answer what is queued in the outbox, then exit."""
+        self._stop.set()
+
+    def _on_shutdown(self, request: Message) -> Message:
+        log.info("shutdown requested")
+        self.request_stop()
+        return request.reply(stopping=True, pid=os.getpid())
+
+    # ------------------------------------------------------------------ I/O pool
+    def _prepare(self, job: Job) -> None:
+        try:
+            job.payload = job.handler.prepare(job.request.content)
+        except Exception as exc:
+            log.warning("%s %s: %s", job.request.msg_type, job.request.content.get("audio_path"), exc)
+            self._outbox.put((job.identity, protocol.error_reply(job.request, str(exc), scope="request"),
+                              job.request.msg_type, False))
+            return
+        job.prepared = time.monotonic()
+        self._work.put(("work", job))
+
+    # ------------------------------------------------------------------ inference thread
+    def _inference_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._work.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item[0] == "load":
+                self._preload(item[1])
+            elif item[0] == "unload":
+                _, identity, request = item
+                dropped = self.registry.unload(request.content.get("kind"))
+                self._outbox.put((identity, request.reply(unloaded=dropped), None, True))
+            else:
+                self._run(item[1])
+
+    def _preload(self, spec: ModelSpec) -> None:
+        try:
+            self.registry.get(spec)
+            self._load_errors.pop(spec.kind, None)
+        except ModelLoadError as exc:
+            log.error("%s", exc)
+            self._load_errors[spec.kind] = str(exc)
+        finally:
+            with self._pending_lock:
+                self._pending_loads -= 1
+
+    def _run(self, job: Job) -> None:
+        try:
+            model = self.registry.get(job.spec)
+            self._load_errors.pop(job.spec.kind, None)
+        except ModelLoadError as exc:
+            self._load_errors[job.spec.kind] = str(exc)
+            self._outbox.put((job.identity, protocol.error_reply(job.request, str(exc), scope="daemon"),
+                              job.request.msg_type, False))
+            return
+        started = time.monotonic()
+        ok = False
+        try:
+            result = job.handler.run(model, job.payload, job.request.content)
+            result["timings"] = {
+                "queue_s": round(started - job.prepared, 3),
+                "prepare_s": round(job.prepared - job.accepted, 3),
+                "inference_s": round(time.monotonic() - started, 3),
+            }
+            reply = job.request.reply(**result)
+            ok = True
+        except Exception as exc:  # one bad input must not take the batch or the daemon down
+            log.exception("%s failed", job.request.msg_type)
+            reply = protocol.error_reply(job.request, f"{type(exc).__name__}: {exc}", scope="request")
+        finally:
+            job.payload = None  # drop the decoded audio now, not when the job is collected
+        self.registry.record_request(job.spec.kind, time.monotonic() - started, ok)
+        self._outbox.put((job.identity, reply, job.request.msg_type, ok))
+
+    def _shutdown_workers(self) -> None:
+        self._stop.set()
+        self._io_pool.shutdown(wait=False, cancel_futures=True)
+        self._inference.join(timeout=30)
+        self.registry.unload()

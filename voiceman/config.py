@@ -1,0 +1,78 @@
+"""Loading and validating the workflow configuration outside Snakemake (CLI, daemon).
+
+Inside the workflow, ``common.smk`` validates with Snakemake's ``validate`` against the
+same schema; both fill in the schema's defaults, so every consumer sees the same values.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _with_defaults(validator_cls):
+    """A validator that fills schema defaults into the instance (Snakemake does the same)."""
+    validate_properties = validator_cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH, source: str = "config") -> dict[str, Any]:
+    schema = yaml.safe_load(schema_path.read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
+        raise ConfigError(f"{source} is invalid (schema {schema_path.name}):\n" + "\n".join(lines))
+    return config
+
+
+def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    deep_update(config, overrides or {})
+    return validate(config, source=str(path))
+
+
+def asr_model_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The ASR section with a relative local model path made absolute (the daemon may run
+    from another working directory than the rule jobs)."""
+    asr = dict(config["models"]["asr"])
+    candidate = Path(asr["id"])
+    if candidate.is_dir():
+        asr["id"] = str(candidate.resolve())
+    return asr
