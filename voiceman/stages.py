@@ -1,0 +1,120 @@
+"""The logic behind the skeleton's rule scripts (ingest, transcribe, report).
+
+Failure records pass downstream: when a file cannot be decoded (or the daemon rejects it as
+input), each later stage writes a record that carries the reason instead of results, so the
+case summary can list the file as failed and every other file goes on (U4).  Infrastructure
+failures (no daemon, daemon lost) are raised instead: nothing is wrong with the evidence, and
+``--rerun-incomplete`` completes the file later.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import voiceman
+
+from .audio import AudioDecodeError, decode
+from .client import DaemonClient, RequestFailed
+from .hashing import sha256_file, sha256_json
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def failed(stage: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"status": "failed", "failed_stage": stage, "reason": reason, **extra}
+
+
+def upstream_failure(*records: dict[str, Any]) -> dict[str, Any] | None:
+    """The first failed upstream record, passed on unchanged (its stage and reason stay)."""
+    for rec in records:
+        if rec.get("status") == "failed":
+            return {k: rec[k] for k in ("status", "failed_stage", "reason") if k in rec}
+    return None
+
+
+def ingest(audio_path: str | Path) -> dict[str, Any]:
+    """Hash the original, then prove it decodes; metadata for the report."""
+    path = Path(audio_path)
+    started = utc_now()
+    record: dict[str, Any] = {"file": path.name, "path": str(path.resolve()), "started_utc": started}
+    try:
+        record["sha256"] = sha256_file(path)
+        record["size_bytes"] = path.stat().st_size
+    except OSError as exc:
+        return {**record, **failed("ingest", f"{path.name}: cannot read: {exc.strerror}"), "finished_utc": utc_now()}
+    t0 = time.perf_counter()
+    try:
+        _, info = decode(path)
+    except AudioDecodeError as exc:
+        return {**record, **failed("ingest", str(exc)), "finished_utc": utc_now()}
+    return {**record, "status": "ok", "audio": info.to_dict(), "duration_s": info.duration_s,
+            "decode_s": round(time.perf_counter() - t0, 3), "finished_utc": utc_now()}
+
+
+def asr_request(config: dict[str, Any]) -> dict[str, Any]:
+    """What the transcribe rule asks of the daemon: the model it expects and the options."""
+    asr = config["models"]["asr"]
+    model_id = str(Path(asr["id"]).resolve()) if Path(asr["id"]).is_dir() else asr["id"]
+    return {
+        "model": {"id": model_id, "revision": asr.get("revision")},
+        "options": {"language": asr.get("language"), "word_timestamps": asr["word_timestamps"],
+                    "batch_size": asr["batch_size"]},
+    }
+
+
+def transcribe(client: DaemonClient, meta: dict[str, Any], request: dict[str, Any],
+               deadline_s: float) -> dict[str, Any]:
+    failure = upstream_failure(meta)
+    if failure:
+        return {"file": meta["file"], **failure}
+    started = utc_now()
+    try:
+        result = client.call("transcribe", deadline_s=deadline_s, audio_path=meta["path"], **request)
+    except RequestFailed as exc:
+        if exc.scope != "request":
+            raise  # the daemon cannot serve anyone: not this file's fault
+        return {"file": meta["file"], **failed("transcribe", exc.reason), "started_utc": started,
+                "finished_utc": utc_now()}
+    return {"file": meta["file"], "status": "ok", "started_utc": started, "finished_utc": utc_now(), **result}
+
+
+def build_report(meta: dict[str, Any], transcript: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Per-file report with the chain of custody.  The input is hashed again here: equal to
+    the ingest hash proves the evidence was not modified during analysis."""
+    after = sha256_file(meta["path"]) if Path(meta["path"]).is_file() else None
+    custody = {
+        "input_path": meta["path"],
+        "input_sha256_before": meta.get("sha256"),
+        "input_sha256_after": after,
+        "input_unchanged": after is not None and after == meta.get("sha256"),
+        "models": [transcript["model"]] if transcript.get("model") else [],
+        "config_sha256": sha256_json(config),
+        "software_version": voiceman.__version__,
+        "started_utc": meta.get("started_utc"),
+        "finished_utc": utc_now(),
+    }
+    report: dict[str, Any] = {"file": meta["file"], "custody": custody}
+    failure = upstream_failure(meta, transcript)
+    if failure:
+        return {**report, **failure}
+    if not custody["input_unchanged"]:
+        return {**report, **failed("report", f"{meta['file']}: input changed during analysis "
+                                              f"(sha256 {meta.get('sha256')} -> {after})")}
+    return {
+        **report,
+        "status": "done",
+        "reason": None,
+        "duration_s": meta["duration_s"],
+        "audio": meta["audio"],
+        "language": transcript.get("language"),
+        "segments": transcript["segments"],
+        "times": {
+            "ingest": {"started_utc": meta["started_utc"], "finished_utc": meta["finished_utc"]},
+            "transcribe": {"started_utc": transcript["started_utc"], "finished_utc": transcript["finished_utc"],
+                           **transcript.get("timings", {})},
+        },
+    }

@@ -1,0 +1,12 @@
+rule transcribe:
+    """Speech to text with word times, done by the daemon's resident ASR model."""
+    input:
+        meta=rules.ingest.output.meta,
+    output:
+        transcript=f"{RESULTS}/transcribe/{{file}}.json",
+    log:
+        f"{RESULTS}/logs/transcribe/{{file}}.log",
+    resources:
+        daemon_slots=1,
+    script:
+        "../scripts/transcribe.py"

@@ -1,0 +1,10 @@
+import voiceman
+from voiceman import atomic, case
+from voiceman.rulekit import rule_logging
+
+with rule_logging(snakemake):
+    reports = {name: atomic.read_json(path) for name, path in zip(snakemake.params.names, snakemake.input.reports)}
+    paths = dict(zip(snakemake.params.names, snakemake.input.reports))
+    summary = case.summarize(reports, paths, snakemake.params.ignored, snakemake.config["case_dir"],
+                             snakemake.params.config_sha256, voiceman.__version__)
+    atomic.write_json(snakemake.output.case, summary)
