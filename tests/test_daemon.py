@@ -1,0 +1,100 @@
+"""The daemon with the real tiny.en Whisper model: loaded once, reloaded only when a request
+names another revision (S3), unloaded only on request (N1), one bad file never hurts the
+others (U4), and a killed daemon is reported clearly by the client."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from voiceman.audio import decode
+from voiceman.client import DaemonLost, RequestFailed
+from voiceman.demo import encode
+
+from conftest import wait_for
+
+
+def _words(result) -> str:
+    return " ".join(s["text"] for s in result["segments"]).lower()
+
+
+def test_transcribes_real_speech_with_word_times_and_one_load(daemon_process, speech_case, tiny_model):
+    proc, client = daemon_process
+    results = {}
+    for clip in sorted(speech_case.iterdir()):
+        results[clip.name] = client.call("transcribe", deadline_s=120, audio_path=str(clip), options={"language": "en"})
+    assert "harbo" in _words(results["call-01.wav"]) and "money" in _words(results["call-01.wav"])
+    assert "police" in _words(results["call-02.mp3"])
+    assert "friday" in _words(results["call-03.m4a"]) and "station" in _words(results["call-03.m4a"])
+    for result in results.values():
+        words = [w for s in result["segments"] for w in s["words"]]
+        assert words, "word timestamps expected when no alignment model is configured"
+        assert all(w["start"] <= w["end"] for w in words)
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts)
+        assert result["model"]["sha256"] and result["model"]["path"] == str(tiny_model)
+    stats = client.stats()
+    assert stats["models"]["asr"]["loads"] == 1
+    assert stats["models"]["asr"]["requests"] == 3
+    assert stats["requests"]["transcribe"] == {"accepted": 3, "ok": 3, "failed": 0}
+
+
+def test_bad_file_gets_its_own_error_and_daemon_keeps_serving(daemon_process, speech_case, tmp_path):
+    proc, client = daemon_process
+    broken = tmp_path / "broken.m4a"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypM4A not really")
+    with pytest.raises(RequestFailed) as err:
+        client.call("transcribe", deadline_s=60, audio_path=str(broken))
+    assert err.value.scope == "request" and "broken.m4a" in err.value.reason
+    ok = client.call("transcribe", deadline_s=60, audio_path=str(speech_case / "call-02.mp3"))
+    assert "police" in _words(ok)
+
+
+def test_other_revision_reloads_once_and_unload_is_explicit(daemon_process, speech_case, tiny_model):
+    proc, client = daemon_process
+    clip = str(speech_case / "call-01.wav")
+    other = {"id": str(tiny_model), "revision": "pinned-for-case-17"}
+    client.call("transcribe", deadline_s=120, audio_path=clip, model=other)
+    client.call("transcribe", deadline_s=120, audio_path=clip, model=other)
+    asr = client.stats()["models"]["asr"]
+    assert asr["loads"] == 2 and asr["unloads"] == 1  # one reload, not one per request
+    assert asr["custody"]["revision"] == "pinned-for-case-17"
+    assert client.call("unload", deadline_s=30)["unloaded"] == ["asr"]
+    assert client.stats()["models"]["asr"]["loaded"] is False
+    client.call("transcribe", deadline_s=120, audio_path=clip, model=other)
+    assert client.stats()["models"]["asr"]["loads"] == 3
+
+
+def test_killed_daemon_is_reported_clearly(daemon_process, speech_case, tmp_path):
+    proc, client = daemon_process
+    # ~90 s of speech so the request is still running when the daemon is killed.
+    parts = [decode(p)[0] for p in sorted(speech_case.iterdir())] * 6
+    long_clip = encode(np.concatenate(parts), tmp_path / "long.wav", "wav")
+    outcome = {}
+
+    def request():
+        started = time.monotonic()
+        try:
+            client.call("transcribe", deadline_s=600, audio_path=str(long_clip))
+            outcome["result"] = "finished"
+        except Exception as exc:  # recorded for the assertions below
+            outcome["error"] = exc
+        outcome["after_s"] = time.monotonic() - started
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    from voiceman.client import DaemonClient
+
+    probe = DaemonClient(client.endpoint, connect_timeout_s=5)
+    wait_for(lambda: probe.stats()["in_flight"] > 0, 30, "the request to be in flight")
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive(), "client blocked on a dead daemon"
+    assert isinstance(outcome.get("error"), DaemonLost), outcome
+    message = str(outcome["error"])
+    assert client.endpoint in message and "stopped answering" in message

