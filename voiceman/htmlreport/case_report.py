@@ -1,0 +1,103 @@
+"""HTML page for a whole case: every file, its score, its status and why it failed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from voiceman.htmlreport.html_parts import esc, fmt_num, json_block, key_value_table, page
+
+# Only plain relative paths become links: no scheme (javascript:, http:), no absolute
+# path, so a case report never points outside its own folder or runs anything.
+_SAFE_LINK = re.compile(r"^(?![a-zA-Z][a-zA-Z0-9+.-]*:)(?!/)(?!\\)[^\s\"'<>]+$")
+
+BAR_W, BAR_H, LABEL_W = 560, 18, 260
+
+
+def _score_of(entry: dict[str, Any]) -> float | None:
+    """file_score may be the aggregate dict from score_file or a bare number."""
+    value = entry.get("file_score")
+    if isinstance(value, dict):
+        value = value.get("score")
+    if value is None and isinstance(entry.get("report"), dict):
+        value = (entry["report"].get("file_score") or {}).get("score")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _report_cell(report: Any) -> str:
+    if isinstance(report, str) and _SAFE_LINK.match(report):
+        html_path = report[:-5] + ".html" if report.endswith(".json") else None
+        link = f'<a href="{esc(report)}">{esc(report)}</a>'
+        return link + (f' · <a href="{esc(html_path)}">html</a>' if html_path else "")
+    if isinstance(report, dict):
+        summary = report.get("summary") or {}
+        return esc(f"{summary.get('segment_count', 0)} segments, {summary.get('flagged_segments', 0)} flagged")
+    return esc(report)
+
+
+def _score_chart(files: list[dict[str, Any]]) -> str:
+    """Horizontal bar per file (score 0–100); failed files drawn as a labelled empty row."""
+    height = BAR_H * len(files) + 30
+    rows = []
+    for i, entry in enumerate(files):
+        y = 10 + i * BAR_H
+        name = str(entry.get("name"))
+        short = name if len(name) <= 38 else name[:37] + "…"
+        score = _score_of(entry)
+        rows.append(f'<text x="{LABEL_W - 6}" y="{y + 13}" text-anchor="end" font-size="11">{esc(short)}<title>{esc(name)}</title></text>')
+        if entry.get("status") != "done":
+            why = f"{name}: {entry.get('status')} – {entry.get('reason') or 'no reason given'}"
+            rows.append(f'<text class="failed" x="{LABEL_W + 4}" y="{y + 13}" font-size="11" fill="#b42318">'
+                        f'{esc(entry.get("status"))}: {esc(entry.get("reason") or "no reason given")}<title>{esc(why)}</title></text>')
+        elif score is not None:
+            width = BAR_W * min(max(score, 0.0), 100.0) / 100.0
+            colour = "#b42318" if score >= 60 else "#e8590c" if score >= 30 else "#2f9e44"
+            rows.append(f'<rect class="bar" x="{LABEL_W}" y="{y + 2}" width="{max(width, 1):.1f}" height="{BAR_H - 5}" fill="{colour}">'
+                        f'<title>{esc(f"{name}: score {score:.2f}")}</title></rect>'
+                        f'<text x="{LABEL_W + width + 4:.1f}" y="{y + 13}" font-size="10">{score:.1f}</text>')
+    axis_y = 10 + len(files) * BAR_H + 4
+    ticks = "".join(
+        f'<line x1="{LABEL_W + BAR_W * t / 100}" x2="{LABEL_W + BAR_W * t / 100}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#555"/>'
+        f'<text x="{LABEL_W + BAR_W * t / 100}" y="{axis_y + 14}" text-anchor="middle" font-size="9">{t}</text>'
+        for t in (0, 25, 50, 75, 100)
+    )
+    return (f'<svg class="case-scores" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {LABEL_W + BAR_W + 60} {height}" '
+            f'width="{LABEL_W + BAR_W + 60}" height="{height}" role="img" aria-label="File scores">'
+            + "".join(rows) + ticks + "</svg>")
+
+
+def render_case_report(case: dict[str, Any]) -> str:
+    """Self-contained HTML for case.json = {"files": [{"name","status","reason","report","file_score"}], ...}."""
+    files = list(case.get("files") or [])
+    done = [f for f in files if f.get("status") == "done"]
+    failed = [f for f in files if f.get("status") != "done"]
+    scores = [s for s in (_score_of(f) for f in done) if s is not None]
+    title = case.get("case") or case.get("name") or "case"
+    body = [
+        f"<h1>Case report: {esc(title)}</h1>",
+        key_value_table([
+            ("files", esc(len(files))),
+            ("done", f'<span class="status-done">{esc(len(done))}</span>'),
+            ("failed", f'<span class="status-failed">{esc(len(failed))}</span>'),
+            ("highest file score", fmt_num(max(scores)) if scores else "—"),
+        ]),
+    ]
+    if files:
+        body.append("<h2>File scores</h2>" + _score_chart(files))
+    if failed:
+        items = "".join(f"<li><b>{esc(f.get('name'))}</b> ({esc(f.get('status'))}): {esc(f.get('reason') or 'no reason given')}</li>" for f in failed)
+        body.append(f"<h2>Failed files</h2><ul class=\"failures\">{items}</ul>")
+    ranked = sorted(files, key=lambda f: (f.get("status") != "done", -(_score_of(f) or 0.0), str(f.get("name"))))
+    rows = "".join(
+        f'<tr class="{"" if f.get("status") == "done" else "flagged"}"><td>{esc(f.get("name"))}</td>'
+        f'<td class="{"status-done" if f.get("status") == "done" else "status-failed"}">{esc(f.get("status"))}</td>'
+        f'<td class="num">{fmt_num(_score_of(f))}</td><td>{esc(f.get("reason")) if f.get("reason") else "—"}</td>'
+        f"<td>{_report_cell(f.get('report'))}</td></tr>"
+        for f in ranked
+    )
+    body.append("<h2>All files</h2><table><thead><tr><th>file</th><th>status</th><th>score</th><th>reason</th>"
+                f"<th>report</th></tr></thead><tbody>{rows}</tbody></table>")
+    extra = {k: v for k, v in case.items() if k != "files"}
+    if extra:
+        body.append("<h2>Case details</h2>" + json_block(extra))
+    return page(f"voiceman case report – {title}", "\n".join(body))
