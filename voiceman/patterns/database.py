@@ -1,0 +1,74 @@
+"""The loaded pattern database and the scan over a text."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import english, korean
+from .loader import DEFAULT_DATABASE_DIR, read_database
+from .model import CONTEXT_NEGATED, Pattern, PatternHit
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_SCANNERS = {"ko": korean.scan, "en": english.scan}
+
+
+class PatternDatabase:
+    """Patterns of one database directory, plus its version and content hash."""
+
+    def __init__(self, version: str, patterns: list[Pattern], sha256: str, path: Path,
+                 files: list[Path]):
+        self.version = version
+        self.patterns = tuple(patterns)
+        self.sha256 = sha256
+        self.path = path
+        self.files = tuple(files)
+        self._by_language: dict[str, list[Pattern]] = {}
+        for pattern in self.patterns:
+            self._by_language.setdefault(pattern.language, []).append(pattern)
+
+    def to_dict(self) -> dict:
+        """Provenance for reports: which database, which bytes."""
+        return {
+            "path": str(self.path),
+            "version": self.version,
+            "sha256": self.sha256,
+            "pattern_count": len(self.patterns),
+            "files": [f.name for f in self.files],
+        }
+
+    def scan(self, text: str, lang: str = "auto", include_negated: bool = False) -> list[PatternHit]:
+        """Every pattern hit in `text`; negated hits only when include_negated is set."""
+        if lang not in ("ko", "en", "auto"):
+            raise ValueError(f"lang must be 'ko', 'en' or 'auto', not {lang!r}")
+        hits: dict[tuple[str, int, int], PatternHit] = {}
+        for language in self._languages_for(text, lang):
+            patterns = self._by_language.get(language, [])
+            if not patterns:
+                continue
+            for pattern, start, end, context in _SCANNERS[language](text, patterns):
+                if context == CONTEXT_NEGATED and not include_negated:
+                    continue
+                key = (pattern.id, start, end)
+                if key not in hits:
+                    hits[key] = PatternHit(pattern.id, pattern.category, pattern.severity,
+                                           start, end, text[start:end], context)
+        return sorted(hits.values(), key=lambda h: (h.start, h.end, h.pattern_id))
+
+    @staticmethod
+    def _languages_for(text: str, lang: str) -> list[str]:
+        if lang != "auto":
+            return [lang]
+        if not _HANGUL.search(text):
+            return ["en"]
+        # Korean speech with English words in it: run both; English rules need
+        # several Latin words to match anything, so this costs little.
+        return ["ko", "en"] if _LATIN_WORD.search(text) else ["ko"]
+
+
+def load_database(path: str | Path | None = None) -> PatternDatabase:
+    """Load and validate the database (default: the repository's config/patterns/)."""
+    directory = Path(path) if path is not None else DEFAULT_DATABASE_DIR
+    loaded = read_database(directory)
+    return PatternDatabase(loaded.version, loaded.patterns, loaded.sha256, directory,
+                           loaded.files)

@@ -1,0 +1,143 @@
+"""English matching: regexes over a normalised text, with negation and reported speech.
+
+The text is normalised first (curly quotes, contractions, "gonna", whitespace) so a
+rule written as "i will kill you" also finds "I'll kill you" and "I'm gonna kill
+you". Each rule is run twice: on that text, and on a copy with negators ("not",
+"never", "do not") removed. A hit that only exists once the negator is gone
+("I would never hurt you") is a negated hit.
+"""
+from __future__ import annotations
+
+import re
+
+from .model import CONTEXT_DIRECT, CONTEXT_NEGATED, CONTEXT_REPORTED, Pattern
+from .textview import TextView
+
+_FLAGS = re.IGNORECASE
+
+# Contractions that do not split as "stem + n't".
+_IRREGULAR_NEGATIONS = {"won't": "will not", "can't": "can not", "shan't": "shall not",
+                        "ain't": "is not", "cannot": "can not"}
+# ASR often drops the apostrophe; only spellings that are not also real words.
+_APOSTROPHE_LESS = {"dont": "do not", "doesnt": "does not", "didnt": "did not",
+                    "wouldnt": "would not", "couldnt": "could not",
+                    "shouldnt": "should not", "isnt": "is not", "arent": "are not",
+                    "wasnt": "was not", "werent": "were not", "havent": "have not",
+                    "im": "i am", "ive": "i have", "youre": "you are", "youll": "you will",
+                    "theyre": "they are"}
+_CLITICS = {"ll": " will", "d": " would", "re": " are", "m": " am", "ve": " have"}
+_SLANG = {"gonna": "going to", "wanna": "want to", "gotta": "got to", "imma": "i am going to",
+          "i'ma": "i am going to", "ima": "i am going to", "finna": "going to",
+          "tryna": "trying to", "lemme": "let me", "gimme": "give me"}
+# "'s" is only expanded after pronouns, where it cannot be a possessive.
+_S_PRONOUNS = ("he", "she", "it", "that", "there", "who", "what", "here", "where")
+
+_APOSTROPHES = re.compile(r"[\u2018\u2019\u02bc\u0060\u00b4]")
+_WHITESPACE = re.compile(r"\s+")
+_IRREGULAR_RE = re.compile(r"\b(?:won't|can't|shan't|ain't|cannot)\b", _FLAGS)
+_NT_RE = re.compile(r"(?<=\w)n't\b", _FLAGS)
+_CLITIC_RE = re.compile(r"(?<=\w)'(ll|d|re|m|ve)\b", _FLAGS)
+_S_RE = re.compile(r"\b(" + "|".join(_S_PRONOUNS) + r")'s\b", _FLAGS)
+_SLANG_RE = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in _SLANG) + r")\b", _FLAGS)
+_APOSTROPHE_LESS_RE = re.compile(
+    r"\b(?:" + "|".join(_APOSTROPHE_LESS) + r")\b", _FLAGS)
+
+# Negators removed for the second matching pass ("do not" goes as one unit so that
+# "I don't want to hurt you" becomes "I want to hurt you").
+_NEGATOR_RE = re.compile(r" ?\b(?:(?:do|does|did) not|not|never)\b", _FLAGS)
+_NEGATOR_WORDS = {"not", "never"}
+# "I'm not kidding, I will..." -- the negator denies the joke, not what follows.
+_NOT_A_DENIAL = {"kidding", "joking", "playing", "lying", "bluffing", "messing", "afraid",
+                 "scared", "sorry", "only", "just", "even"}
+_NEGATION_WINDOW = 2  # words before a hit that can negate it ("would never | hurt you")
+
+_CLAUSE_BREAK = re.compile(r"[.!?;,\n]|\bbut\b", _FLAGS)
+_SENTENCE_BREAK = re.compile(r"[.!?;\n]")
+_REPORTING_VERB = re.compile(
+    r"\b(?:said|says|say|saying|told|tells|tell|telling|threatened|threatens|texted|texts|"
+    r"wrote|writes|claimed|claims|warned|warns|yelled|screamed|shouted|mentioned|"
+    r"messaged|emailed|swore|promised)\b", _FLAGS)
+_ACCORDING_TO = re.compile(r"\baccording to\b", _FLAGS)
+# Words allowed between the subject and the reporting verb ("he literally said").
+_BETWEEN_SUBJECT_AND_VERB = {"just", "also", "then", "literally", "actually", "even", "once",
+                             "always", "had", "has", "have", "already", "kept", "keeps",
+                             "really", "basically", "allegedly", "apparently", "would",
+                             "did", "again", "still", "openly"}
+_FIRST_PERSON = {"i", "we"}
+_WORD = re.compile(r"[\w']+")
+
+
+def normalise(text: str) -> TextView:
+    """The text rules are written against: expanded contractions, single spaces."""
+    view = TextView.of(text)
+    view = view.rewrite(_APOSTROPHES, lambda m: "'")
+    view = view.rewrite(_IRREGULAR_RE, lambda m: _IRREGULAR_NEGATIONS[m.group(0).lower()])
+    view = view.rewrite(_NT_RE, lambda m: " not")
+    view = view.rewrite(_SLANG_RE, lambda m: _SLANG[m.group(0).lower()])
+    view = view.rewrite(_CLITIC_RE, lambda m: _CLITICS[m.group(1).lower()])
+    view = view.rewrite(_S_RE, lambda m: m.group(1) + " is")
+    view = view.rewrite(_APOSTROPHE_LESS_RE, lambda m: _APOSTROPHE_LESS[m.group(0).lower()])
+    return view.rewrite(_WHITESPACE, lambda m: " ")
+
+
+def compile_rule(expanded_rule: str) -> re.Pattern:
+    """Whole-word, case-insensitive regex; literal spaces in a rule match one space."""
+    body = _WHITESPACE.sub(" ", expanded_rule.strip())
+    return re.compile(r"(?<!\w)(?:" + body + r")(?!\w)", _FLAGS)
+
+
+def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, str]]:
+    """(pattern, start, end, context) for every English hit, offsets into `text`."""
+    full = normalise(text)
+    stripped = full.rewrite(_NEGATOR_RE, lambda m: "")
+    found: list[tuple[Pattern, int, int, str]] = []
+    for pattern in patterns:
+        spans: list[tuple[int, int]] = []
+        for match in pattern.compiled.finditer(full.text):
+            if match.end() == match.start():
+                continue
+            start, end = full.original_span(*match.span())
+            spans.append((start, end))
+            found.append((pattern, start, end, _context(full.text, match.start())))
+        for match in pattern.compiled.finditer(stripped.text):
+            if match.end() == match.start():
+                continue
+            start, end = stripped.original_span(*match.span())
+            if not any(start < e and s < end for s, e in spans):
+                found.append((pattern, start, end, CONTEXT_NEGATED))
+    return found
+
+
+def _context(normalised: str, hit_start: int) -> str:
+    prefix = normalised[:hit_start]
+    if _negated_by_prefix(prefix):
+        return CONTEXT_NEGATED
+    if _reported_by_prefix(prefix):
+        return CONTEXT_REPORTED
+    return CONTEXT_DIRECT
+
+
+def _negated_by_prefix(prefix: str) -> bool:
+    clause = _CLAUSE_BREAK.split(prefix)[-1]
+    words = [w.lower() for w in _WORD.findall(clause)]
+    window = words[-_NEGATION_WINDOW:]
+    for offset, word in enumerate(window):
+        following = window[offset + 1] if offset + 1 < len(window) else None
+        if word in _NEGATOR_WORDS and following not in _NOT_A_DENIAL:
+            return True
+    return False
+
+
+def _reported_by_prefix(prefix: str) -> bool:
+    """True when the sentence so far attributes the words to someone other than I/we."""
+    sentence = _SENTENCE_BREAK.split(prefix)[-1]
+    if _ACCORDING_TO.search(sentence):
+        return True
+    verbs = list(_REPORTING_VERB.finditer(sentence))
+    if not verbs:
+        return False
+    before = [w.lower() for w in _WORD.findall(sentence[: verbs[-1].start()])]
+    while before and before[-1] in _BETWEEN_SUBJECT_AND_VERB:
+        before.pop()
+    # "I told you I'll kill you" is the speaker's own threat, repeated.
+    return not (before and before[-1] in _FIRST_PERSON)

@@ -1,0 +1,205 @@
+"""Korean matching: regexes over a morpheme sequence from the Kiwi analyser.
+
+Korean glues particles and endings onto stems ("죽여버릴 거야" = 죽이 + 어 + 버리 + ㄹ
++ 거 + 이 + 야), so rules are written against the morpheme sequence, rendered as
+" 죽이/VV 어/EC 버리/VX ㄹ/ETM 거/NNB 이/VCP 야/EF ". A rule is a regex over that
+line whose tokens are "form/TAG" separated by single spaces. Offsets of a hit come
+from the morphemes' own offsets, so they point into the original text.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from .model import CONTEXT_DIRECT, CONTEXT_NEGATED, CONTEXT_REPORTED, Pattern
+
+# Kiwi writes final consonants of endings as conjoining jamo (U+11A8..U+11C2: "ᆯ");
+# people type compatibility jamo ("ㄹ"). Rules and tokens both use the typed form.
+_JONGSEONG = "".join(chr(c) for c in range(0x11A8, 0x11C3))
+_COMPAT = "ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
+_JAMO_TO_COMPAT = str.maketrans(_JONGSEONG, _COMPAT)
+
+_QUOTE_TAG = "QUOT"  # marker split off a quotative ending: 죽인다고 -> ㄴ다/EF + 고/QUOT
+_QUOTATIVE_TAGS = {_QUOTE_TAG, "JKQ"}
+# -다고/-라고/-자고/-냐고, -다며/-다면서 (quoting), -ㄴ대 (contracted "-다고 해").
+_QUOTATIVE_ENDING = re.compile(r"^(.*(?:다|라|자|냐))(고|며|면서)$")
+_CONTRACTED_QUOTE = re.compile(r"^(ㄴ|는)?대$")
+
+_NEGATOR_ADVERBS = {"안", "못"}
+_NEGATOR_TAG = "NEG"
+_NEGATOR_AUXILIARIES = {"않", "못하", "말"}  # after -지: 죽이지 않아 / 못해 / 마
+_NEGATED_INTENT_NOUNS = {"리", "생각", "일", "마음", "수", "적", "의도"}  # 죽일 리 없어
+_NEGATION_LOOKAHEAD = 3
+_REPORT_LOOKAHEAD = 4
+_SENTENCE_END_TAGS = {"SF"}
+
+_kiwi = None
+_kiwi_lock = threading.Lock()
+
+
+def kiwi():
+    """The process-wide analyser (building one takes over a second)."""
+    global _kiwi
+    with _kiwi_lock:
+        if _kiwi is None:
+            from kiwipiepy import Kiwi
+
+            _kiwi = Kiwi()
+        return _kiwi
+
+
+@dataclass(frozen=True)
+class Morpheme:
+    form: str
+    tag: str
+    start: int
+    end: int
+
+    @property
+    def item(self) -> str:
+        return f"{self.form}/{self.tag}"
+
+
+def normalise_rule_text(rule: str) -> str:
+    return rule.translate(_JAMO_TO_COMPAT)
+
+
+def compile_rule(expanded_rule: str) -> re.Pattern:
+    """A rule must start and end on morpheme boundaries of the rendered line."""
+    body = re.sub(r"\s+", " ", normalise_rule_text(expanded_rule).strip())
+    return re.compile(r"(?<= )(?:" + body + r")(?= )")
+
+
+def analyse(text: str) -> list[Morpheme]:
+    morphemes: list[Morpheme] = []
+    for token in kiwi().tokenize(text):
+        form = re.sub(r"\s", "_", token.form.translate(_JAMO_TO_COMPAT))
+        tag = str(token.tag).split("-")[0]  # VV-I / VV-R (irregular) -> VV
+        if tag == "MAG" and form in _NEGATOR_ADVERBS:
+            # Own tag, so a rule's "any adverb" slot ({{T}}/MAG) cannot swallow 안/못;
+            # a rule that means negation (가만 안 둔다) writes 안/NEG.
+            tag = _NEGATOR_TAG
+        morphemes.extend(_split_quotative(form, tag, token.start, token.start + token.len))
+    return morphemes
+
+
+def _split_quotative(form: str, tag: str, start: int, end: int) -> list[Morpheme]:
+    """Split a quoting ending so the quoted clause keeps its own final ending."""
+    if tag in ("EC", "EF"):
+        quoted = _QUOTATIVE_ENDING.match(form)
+        contracted = _CONTRACTED_QUOTE.match(form) if tag == "EF" else None
+        if quoted:
+            base, marker = quoted.group(1), quoted.group(2)
+        elif contracted:
+            base, marker = (contracted.group(1) or "") + "다", "대"
+        else:
+            return [Morpheme(form, tag, start, end)]
+        cut = max(start, end - len(marker))
+        return [Morpheme(base, "EF", start, cut), Morpheme(marker, _QUOTE_TAG, cut, end)]
+    return [Morpheme(form, tag, start, end)]
+
+
+class _Rendered:
+    """The morphemes as one line (" a/T b/T ... ") and where each one begins in it."""
+
+    def __init__(self, morphemes: list[Morpheme]):
+        self.morphemes = morphemes
+        self.offsets: list[int] = []
+        parts = [" "]
+        length = 1
+        for morpheme in morphemes:
+            self.offsets.append(length)
+            parts.append(morpheme.item + " ")
+            length += len(morpheme.item) + 1
+        self.line = "".join(parts)
+
+    def morpheme_range(self, match: re.Match) -> tuple[int, int]:
+        first = bisect_right(self.offsets, match.start()) - 1
+        last = bisect_right(self.offsets, match.end() - 1) - 1
+        return first, last
+
+
+def _without_negators(morphemes: list[Morpheme]) -> list[Morpheme]:
+    kept: list[Morpheme] = []
+    skip_next = False
+    for index, morpheme in enumerate(morphemes):
+        if skip_next:
+            skip_next = False
+            continue
+        following = morphemes[index + 1] if index + 1 < len(morphemes) else None
+        if morpheme.tag == _NEGATOR_TAG:
+            continue
+        if (morpheme.form == "지" and morpheme.tag == "EC" and following is not None
+                and following.tag == "VX" and following.form in _NEGATOR_AUXILIARIES):
+            skip_next = True
+            continue
+        kept.append(morpheme)
+    return kept
+
+
+def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, str]]:
+    """(pattern, start, end, context) for every Korean hit, offsets into `text`."""
+    morphemes = analyse(text)
+    full = _Rendered(morphemes)
+    stripped = _Rendered(_without_negators(morphemes))
+    found: list[tuple[Pattern, int, int, str]] = []
+    for pattern in patterns:
+        spans: list[tuple[int, int]] = []
+        for match in pattern.compiled.finditer(full.line):
+            first, last = full.morpheme_range(match)
+            start, end = _span(morphemes[first:last + 1])
+            spans.append((start, end))
+            found.append((pattern, start, end, _context(morphemes, first, last)))
+        # A hit that needs the negator gone (죽이지 않을 거야 -> 죽이 을 거야) is negated.
+        for match in pattern.compiled.finditer(stripped.line):
+            first, last = stripped.morpheme_range(match)
+            start, end = _span(stripped.morphemes[first:last + 1])
+            if not any(start < e and s < end for s, e in spans):
+                found.append((pattern, start, end, CONTEXT_NEGATED))
+    return found
+
+
+def _span(morphemes: list[Morpheme]) -> tuple[int, int]:
+    return min(m.start for m in morphemes), max(m.end for m in morphemes)
+
+
+def _context(morphemes: list[Morpheme], first: int, last: int) -> str:
+    if _negated_around(morphemes, first, last):
+        return CONTEXT_NEGATED
+    if _quoted_after(morphemes, last):
+        return CONTEXT_REPORTED
+    return CONTEXT_DIRECT
+
+
+def _negated_around(morphemes: list[Morpheme], first: int, last: int) -> bool:
+    # 안 죽여 / 절대 안 죽여: the negating adverb sits right before the predicate.
+    before = morphemes[max(0, first - 2):first]
+    if before and before[-1].tag == _NEGATOR_TAG:
+        return True
+    if len(before) == 2 and before[1].tag == "MAG" and before[0].tag == _NEGATOR_TAG:
+        return True
+    after = morphemes[last + 1:last + 1 + _NEGATION_LOOKAHEAD]
+    forms = [(m.form, m.tag) for m in after]
+    # 죽이지 않아 / 죽이지 마 / 때리지 못해
+    if len(forms) >= 2 and forms[0] == ("지", "EC") and (
+            (forms[1][1] == "VX" and forms[1][0] in _NEGATOR_AUXILIARIES)
+            or forms[1] == ("못", _NEGATOR_TAG)):
+        return True
+    # 죽일 리가 없어 / 죽일 생각 없어 / 때릴 수 없어
+    if forms and forms[0][0] in _NEGATED_INTENT_NOUNS and forms[0][1].startswith("NN"):
+        rest = [f for f in forms[1:] if not f[1].startswith("J")]
+        if rest and rest[0] == ("없", "VA"):
+            return True
+    return False
+
+
+def _quoted_after(morphemes: list[Morpheme], last: int) -> bool:
+    """죽인다고 했어 / 죽일 거라고 / "죽여버린다"라고: the words are someone else's."""
+    for morpheme in morphemes[last + 1:last + 1 + _REPORT_LOOKAHEAD]:
+        if morpheme.tag in _SENTENCE_END_TAGS:
+            return False
+        if morpheme.tag in _QUOTATIVE_TAGS:
+            return True
+    return False

@@ -1,0 +1,167 @@
+"""Read the pattern database directory: YAML files checked against schema.json.
+
+Layout of the directory:
+  manifest.yaml   version of the database and the rule macros, per language
+  schema.json     JSON Schema of the manifest ($defs.manifest) and of pattern files
+  *.yaml          pattern files, each {"patterns": [...]}
+
+Every problem is reported as a PatternDatabaseError naming the file and line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from . import english, korean
+from .model import Pattern, PatternDatabaseError
+from .yaml_lines import LocatedDocument, load_located_yaml
+
+DEFAULT_DATABASE_DIR = Path(__file__).resolve().parents[2] / "config" / "patterns"
+MANIFEST_NAME = "manifest.yaml"
+SCHEMA_NAME = "schema.json"
+_MACRO = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_MAX_MACRO_DEPTH = 8
+_RULE_KEY = {"en": "regex", "ko": "morphs"}
+_COMPILERS = {"en": english.compile_rule, "ko": korean.compile_rule}
+
+
+class LoadedFiles:
+    """What load_database read: the manifest, the pattern files, and their hash."""
+
+    def __init__(self, version: str, patterns: list[Pattern], sha256: str, files: list[Path]):
+        self.version = version
+        self.patterns = patterns
+        self.sha256 = sha256
+        self.files = files
+
+
+def read_database(directory: Path) -> LoadedFiles:
+    if not directory.is_dir():
+        raise PatternDatabaseError(directory, None, "pattern database directory not found")
+    schema_file = directory / SCHEMA_NAME
+    if not schema_file.is_file():
+        schema_file = DEFAULT_DATABASE_DIR / SCHEMA_NAME
+    manifest_file = directory / MANIFEST_NAME
+    if not manifest_file.is_file():
+        raise PatternDatabaseError(manifest_file, None, "manifest.yaml is missing")
+    pattern_files = sorted(p for p in directory.glob("*.yaml") if p.name != MANIFEST_NAME)
+    if not pattern_files:
+        raise PatternDatabaseError(directory, None, "no pattern files (*.yaml) found")
+
+    all_files = sorted([schema_file, manifest_file, *pattern_files], key=lambda p: p.name)
+    raw = {path: _read_bytes(path) for path in all_files}
+    digest = hashlib.sha256()
+    for path in all_files:  # chain of custody: bytes of every file, sorted by name
+        digest.update(raw[path])
+
+    schema = _load_schema(schema_file, raw[schema_file])
+    manifest = load_located_yaml(manifest_file, raw[manifest_file])
+    _validate(manifest, schema, "manifest")
+    macros = manifest.data.get("macros", {})
+
+    patterns: list[Pattern] = []
+    first_seen: dict[str, str] = {}
+    for path in pattern_files:
+        document = load_located_yaml(path, raw[path])
+        _validate(document, schema, "pattern_file")
+        for index, entry in enumerate(document.data["patterns"]):
+            pattern = _build_pattern(document, index, entry, macros)
+            if pattern.id in first_seen:
+                raise document.error(("patterns", index, "id"),
+                                     f"duplicate pattern id {pattern.id!r} "
+                                     f"(first defined at {first_seen[pattern.id]})")
+            first_seen[pattern.id] = f"{path}:{pattern.line}"
+            patterns.append(pattern)
+    return LoadedFiles(str(manifest.data["version"]), patterns, digest.hexdigest(), all_files)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PatternDatabaseError(path, None, f"cannot read file ({exc.strerror})") from exc
+
+
+def _load_schema(path: Path, raw: bytes) -> dict:
+    try:
+        schema = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise PatternDatabaseError(path, line, f"invalid JSON schema file: {exc}") from exc
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise PatternDatabaseError(path, None, f"not a valid JSON Schema: {exc.message}") from exc
+    return schema
+
+
+def _validate(document: LocatedDocument, schema: dict, definition: str) -> None:
+    subschema = {"$ref": f"#/$defs/{definition}", "$defs": schema.get("$defs", {})}
+    validator = jsonschema.Draft202012Validator(subschema)
+    errors = list(validator.iter_errors(document.data))
+    if not errors:
+        return
+    # Report the first problem in file order; among errors on that line, the most
+    # specific one (best_match prefers deep, non-combinator errors).
+    first_line = min(document.line_of(e.absolute_path) for e in errors)
+    error = best_match(e for e in errors if document.line_of(e.absolute_path) == first_line)
+    where = _json_path(error.absolute_path)
+    raise document.error(error.absolute_path,
+                         f"schema violation at {where}: {error.message}")
+
+
+def _json_path(path) -> str:
+    text = "$"
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _build_pattern(document: LocatedDocument, index: int, entry: dict, macros: dict) -> Pattern:
+    language, category, pattern_id = entry["language"], entry["category"], entry["id"]
+    prefix = f"{language}.{category}."
+    if not pattern_id.startswith(prefix):
+        raise document.error(("patterns", index, "id"),
+                             f"pattern id {pattern_id!r} must start with {prefix!r} "
+                             f"(its language and category)")
+    rule_key = _RULE_KEY[language]
+    rule_path = ("patterns", index, "match", rule_key)
+    rule = entry["match"][rule_key]
+    expanded = _expand_macros(document, rule_path, rule, macros.get(language, {}))
+    try:
+        compiled = _COMPILERS[language](expanded)
+    except re.error as exc:
+        raise document.error(rule_path, f"pattern {pattern_id!r}: invalid rule regex ({exc})") \
+            from exc
+    return Pattern(
+        id=pattern_id,
+        category=category,
+        severity=entry["severity"],
+        description=entry["description"],
+        language=language,
+        rule=rule,
+        compiled=compiled,
+        positive_examples=tuple(entry["examples"]["positive"]),
+        negative_examples=tuple(entry["examples"]["negative"]),
+        source_file=document.file,
+        line=document.line_of(("patterns", index)),
+    )
+
+
+def _expand_macros(document: LocatedDocument, path, rule: str, macros: dict) -> str:
+    expanded = rule
+    for _ in range(_MAX_MACRO_DEPTH):
+        names = _MACRO.findall(expanded)
+        if not names:
+            return expanded
+        unknown = sorted(set(n for n in names if n not in macros))
+        if unknown:
+            raise document.error(path, f"unknown macro {{{{{unknown[0]}}}}} "
+                                       f"(defined in manifest.yaml: {sorted(macros)})")
+        expanded = _MACRO.sub(lambda m: "(?:" + macros[m.group(1)] + ")", expanded)
+    raise document.error(path, "macros nest too deeply (a macro refers to itself?)")
