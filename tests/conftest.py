@@ -94,10 +94,13 @@ def daemon_process(runtime_dir, tiny_model):
 def run_snakemake(results: Path, case: Path, tiny_model: Path, *extra: str, check: bool = True,
                   popen: bool = False, **daemon):
     """``snakemake --profile profiles/local`` over ``case``, exactly as a user runs it."""
-    cfg = daemon_overrides(tiny_model, **daemon)
+    # Nested settings go in an extra --configfile (merged over config/config.yaml): Snakemake's
+    # --config key=value only types flat values.
+    overrides = results.parent / f"{results.name}-overrides.yaml"
+    overrides.write_text(json.dumps(daemon_overrides(tiny_model, **daemon)))
     cmd = [str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv/bin/snakemake").exists() else "snakemake",
-           "--profile", "profiles/local", "--config", f"case_dir={case}", f"results_dir={results}",
-           f"models={json.dumps(cfg['models'])}", f"daemon={json.dumps(cfg['daemon'])}", *extra]
+           "--profile", "profiles/local", "--configfile", str(overrides),
+           "--config", f"case_dir={case}", f"results_dir={results}", *extra]
     if popen:
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, text=True)

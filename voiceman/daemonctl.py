@@ -112,9 +112,18 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
         raise DaemonError(f"no voiceman daemon answering at {client.endpoint} and daemon.autostart is false")
     log_file = results_dir / "logs" / "daemon.log"
     proc = start_detached(config, log_file)
-    wait_until_answering(client, proc, float(config["daemon"]["start_timeout_s"]), log_file)
+    timeout_s = float(config["daemon"]["start_timeout_s"])
+    wait_until_answering(client, proc, timeout_s, log_file)
     write_json(owner_file, {"owner_pid": os.getpid(), "daemon_pid": proc.pid, "endpoint": client.endpoint,
                             "log": str(log_file)})
+    # Wait for the models too: a model that cannot load should stop the run here, once, with
+    # its reason — not fail every file of the case one by one.
+    status = wait_until_ready(client, timeout_s)
+    if status.get("load_errors"):
+        stop(client)
+        owner_file.unlink(missing_ok=True)
+        errors = "; ".join(status["load_errors"].values())
+        raise DaemonError(f"the daemon started for this run could not load its models: {errors} (log: {log_file})")
     return f"started a daemon (pid {proc.pid}) at {client.endpoint} for this run; log: {log_file}"
 
 

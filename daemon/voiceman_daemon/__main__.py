@@ -16,7 +16,7 @@ from pathlib import Path
 from voiceman import runtime
 from voiceman.config import ConfigError, asr_model_options, load_config
 
-from .asr import load_asr
+from .asr import import_backend, load_asr
 from .registry import ModelRegistry, ModelSpec
 from .server import DaemonServer
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voiceman-daemon: {exc}", file=sys.stderr)
         return 2
     endpoint = runtime.resolve_endpoint(args.endpoint or config["daemon"]["endpoint"])
+    import_backend()
     server = build_server(config, endpoint)
     pid_file = runtime.pid_file()
     pid_file.write_text(f"{os.getpid()}\n")

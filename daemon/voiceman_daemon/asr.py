@@ -146,5 +146,12 @@ class WhisperXASR:
         return segments, info.language, round(float(info.language_probability), 4)
 
 
+def import_backend() -> None:
+    """Import torch/whisperx up front.  Loading their native libraries holds the GIL for
+    seconds; done before the socket is bound, it cannot stall request handling."""
+    import torch  # noqa: F401
+    import whisperx  # noqa: F401
+
+
 def load_asr(spec: ModelSpec) -> WhisperXASR:
     return WhisperXASR(spec)

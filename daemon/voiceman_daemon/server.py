@@ -160,6 +160,7 @@ class DaemonServer:
             self._send(sock, identity, protocol.error_reply(request, str(exc), scope="daemon"))
             return
         job = Job(identity, request, handler, spec)
+        log.info("accepted %s %s (%s)", request.msg_type, request.msg_id[:8], request.content.get("audio_path"))
         self._in_flight[request.msg_id] = (identity, request)
         # Acknowledge at once: the client now knows a daemon holds its request.
         self._send(sock, identity, request.reply(protocol.HEARTBEAT, state="accepted"))
