@@ -68,11 +68,21 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return validate(config, source=str(path))
 
 
-def asr_model_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The ASR section with a relative local model path made absolute (the daemon may run
-    from another working directory than the rule jobs)."""
-    asr = dict(config["models"]["asr"])
-    candidate = Path(asr["id"])
-    if candidate.is_dir():
-        asr["id"] = str(candidate.resolve())
-    return asr
+MODEL_KINDS = ("asr", "ser_dimensional", "ser_categorical")
+
+
+def model_options(config: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """A model section with a relative local path made absolute (the daemon may run from
+    another working directory than the rule jobs); None when the model is not configured."""
+    section = dict(config["models"].get(kind) or {})
+    if not section.get("id"):
+        return None
+    if Path(section["id"]).is_dir():
+        section["id"] = str(Path(section["id"]).resolve())
+    return section
+
+
+def model_request(config: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """What a rule names in its request: the model id/revision it expects the daemon to hold."""
+    section = model_options(config, kind)
+    return {"id": section["id"], "revision": section.get("revision")} if section else None

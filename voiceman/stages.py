@@ -17,6 +17,7 @@ import voiceman
 
 from .audio import AudioDecodeError, decode
 from .client import DaemonClient, RequestFailed
+from .config import model_request
 from .hashing import sha256_file, sha256_json
 
 
@@ -58,9 +59,8 @@ def ingest(audio_path: str | Path) -> dict[str, Any]:
 def asr_request(config: dict[str, Any]) -> dict[str, Any]:
     """What the transcribe rule asks of the daemon: the model it expects and the options."""
     asr = config["models"]["asr"]
-    model_id = str(Path(asr["id"]).resolve()) if Path(asr["id"]).is_dir() else asr["id"]
     return {
-        "model": {"id": model_id, "revision": asr.get("revision")},
+        "models": {"asr": model_request(config, "asr")},
         "options": {"language": asr.get("language"), "word_timestamps": asr["word_timestamps"],
                     "batch_size": asr["batch_size"]},
     }

@@ -14,21 +14,32 @@ import sys
 from pathlib import Path
 
 from voiceman import runtime
-from voiceman.config import ConfigError, asr_model_options, load_config
+from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
 
 from .asr import import_backend, load_asr
 from .registry import ModelRegistry, ModelSpec
+from .ser_backend import load_ser_categorical, load_ser_dimensional
 from .server import DaemonServer
+
+LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical}
 
 
 def build_server(config: dict, endpoint: str) -> DaemonServer:
-    registry = ModelRegistry({"asr": load_asr})
-    specs = {"asr": ModelSpec.from_dict("asr", asr_model_options(config))}
+    registry = ModelRegistry(LOADERS)
+    specs = {}
+    for kind in MODEL_KINDS:
+        options = model_options(config, kind)
+        if options:
+            specs[kind] = ModelSpec.from_dict(kind, options)
+    # E1: every configured model is loaded and warmed up at start, not on the first file.
+    # A configured SER directory that does not exist is not preloaded: the SER rule reports
+    # "not analysed: no model at <path>" for it instead of failing the whole run.
+    preload = [k for k, spec in specs.items() if k == "asr" or Path(spec.id).is_dir()]
     return DaemonServer(
         endpoint=endpoint,
         registry=registry,
         default_specs=specs,
-        preload=["asr"],  # E1: load and warm up at start, not on the first file
+        preload=preload,
         heartbeat_interval_s=float(config["daemon"]["heartbeat_interval_s"]),
     )
 

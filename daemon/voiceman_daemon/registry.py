@@ -76,7 +76,9 @@ class ModelStats:
 
 
 class ModelLoadError(RuntimeError):
-    pass
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 class ModelRegistry:
@@ -93,7 +95,7 @@ class ModelRegistry:
 
     def get(self, spec: ModelSpec) -> LoadedModel:
         if spec.kind not in self._loaders:
-            raise ModelLoadError(f"this daemon has no loader for model kind '{spec.kind}'")
+            raise ModelLoadError(spec.kind, f"this daemon has no loader for model kind '{spec.kind}'")
         with self._lock:
             held = self._models.get(spec.kind)
             if held is not None and held.spec.identity() == spec.identity():
@@ -108,7 +110,7 @@ class ModelRegistry:
             except Exception as exc:
                 stats.load_failures += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"
-                raise ModelLoadError(f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
+                raise ModelLoadError(spec.kind, f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
             stats.loads += 1
             stats.load_s += time.perf_counter() - started
             stats.loaded = True

@@ -35,7 +35,7 @@ class Job:
     identity: bytes
     request: Message
     handler: Handler
-    spec: ModelSpec
+    specs: dict[str, ModelSpec]
     payload: Any = None
     accepted: float = field(default_factory=time.monotonic)
     prepared: float = 0.0
@@ -154,26 +154,36 @@ class DaemonServer:
         counters = self._counters.setdefault(request.msg_type, RequestCounters())
         counters.accepted += 1
         try:
-            spec = self._spec_for(handler.model_kind, request.content.get("model"))
+            specs = self._specs_for(handler, request.content.get("models"))
         except ValueError as exc:
             counters.failed += 1
             self._send(sock, identity, protocol.error_reply(request, str(exc), scope="daemon"))
             return
-        job = Job(identity, request, handler, spec)
+        job = Job(identity, request, handler, specs)
         log.info("accepted %s %s (%s)", request.msg_type, request.msg_id[:8], request.content.get("audio_path"))
         self._in_flight[request.msg_id] = (identity, request)
         # Acknowledge at once: the client now knows a daemon holds its request.
         self._send(sock, identity, request.reply(protocol.HEARTBEAT, state="accepted"))
         self._io_pool.submit(self._prepare, job)
 
-    def _spec_for(self, kind: str, requested: dict[str, Any] | None) -> ModelSpec:
-        default = self.default_specs.get(kind)
-        if not requested:
-            if default is None:
-                raise ValueError(f"no {kind} model configured in the daemon and none named in the request")
-            return default
-        options = default.options if default else ()
-        return ModelSpec(kind=kind, id=str(requested["id"]), revision=requested.get("revision"), options=options)
+    def _specs_for(self, handler: Handler, requested: dict[str, Any] | None) -> dict[str, ModelSpec]:
+        """The models a request needs: those it names (id/revision; load options stay the
+        daemon's), else the daemon's configured defaults for the handler's kinds."""
+        if requested:
+            unknown = set(requested) - set(handler.model_kinds)
+            if unknown:
+                raise ValueError(f"{handler.name} cannot use model kinds {sorted(unknown)}")
+            specs = {}
+            for kind, want in requested.items():
+                default = self.default_specs.get(kind)
+                specs[kind] = ModelSpec(kind=kind, id=str(want["id"]), revision=want.get("revision"),
+                                        options=default.options if default else ())
+            return specs
+        specs = {kind: self.default_specs[kind] for kind in handler.model_kinds if kind in self.default_specs}
+        if not specs:
+            raise ValueError(f"no {'/'.join(handler.model_kinds)} model configured in the daemon "
+                             f"and none named in the request")
+        return specs
 
     def _flush_outbox(self, sock: zmq.Socket) -> None:
         while True:
@@ -267,17 +277,18 @@ class DaemonServer:
 
     def _run(self, job: Job) -> None:
         try:
-            model = self.registry.get(job.spec)
-            self._load_errors.pop(job.spec.kind, None)
+            models = {kind: self.registry.get(spec) for kind, spec in job.specs.items()}
+            for kind in models:
+                self._load_errors.pop(kind, None)
         except ModelLoadError as exc:
-            self._load_errors[job.spec.kind] = str(exc)
+            self._load_errors[exc.kind] = str(exc)
             self._outbox.put((job.identity, protocol.error_reply(job.request, str(exc), scope="daemon"),
                               job.request.msg_type, False))
             return
         started = time.monotonic()
         ok = False
         try:
-            result = job.handler.run(model, job.payload, job.request.content)
+            result = job.handler.run(models, job.payload, job.request.content)
             result["timings"] = {
                 "queue_s": round(started - job.prepared, 3),
                 "prepare_s": round(job.prepared - job.accepted, 3),
@@ -290,7 +301,8 @@ class DaemonServer:
             reply = protocol.error_reply(job.request, f"{type(exc).__name__}: {exc}", scope="request")
         finally:
             job.payload = None  # drop the decoded audio now, not when the job is collected
-        self.registry.record_request(job.spec.kind, time.monotonic() - started, ok)
+        for kind in job.specs:
+            self.registry.record_request(kind, time.monotonic() - started, ok)
         self._outbox.put((job.identity, reply, job.request.msg_type, ok))
 
     def _shutdown_workers(self) -> None:
