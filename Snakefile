@@ -13,12 +13,14 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/transcribe.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         case=f"{RESULTS}/case.json",
+        html=f"{RESULTS}/case.html",
 
 
 onstart:

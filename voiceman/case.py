@@ -41,6 +41,8 @@ def summarize(reports: dict[str, dict[str, Any]], report_paths: dict[str, str], 
             "report": report_paths[name] if done else None,
             "input_sha256": rep.get("custody", {}).get("input_sha256_before"),
             "duration_s": rep.get("duration_s"),
+            "file_score": (rep.get("file_score") or {}).get("score"),
+            "flagged_segments": (rep.get("summary") or {}).get("flagged_segments"),
         })
     return {
         "case_dir": str(Path(case_dir).resolve()),

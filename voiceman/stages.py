@@ -1,4 +1,5 @@
-"""The logic behind the skeleton's rule scripts (ingest, transcribe, report).
+"""The logic behind the first rule scripts (ingest, transcribe) and the failure records
+every stage shares.
 
 Failure records pass downstream: when a file cannot be decoded (or the daemon rejects it as
 input), each later stage writes a record that carries the reason instead of results, so the
@@ -13,16 +14,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import voiceman
-
 from .audio import AudioDecodeError, decode
 from .client import DaemonClient, RequestFailed
 from .config import model_request
-from .hashing import sha256_file, sha256_json
+from .hashing import sha256_file
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    """ISO 8601 UTC with milliseconds and a trailing Z (the report schema's format)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def failed(stage: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -79,42 +79,5 @@ def transcribe(client: DaemonClient, meta: dict[str, Any], request: dict[str, An
             raise  # the daemon cannot serve anyone: not this file's fault
         return {"file": meta["file"], **failed("transcribe", exc.reason), "started_utc": started,
                 "finished_utc": utc_now()}
-    return {"file": meta["file"], "status": "ok", "started_utc": started, "finished_utc": utc_now(), **result}
-
-
-def build_report(meta: dict[str, Any], transcript: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Per-file report with the chain of custody.  The input is hashed again here: equal to
-    the ingest hash proves the evidence was not modified during analysis."""
-    after = sha256_file(meta["path"]) if Path(meta["path"]).is_file() else None
-    custody = {
-        "input_path": meta["path"],
-        "input_sha256_before": meta.get("sha256"),
-        "input_sha256_after": after,
-        "input_unchanged": after is not None and after == meta.get("sha256"),
-        "models": [transcript["model"]] if transcript.get("model") else [],
-        "config_sha256": sha256_json(config),
-        "software_version": voiceman.__version__,
-        "started_utc": meta.get("started_utc"),
-        "finished_utc": utc_now(),
-    }
-    report: dict[str, Any] = {"file": meta["file"], "custody": custody}
-    failure = upstream_failure(meta, transcript)
-    if failure:
-        return {**report, **failure}
-    if not custody["input_unchanged"]:
-        return {**report, **failed("report", f"{meta['file']}: input changed during analysis "
-                                              f"(sha256 {meta.get('sha256')} -> {after})")}
-    return {
-        **report,
-        "status": "done",
-        "reason": None,
-        "duration_s": meta["duration_s"],
-        "audio": meta["audio"],
-        "language": transcript.get("language"),
-        "segments": transcript["segments"],
-        "times": {
-            "ingest": {"started_utc": meta["started_utc"], "finished_utc": meta["finished_utc"]},
-            "transcribe": {"started_utc": transcript["started_utc"], "finished_utc": transcript["finished_utc"],
-                           **transcript.get("timings", {})},
-        },
-    }
+    return {"file": meta["file"], "audio_path": meta["path"], "status": "ok", "started_utc": started,
+            "finished_utc": utc_now(), **result}

@@ -15,6 +15,8 @@ RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
 CASE_FILES, IGNORED_FILES = vm_case.discover(CASE_DIR, config["audio_extensions"])
 CONFIG_SHA256 = sha256_json(config)
+# The pattern database is an input of the patterns rule: editing it re-scans every file.
+PATTERN_DB_FILES = sorted(str(p) for p in Path(workflow.basedir, "config", "patterns").glob("*.*"))
 
 
 wildcard_constraints:

@@ -1,10 +1,14 @@
 rule report:
-    """Per-file report with the chain of custody (input hashed again, models, config hash)."""
+    """Per-file forensic report: cross-check, explained scores, chain of custody; JSON + HTML."""
     input:
         meta=rules.ingest.output.meta,
         transcript=rules.transcribe.output.transcript,
+        emotion=rules.ser.output.emotion,
+        features=rules.voice.output.features,
+        hits=rules.patterns.output.hits,
     output:
         report=f"{RESULTS}/report/{{file}}.json",
+        html=f"{RESULTS}/report/{{file}}.html",
     log:
         f"{RESULTS}/logs/report/{{file}}.log",
     script:
@@ -12,11 +16,12 @@ rule report:
 
 
 rule case_summary:
-    """case.json: every recording with its status (done / failed and why)."""
+    """case.json + case.html: every recording with its status (done / failed and why) and score."""
     input:
         reports=per_file("report"),
     output:
         case=f"{RESULTS}/case.json",
+        html=f"{RESULTS}/case.html",
     params:
         names=CASE_FILES,
         ignored=IGNORED_FILES,

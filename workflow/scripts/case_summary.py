@@ -1,5 +1,6 @@
 import voiceman
 from voiceman import atomic, case
+from voiceman.htmlreport import render_case_report
 from voiceman.rulekit import rule_logging
 
 with rule_logging(snakemake):
@@ -8,3 +9,4 @@ with rule_logging(snakemake):
     summary = case.summarize(reports, paths, snakemake.params.ignored, snakemake.config["case_dir"],
                              snakemake.params.config_sha256, voiceman.__version__)
     atomic.write_json(snakemake.output.case, summary)
+    atomic.write_text(snakemake.output.html, render_case_report(summary))

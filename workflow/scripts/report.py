@@ -1,7 +1,10 @@
-from voiceman import atomic, stages
+from voiceman import analysis, atomic
+from voiceman.htmlreport import render_file_report
 from voiceman.rulekit import rule_logging
 
 with rule_logging(snakemake):
-    meta = atomic.read_json(snakemake.input.meta)
-    transcript = atomic.read_json(snakemake.input.transcript)
-    atomic.write_json(snakemake.output.report, stages.build_report(meta, transcript, snakemake.config))
+    parts = {name: atomic.read_json(path) for name, path in snakemake.input.items()}
+    report = analysis.build_report(parts["meta"], parts["transcript"], parts["emotion"], parts["features"],
+                                   parts["hits"], snakemake.config)
+    atomic.write_json(snakemake.output.report, report)
+    atomic.write_text(snakemake.output.html, render_file_report(report))

@@ -1,0 +1,154 @@
+"""The forensic-analysis stages behind the rule scripts: SER (via the daemon), voice stress
+features and crime-language patterns (CPU, in the rule job), and the per-file report.
+
+Every stage passes an upstream failure on unchanged (see stages.upstream_failure), and none
+invents a value: a model that is not there gives "not analysed: <why>", per segment.
+"""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import voiceman
+
+from .audio import SAMPLE_RATE, decode
+from .client import DaemonClient, RequestFailed
+from .config import model_request
+from .hashing import sha256_file, sha256_json
+from .stages import failed, upstream_failure, utc_now
+
+SER_KINDS = ("ser_dimensional", "ser_categorical")
+
+
+def ser_models_available(config: dict[str, Any]) -> tuple[dict[str, dict], list[str]]:
+    """(models to request, reasons for those that cannot be used)."""
+    wanted, missing = {}, []
+    for kind in SER_KINDS:
+        req = model_request(config, kind)
+        if req is None:
+            missing.append(f"{kind}: no model configured (models.{kind}.id)")
+        elif not Path(req["id"]).is_dir():
+            missing.append(f"{kind}: no model at {req['id']}")
+        else:
+            wanted[kind] = req
+    return wanted, missing
+
+
+def emotion(client: DaemonClient, transcript: dict[str, Any], config: dict[str, Any],
+            deadline_s: float) -> dict[str, Any]:
+    failure = upstream_failure(transcript)
+    if failure:
+        return {"file": transcript["file"], **failure}
+    segments = transcript["segments"]
+    models, missing = ser_models_available(config)
+    base = {"file": transcript["file"], "status": "ok", "started_utc": utc_now(), "missing_models": missing}
+    if not models:
+        reason = "not analysed: " + "; ".join(missing)
+        return {**base, "models": [], "segments": [_not_analysed(reason) for _ in segments]}
+    batch = min(config["models"][k]["batch_size"] for k in models)
+    try:
+        reply = client.call("ser", deadline_s=deadline_s, audio_path=transcript["audio_path"],
+                            segments=[{"start": s["start"], "end": s["end"]} for s in segments],
+                            models=models, options={"batch_size": batch})
+    except RequestFailed as exc:
+        if exc.scope != "request":
+            raise
+        return {"file": transcript["file"], **failed("ser", exc.reason)}
+    devices = {m["kind"]: m.get("device") for m in reply["models"]}
+    out = []
+    for seg in reply["segments"]:
+        if seg["dimensional"] is None and seg["categorical"] is None:
+            out.append(_not_analysed("not analysed: " + "; ".join(seg["errors"] or ["no result"])))
+            continue
+        out.append({"status": "analysed", "reason": "; ".join(seg["errors"] + missing) or None,
+                    "device": devices.get("ser_dimensional") or devices.get("ser_categorical"),
+                    "dimensional": seg["dimensional"], "categorical": seg["categorical"]})
+    return {**base, "finished_utc": utc_now(), "models": reply["models"], "segments": out,
+            "timings": reply.get("timings")}
+
+
+def _not_analysed(reason: str) -> dict[str, Any]:
+    return {"status": "not_analysed", "reason": reason, "device": None, "dimensional": None, "categorical": None}
+
+
+def voice(transcript: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Praat voice-stress features per segment, the speaker baselines, and z-scores."""
+    from .voice import VoiceFeatureConfig, measure_segments, speaker_baselines, zscores
+
+    failure = upstream_failure(transcript)
+    if failure:
+        return {"file": transcript["file"], **failure}
+    vcfg = VoiceFeatureConfig.from_dict(config.get("voice"))
+    audio, _ = decode(transcript["audio_path"])
+    segments = transcript["segments"]
+    features = measure_segments(audio, SAMPLE_RATE, segments, vcfg)
+    baselines = speaker_baselines(segments, features)
+    z = zscores(features, segments, baselines)
+    return {"file": transcript["file"], "status": "ok", "config": vcfg.to_dict(),
+            "segments": [{**f.to_dict(), "z": zi} for f, zi in zip(features, z)],
+            "speakers": [b.to_dict() for b in baselines.values()]}
+
+
+def patterns(transcript: dict[str, Any], language: str = "auto") -> dict[str, Any]:
+    """Crime-language hits per segment (offsets into the segment's text)."""
+    from .patterns import load_database
+
+    failure = upstream_failure(transcript)
+    if failure:
+        return {"file": transcript["file"], **failure}
+    db = load_database()
+    lang = language if language != "auto" else {"ko": "ko", "en": "en"}.get(transcript.get("language"), "auto")
+    return {"file": transcript["file"], "status": "ok", "database": db.to_dict(), "language": lang,
+            "segments": [[h.to_dict() for h in db.scan(s["text"], lang=lang)] for s in transcript["segments"]]}
+
+
+def _model_entry(custody: dict[str, Any]) -> dict[str, Any]:
+    """A model's custody record in the report's shape (role, id, revision/path, sha256)."""
+    entry = {"role": custody.get("kind"), **{k: v for k, v in custody.items() if k != "kind"}}
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, hits: dict,
+                 config: dict[str, Any]) -> dict[str, Any]:
+    """The per-file forensic report, schema-validated, with its chain of custody.  The input
+    is hashed again here: equal to the ingest hash proves the evidence was not modified."""
+    from .forensic import assemble_file_report, load_forensic_config
+
+    after = sha256_file(meta["path"]) if Path(meta["path"]).is_file() else None
+    models = [transcript.get("model")] + list(ser.get("models") or [])
+    custody = {
+        "input_path": meta["path"],
+        "input_size_bytes": meta.get("size_bytes"),
+        "input_sha256_before": meta.get("sha256"),
+        "input_sha256_after": after,
+        "models": [_model_entry(m) for m in models if m],
+        "pattern_database": {k: hits["database"][k] for k in ("version", "sha256")} if hits.get("database") else None,
+        "config_sha256": sha256_json(config),
+        "software_version": voiceman.__version__,
+        "host": socket.gethostname(),
+        "started_utc": meta.get("started_utc"),
+        "finished_utc": utc_now(),
+    }
+    custody = {k: v for k, v in custody.items() if v is not None}
+    rules = load_forensic_config(config.get("forensic_rules"))
+    failure = upstream_failure(meta, transcript, ser, voice_features, hits)
+    if failure is None and after != meta.get("sha256"):
+        failure = failed("report", f"{meta['file']}: input changed during analysis ({meta.get('sha256')} -> {after})")
+    if failure:
+        return assemble_file_report(file=meta["file"], custody=custody, status="failed",
+                                    reason=f"{failure['failed_stage']}: {failure['reason']}", rules=rules)
+    report = assemble_file_report(
+        file=meta["file"], custody=custody, segments=transcript["segments"], emotions=ser["segments"],
+        voices=voice_features["segments"], patterns=hits["segments"], duration_s=meta["duration_s"],
+        language=transcript.get("language"), rules=rules)
+    report["speaker_baselines"] = voice_features["speakers"]
+    report["notes"] = _notes(ser, transcript)
+    return report
+
+
+def _notes(ser: dict, transcript: dict) -> list[str]:
+    notes = [f"emotion {m}" for m in ser.get("missing_models", [])]
+    if all(s.get("speaker") is None for s in transcript["segments"]):
+        notes.append("speakers not diarised: no diarization model configured (all segments 'unknown')")
+    return notes

@@ -1,0 +1,37 @@
+rule ser:
+    """Speech emotion per segment (dimensional + categorical) by the daemon's resident SER models."""
+    input:
+        transcript=rules.transcribe.output.transcript,
+    output:
+        emotion=f"{RESULTS}/ser/{{file}}.json",
+    log:
+        f"{RESULTS}/logs/ser/{{file}}.log",
+    resources:
+        daemon_slots=1,
+    script:
+        "../scripts/ser.py"
+
+
+rule voice:
+    """Voice-stress features per segment (Praat definitions), speaker baselines and z-scores (CPU)."""
+    input:
+        transcript=rules.transcribe.output.transcript,
+    output:
+        features=f"{RESULTS}/voice/{{file}}.json",
+    log:
+        f"{RESULTS}/logs/voice/{{file}}.log",
+    script:
+        "../scripts/voice.py"
+
+
+rule patterns:
+    """Crime-language pattern hits in each segment's text (pattern database in config/patterns/)."""
+    input:
+        transcript=rules.transcribe.output.transcript,
+        database=PATTERN_DB_FILES,
+    output:
+        hits=f"{RESULTS}/patterns/{{file}}.json",
+    log:
+        f"{RESULTS}/logs/patterns/{{file}}.log",
+    script:
+        "../scripts/patterns.py"
