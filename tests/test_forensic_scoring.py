@@ -19,8 +19,6 @@ from voiceman.forensic import (
     score_file,
     score_segment,
     score_speakers,
-    sha256_of_directory,
-    sha256_of_file,
     validate_report,
 )
 
@@ -385,10 +383,12 @@ def test_hand_written_example_report_validates():
 
 
 def test_custody_digests(tmp_path):
+    from voiceman.hashing import sha256_file, sha256_weights
+
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "weights.bin").write_bytes(b"\x00\x01")
     (tmp_path / "m" / "config.json").write_text("{}")
-    first = sha256_of_directory(tmp_path / "m")
-    assert sha256_of_file(tmp_path / "m" / "config.json") == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    first = sha256_weights(tmp_path / "m")
+    assert sha256_file(tmp_path / "m" / "config.json") == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
     (tmp_path / "m" / "weights.bin").write_bytes(b"\x00\x02")
-    assert sha256_of_directory(tmp_path / "m") != first
+    assert sha256_weights(tmp_path / "m") != first

@@ -1,4 +1,5 @@
-"""SHA-256 helpers for the chain of custody (inputs, model weights, config)."""
+"""SHA-256 for the chain of custody (inputs, model weights, config) — the one place that
+defines how each digest is computed, so a report's hashes can be recomputed by an auditor."""
 from __future__ import annotations
 
 import hashlib
@@ -7,30 +8,43 @@ from pathlib import Path
 from typing import Any
 
 WEIGHT_SUFFIXES = (".bin", ".safetensors", ".pt", ".ckpt", ".onnx", ".pth")
+_CHUNK = 1 << 20  # 1 MiB reads keep memory flat for hour-long recordings
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:  # read-only: evidence is never opened for writing
-        for block in iter(lambda: fh.read(chunk), b""):
+        for block in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def sha256_weights(model_dir: str | Path) -> str | None:
-    """One digest over every weight file under ``model_dir`` (relative name + content hash,
-    sorted), so any changed, added or removed weight file changes it.  None when the
-    directory holds no weight files (e.g. a hub id that was never resolved locally)."""
+def weight_file_digests(model_dir: str | Path) -> dict[str, str]:
+    """{relative path: sha256} of every weight file under ``model_dir`` (hidden folders such
+    as .cache are skipped)."""
     root = Path(model_dir)
-    if not root.is_dir():
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.suffix in WEIGHT_SUFFIXES and path.is_file() and not any(p.startswith(".") for p in rel.parts):
+            digests[rel.as_posix()] = sha256_file(path)
+    return digests
+
+
+def combine_digests(digests: dict[str, str]) -> str:
+    """SHA-256 of the ``sha256sum`` listing ("<sha256>  <path>" lines, sorted by path):
+    ``sha256sum $(find . -name '*.bin' | sort) | sed 's| ./| |' | sha256sum`` gives the same."""
+    listing = "".join(f"{sha}  {name}\n" for name, sha in sorted(digests.items()))
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+def sha256_weights(model_dir: str | Path) -> str | None:
+    """One digest over a model directory's weight files; changes when any weight file
+    changes, appears or disappears.  None when there are none (e.g. an unresolved hub id)."""
+    if not Path(model_dir).is_dir():
         return None
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(f"{p.relative_to(root).as_posix()}\0{sha256_file(p)}\n".encode())
-    return digest.hexdigest()
+    digests = weight_file_digests(model_dir)
+    return combine_digests(digests) if digests else None
 
 
 def sha256_json(obj: Any) -> str:

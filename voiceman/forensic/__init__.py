@@ -5,7 +5,6 @@ config/forensic.yaml (validated against workflow/schemas/forensic.schema.json).
 """
 
 from voiceman.forensic.cross_validation import CrossCheck, StressedFeature, crosscheck, directed_stress_z
-from voiceman.forensic.custody import sha256_of_directory, sha256_of_file, utc_now_iso
 from voiceman.forensic.report import (
     REPORT_SCHEMA_PATH,
     ReportValidationError,
@@ -25,7 +24,6 @@ from voiceman.forensic.scoring import Evidence, Score, score_file, score_segment
 
 __all__ = [
     "CrossCheck", "StressedFeature", "crosscheck", "directed_stress_z",
-    "sha256_of_directory", "sha256_of_file", "utc_now_iso",
     "REPORT_SCHEMA_PATH", "ReportValidationError", "analyse_segment", "assemble_file_report", "validate_report",
     "DEFAULT_RULES_PATH", "RULES_SCHEMA_PATH", "ForensicConfigError", "load_forensic_config",
     "rules_sha256", "validate_forensic_rules",

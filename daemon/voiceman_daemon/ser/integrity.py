@@ -7,46 +7,22 @@ changes when any weight file changes, appears or disappears.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional
 
+from voiceman.hashing import WEIGHT_SUFFIXES, combine_digests, weight_file_digests
+
 from .errors import ModelDirectoryError, WeightIntegrityError
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def find_weight_files(model_dir: Path) -> list[Path]:
-    """Weight files anywhere under model_dir (hidden folders such as .cache skipped)."""
-    found = []
-    for path in sorted(model_dir.rglob("*")):
-        relative = path.relative_to(model_dir)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.suffix in WEIGHT_SUFFIXES and path.is_file():
-            found.append(path)
-    return found
 
 
 def hash_weight_files(model_dir: Path) -> tuple[str, dict[str, str]]:
     """(combined sha256, {relative path: sha256}) of every weight file under model_dir."""
-    files = find_weight_files(model_dir)
-    if not files:
+    per_file = weight_file_digests(model_dir)
+    if not per_file:
         raise ModelDirectoryError(
             f"{model_dir}: no weight file found (looked for {', '.join(WEIGHT_SUFFIXES)})"
         )
-    per_file = {str(p.relative_to(model_dir)): file_sha256(p) for p in files}
-    listing = "".join(f"{sha}  {name}\n" for name, sha in sorted(per_file.items()))
-    return hashlib.sha256(listing.encode("utf-8")).hexdigest(), per_file
+    return combine_digests(per_file), per_file
 
 
 def check_expected_sha256(model_dir: Path, actual: str, expected: Optional[str]) -> None:
