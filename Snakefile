@@ -28,8 +28,8 @@ onstart:
 
 
 onsuccess:
-    daemon_down()
+    daemon_down("success")
 
 
 onerror:
-    daemon_down()
+    daemon_down("error")

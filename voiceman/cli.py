@@ -53,6 +53,8 @@ def cmd_daemon(args) -> int:
         return 0 if pid else 1
     # status
     try:
+        if not client.is_alive():  # a probe: no retries, one line when nothing answers
+            raise DaemonError(f"no voiceman daemon answering at {client.endpoint}")
         stats = client.stats()
     except DaemonError as exc:
         print(exc, file=sys.stderr)
@@ -96,6 +98,16 @@ def cmd_governor(args) -> int:
     return simulate_main(args.rest)
 
 
+def cmd_dashboard(args) -> int:
+    from .dashboard import run
+
+    config = _config(args)
+    client = daemonctl.client_for(config)
+    client.retries, client.connect_timeout_s = 0, min(client.connect_timeout_s, 3.0)
+    return run(args.results or config["results_dir"], args.case or config["case_dir"],
+               config["audio_extensions"], client, interval_s=args.interval, once=args.once)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceman", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("action", choices=["simulate"])
     g.add_argument("rest", nargs=argparse.REMAINDER)
     g.set_defaults(func=cmd_governor)
+
+    dash = sub.add_parser("dashboard", help="live terminal view of a running case (O3)")
+    dash.add_argument("--config", help="config YAML (default: config/config.yaml)")
+    dash.add_argument("--set", help="JSON merged over the config")
+    dash.add_argument("--results", help="results folder (default: config results_dir)")
+    dash.add_argument("--case", help="case folder (default: config case_dir)")
+    dash.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    dash.add_argument("--once", action="store_true", help="print one frame and exit")
+    dash.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from voiceman import runtime
 from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
 
+from .admission import SerBackpressure
 from .asr import import_backend, load_asr
+from .governor_setup import backpressure_thresholds, build_governor
 from .registry import ModelRegistry, ModelSpec
 from .ser_backend import load_ser_categorical, load_ser_dimensional
 from .server import DaemonServer
@@ -35,12 +37,17 @@ def build_server(config: dict, endpoint: str) -> DaemonServer:
     # A configured SER directory that does not exist is not preloaded: the SER rule reports
     # "not analysed: no model at <path>" for it instead of failing the whole run.
     preload = [k for k, spec in specs.items() if k == "asr" or Path(spec.id).is_dir()]
+    # The daemon owns the GPU, so the governor (thermal/memory policy, per-stage batch sizes)
+    # lives here; config errors raise ValueError naming the file and key.
+    pause_at, resume_below = backpressure_thresholds(config)
     return DaemonServer(
         endpoint=endpoint,
         registry=registry,
         default_specs=specs,
         preload=preload,
         heartbeat_interval_s=float(config["daemon"]["heartbeat_interval_s"]),
+        governor=build_governor(config),
+        backpressure=SerBackpressure(pause_at, resume_below),
     )
 
 
@@ -59,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     endpoint = runtime.resolve_endpoint(args.endpoint or config["daemon"]["endpoint"])
     import_backend()
-    server = build_server(config, endpoint)
+    try:
+        server = build_server(config, endpoint)
+    except ValueError as exc:
+        print(f"voiceman-daemon: {exc}", file=sys.stderr)
+        return 2
     pid_file = runtime.pid_file()
     pid_file.write_text(f"{os.getpid()}\n")
     # SIGTERM (systemd stop, `voiceman daemon stop` fallback) = orderly shutdown.

@@ -4,7 +4,12 @@
   messages at once, hands work to the I/O pool, sends replies and heartbeats.
 - The I/O pool decodes evidence files (N4: no file I/O on the inference thread).
 - The inference thread owns the models: it loads them (once), runs requests one batch at a
-  time, and is the only thread that touches the accelerator.
+  time, and is the only thread that touches the accelerator.  Each batch runs under the GPU
+  governor (scheduler.GovernedRunner: halt wait, batch size, cooldown delay, CPU fallback);
+  the governor's sampler thread reads the sensor every few seconds.
+- S5 backpressure (admission.SerBackpressure) is decided on the main thread: while too many
+  files wait for SER, new transcription requests are held (heartbeats keep their clients
+  waiting) and started once the SER backlog has drained.
 A failed request gets its own error reply; it never takes the daemon or other requests down.
 """
 from __future__ import annotations
@@ -24,8 +29,12 @@ import voiceman
 from voiceman import protocol
 from voiceman.protocol import Message
 
+from .admission import SerBackpressure
+from .governor import Governor
+from .governor_setup import governor_stats
 from .handlers import HANDLERS, Handler
 from .registry import ModelLoadError, ModelRegistry, ModelSpec
+from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoard
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,8 @@ class DaemonServer:
         heartbeat_interval_s: float = 2.0,
         io_workers: int = 2,
         handlers: dict[str, Handler] | None = None,
+        governor: Governor | None = None,
+        backpressure: SerBackpressure | None = None,
     ):
         self.endpoint = endpoint
         self.registry = registry
@@ -76,6 +87,10 @@ class DaemonServer:
         self._pending_lock = threading.Lock()
         self._load_errors: dict[str, str] = {}
         self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        self.governor = governor
+        self.runner = GovernedRunner(governor, registry, self._stop)
+        self.board = StageBoard()
+        self.backpressure = backpressure or SerBackpressure()
 
     # ------------------------------------------------------------------ main thread
     def serve_forever(self) -> None:
@@ -86,6 +101,8 @@ class DaemonServer:
         sock.bind(self.endpoint)
         log.info("voiceman daemon %s listening on %s (pid %d)", voiceman.__version__, self.endpoint, os.getpid())
         self._inference.start()
+        if self.governor is not None:
+            self.governor.start_sampler()  # U2: samples (and logs) every interval from now on
         for kind in self.preload:
             with self._pending_lock:
                 self._pending_loads += 1
@@ -162,9 +179,26 @@ class DaemonServer:
         job = Job(identity, request, handler, specs)
         log.info("accepted %s %s (%s)", request.msg_type, request.msg_id[:8], request.content.get("audio_path"))
         self._in_flight[request.msg_id] = (identity, request)
+        stage = REQUEST_STAGES.get(request.msg_type)
+        if stage == "ser":
+            self.backpressure.ser_entered(self._file_key(request))
         # Acknowledge at once: the client now knows a daemon holds its request.
         self._send(sock, identity, request.reply(protocol.HEARTBEAT, state="accepted"))
+        if stage == "asr" and not self.backpressure.admit_or_hold(job):
+            # S5: kept, not rejected; heartbeats go on, it starts when the SER backlog drains.
+            self.board.move(request.msg_id, request.msg_type, "held")
+            log.info("held %s %s: %d files wait for SER", request.msg_type, request.msg_id[:8],
+                     self.backpressure.ser_files_waiting)
+            return
+        self._start(job)
+
+    def _start(self, job: Job) -> None:
+        self.board.move(job.request.msg_id, job.request.msg_type, "preparing")
         self._io_pool.submit(self._prepare, job)
+
+    @staticmethod
+    def _file_key(request: Message) -> str:
+        return str(request.content.get("audio_path") or request.msg_id)
 
     def _specs_for(self, handler: Handler, requested: dict[str, Any] | None) -> dict[str, ModelSpec]:
         """The models a request needs: those it names (id/revision; load options stay the
@@ -191,12 +225,18 @@ class DaemonServer:
                 identity, msg, msg_type, ok = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            self._in_flight.pop(msg.parent_id, None)
+            answered = self._in_flight.pop(msg.parent_id, None)
+            self.board.drop(msg.parent_id)
+            if answered is not None and REQUEST_STAGES.get(answered[1].msg_type) == "ser":
+                self.backpressure.ser_left(self._file_key(answered[1]))
             if msg_type is not None:
                 counters = self._counters.setdefault(msg_type, RequestCounters())
                 counters.ok += int(ok)
                 counters.failed += int(not ok)
             self._send(sock, identity, msg)
+            for job in self.backpressure.release():
+                log.info("released held %s %s", job.request.msg_type, job.request.msg_id[:8])
+                self._start(job)
 
     def _heartbeat(self, sock: zmq.Socket) -> None:
         for identity, request in list(self._in_flight.values()):
@@ -218,7 +258,16 @@ class DaemonServer:
         )
 
     def _on_stats(self, request: Message) -> Message:
+        # brief=True (the dashboard, every second) leaves out the governor's event list.
+        brief = bool(request.content.get("brief"))
+        stages = self.runner.stats()
+        for stage, depths in self.board.depths().items():
+            stages.setdefault(stage, {}).update(depths)
         return request.reply(
+            governor=governor_stats(self.governor, brief=brief),
+            stages=stages,
+            admission=self.backpressure.to_dict(),
+            device_changes=self.runner.device_changes_dicts(),
             state=self.state(), pid=os.getpid(), version=voiceman.__version__,
             uptime_s=round(time.time() - self.started_unix, 3),
             models=self.registry.stats(),
@@ -246,6 +295,7 @@ class DaemonServer:
                               job.request.msg_type, False))
             return
         job.prepared = time.monotonic()
+        self.board.move(job.request.msg_id, job.request.msg_type, "queued")
         self._work.put(("work", job))
 
     # ------------------------------------------------------------------ inference thread
@@ -276,37 +326,57 @@ class DaemonServer:
                 self._pending_loads -= 1
 
     def _run(self, job: Job) -> None:
+        request = job.request
+        self.board.move(request.msg_id, request.msg_type, "running")
         try:
-            models = {kind: self.registry.get(spec) for kind, spec in job.specs.items()}
-            for kind in models:
+            # May wait (N2 halt, E2 cooldown delay) and move models between devices (E3).
+            ticket = self.runner.before_batch(request.msg_type, job.specs, request.content)
+            models = {kind: self.registry.get(spec) for kind, spec in ticket.specs.items()}
+            for kind, model in models.items():
                 self._load_errors.pop(kind, None)
-        except ModelLoadError as exc:
-            self._load_errors[exc.kind] = str(exc)
-            self._outbox.put((job.identity, protocol.error_reply(job.request, str(exc), scope="daemon"),
-                              job.request.msg_type, False))
+                ticket.model_devices[kind] = str(model.custody().get("device"))
+        except (ModelLoadError, DaemonStopping, ValueError) as exc:
+            if isinstance(exc, ModelLoadError):
+                self._load_errors[exc.kind] = str(exc)
+            job.payload = None
+            self._outbox.put((job.identity, protocol.error_reply(request, str(exc), scope="daemon"),
+                              request.msg_type, False))
             return
         started = time.monotonic()
         ok = False
+        items = _item_count(job.payload)
         try:
-            result = job.handler.run(models, job.payload, job.request.content)
+            result = self.runner.run_batch(ticket, lambda: job.handler.run(models, job.payload, ticket.content))
             result["timings"] = {
                 "queue_s": round(started - job.prepared, 3),
                 "prepare_s": round(job.prepared - job.accepted, 3),
                 "inference_s": round(time.monotonic() - started, 3),
+                "halted_wait_s": round(ticket.halted_wait_s, 3),
             }
-            reply = job.request.reply(**result)
+            result["governor"] = ticket.to_dict()
+            reply = request.reply(**result)
             ok = True
         except Exception as exc:  # one bad input must not take the batch or the daemon down
-            log.exception("%s failed", job.request.msg_type)
-            reply = protocol.error_reply(job.request, f"{type(exc).__name__}: {exc}", scope="request")
+            log.exception("%s failed", request.msg_type)
+            reply = protocol.error_reply(request, f"{type(exc).__name__}: {exc}", scope="request")
         finally:
             job.payload = None  # drop the decoded audio now, not when the job is collected
-        for kind in job.specs:
+        self.runner.after_batch(ticket, ok, items)
+        for kind in ticket.specs:
             self.registry.record_request(kind, time.monotonic() - started, ok)
-        self._outbox.put((job.identity, reply, job.request.msg_type, ok))
+        self._outbox.put((job.identity, reply, request.msg_type, ok))
 
     def _shutdown_workers(self) -> None:
         self._stop.set()
+        if self.governor is not None:
+            self.governor.stop_sampler()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         self._inference.join(timeout=30)
         self.registry.unload()
+
+
+def _item_count(payload: Any) -> int | None:
+    """Units of work in a prepared request where the handler says (SER: segment waveforms)."""
+    if isinstance(payload, dict) and isinstance(payload.get("waveforms"), list):
+        return len(payload["waveforms"])
+    return None

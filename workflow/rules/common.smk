@@ -34,10 +34,25 @@ def per_file(stage, ext="json"):
 
 
 def daemon_up():
-    """Find the daemon, or start one for this run (it is stopped again by daemon_down)."""
+    """Record the run start (the run report's window), then find the daemon or start one for
+    this run (it is stopped again by daemon_down)."""
+    from voiceman import runreport
+
+    runreport.record_run_start(RESULTS, config)
     logger.info(daemonctl.ensure_for_workflow(config, Path(RESULTS)))
 
 
-def daemon_down():
-    """Save the daemon's stats beside the results; stop the daemon only if this run started it."""
-    logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))
+def daemon_down(status=None):
+    """Save the daemon's stats beside the results, stop the daemon only if this run started it,
+    then write results/run_report.json + .html (E5) -- after the stats, on success and on error.
+    status: "success" / "error"; None = success when case.json was written in this run."""
+    from voiceman import runreport
+
+    try:
+        logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))
+    finally:
+        try:
+            json_path, html_path = runreport.write_run_report(RESULTS, status)
+            logger.info(f"run report: {json_path}, {html_path}")
+        except Exception as exc:  # a report problem must not hide the run's own outcome
+            logger.error(f"run report could not be written: {type(exc).__name__}: {exc}")

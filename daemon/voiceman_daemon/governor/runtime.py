@@ -80,7 +80,10 @@ class Governor:
     def _append_sample_log(self, snap: Snapshot, decision: Decision) -> None:
         if self.sample_log_path is None:
             return
-        record = {**snap.to_dict(), "state": decision.state, "memory_state": decision.memory_state,
+        # "unix" (wall clock) lets a run report pick out the samples of its own run window;
+        # t_s is the sensor's clock (monotonic or trace time).
+        record = {**snap.to_dict(), "unix": round(time.time(), 3),
+                  "state": decision.state, "memory_state": decision.memory_state,
                   "batch_scale": decision.batch_scale, "device": decision.device,
                   "events": [e.kind for e in decision.events]}
         try:
