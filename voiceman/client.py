@@ -8,6 +8,7 @@ heartbeats stop — that is how a killed daemon is noticed in seconds, not after
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -129,6 +130,10 @@ class DaemonClient:
         return self.call(protocol.STATS, deadline_s=30.0)
 
     def is_alive(self) -> bool:
+        """One quick probe.  An ipc endpoint whose socket file does not exist has no daemon:
+        answer at once instead of waiting out the connect timeout."""
+        if self.endpoint.startswith("ipc://") and not os.path.exists(self.endpoint[len("ipc://"):]):
+            return False
         try:
             self.once(protocol.PING, deadline_s=self.connect_timeout_s + 1)
             return True
