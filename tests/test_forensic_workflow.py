@@ -67,3 +67,13 @@ def test_forensic_case_end_to_end(speech_case, tiny_model, runtime_dir, tmp_path
     html = (results / "report" / "threat.flac.html").read_text()
     assert "<svg" in html and "<script" not in html.lower()
     assert hit["text"] in html
+
+    # The pipeline's own pages render in a real browser: plots present, no console errors.
+    from test_html_report import CHROMIUM, _chromium, _console_messages
+
+    if CHROMIUM is None:
+        pytest.fail("chromium is required (scripts/setup.sh installs it)")
+    for page in (results / "report" / "threat.flac.html", results / "case.html", results / "run_report.html"):
+        dom = _chromium(tmp_path, page, "--dump-dom")
+        assert dom.returncode == 0 and _console_messages(dom.stderr) == [], (page.name, dom.stderr[-2000:])
+        assert "<svg" in dom.stdout, page.name
