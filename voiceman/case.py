@@ -6,7 +6,7 @@ from typing import Any
 
 
 class CaseError(ValueError):
-    pass
+    """The case folder cannot be used (missing, not a folder)."""
 
 
 def discover(case_dir: str | Path, extensions: list[str]) -> tuple[list[str], list[str]]:

@@ -18,7 +18,7 @@ DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
 
 
 class ConfigError(ValueError):
-    pass
+    """The configuration is unreadable or breaks the schema; the message names file and key."""
 
 
 def _with_defaults(validator_cls):

@@ -75,7 +75,7 @@ def _listing(stage_dir: Path) -> dict[str, float]:
                 if entry.name.endswith(".json") and not entry.name.startswith("."):
                     out[entry.name[:-5]] = entry.stat().st_mtime
     except FileNotFoundError:
-        pass
+        return {}  # the stage has not written anything yet
     return out
 
 

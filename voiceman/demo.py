@@ -26,7 +26,7 @@ _ENCODERS = {"wav": ("wav", "pcm_s16le"), "mp3": ("mp3", "libmp3lame"), "m4a": (
 
 
 class DemoError(RuntimeError):
-    pass
+    """The demo case cannot be synthesised (espeak-ng missing or failing)."""
 
 
 def speak(text: str, voice: str = "en-us", words_per_minute: int = 150) -> np.ndarray:

@@ -22,7 +22,7 @@ WHISPER_BASE_MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c
 
 
 class ModelPrepareError(RuntimeError):
-    pass
+    """A shipped model is missing, or its joined weights fail the pinned digest."""
 
 
 def _package_dir(module: str) -> Path:
