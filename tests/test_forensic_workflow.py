@@ -4,7 +4,6 @@ scores, schema-valid JSON reports and self-contained HTML."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -12,6 +12,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .yamlfile import read_mapping
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
@@ -56,14 +58,7 @@ def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     path = Path(path) if path else DEFAULT_CONFIG
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    config = read_mapping(path, "config", ConfigError)
     deep_update(config, overrides or {})
     return validate(config, source=str(path))
 

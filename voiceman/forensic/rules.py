@@ -8,13 +8,14 @@ with a default.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
+
+from voiceman.hashing import sha256_json
+from voiceman.yamlfile import read_mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RULES_PATH = REPO_ROOT / "config" / "forensic.yaml"
@@ -71,23 +72,13 @@ def validate_forensic_rules(rules: dict[str, Any], source: str = "<forensic rule
 def load_forensic_config(path: str | Path | None = None) -> dict[str, Any]:
     """Read and validate the forensic rules YAML (default: config/forensic.yaml)."""
     rules_path = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        text = rules_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ForensicConfigError(f"{rules_path}: cannot read forensic rules: {exc}") from exc
-    try:
-        rules = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ForensicConfigError(f"{rules_path}: not valid YAML: {exc}") from exc
-    if not isinstance(rules, dict):
-        raise ForensicConfigError(f"{rules_path}: expected a mapping at the top level, got {type(rules).__name__}")
+    rules = read_mapping(rules_path, "forensic rules", ForensicConfigError)
     return validate_forensic_rules(rules, source=str(rules_path))
 
 
 def rules_sha256(rules: dict[str, Any]) -> str:
     """SHA-256 of the rules as canonical JSON, so a report names the exact rules it used."""
-    canonical = json.dumps(rules, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return sha256_json(rules)
 
 
 def resolve_rules(rules: dict[str, Any] | None) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jsonschema
-import yaml
+
+from voiceman.yamlfile import read_mapping
 
 STAGES = ("asr", "alignment", "ser")
 # N3: whatever the config says, the budget may never be set below 1 GB.
@@ -89,17 +90,7 @@ def load_governor_config(path: str | Path | None = None) -> GovernorConfig:
     """Read a governor YAML file (None -> built-in defaults)."""
     if path is None:
         return GovernorConfig()
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"governor config {path}: cannot read file ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"governor config {path}: not valid YAML ({exc})") from exc
-    if data is not None and not isinstance(data, dict):
-        raise ValueError(f"governor config {path}: top level must be a mapping, got {type(data).__name__}")
+    data = read_mapping(path, "governor config")
     return GovernorConfig.from_dict(data, source=str(path))
 
 
