@@ -41,6 +41,8 @@ def test_transcribes_real_speech_with_word_times_and_one_load(daemon_process, sp
     assert stats["models"]["asr"]["loads"] == 1
     assert stats["models"]["asr"]["requests"] == 3
     assert stats["requests"]["transcribe"] == {"accepted": 3, "ok": 3, "failed": 0}
+    # The word-timestamp path decodes one VAD chunk at a time: stats must not claim batching.
+    assert stats["stages"]["asr"]["mean_batch_size"] == 1.0
 
 
 def test_bad_file_gets_its_own_error_and_daemon_keeps_serving(daemon_process, speech_case, tmp_path):

@@ -108,7 +108,7 @@ class WhisperXASR:
         chunks = self._vad_chunks(audio)
         if not chunks:
             return {"language": language, "language_probability": None, "segments": [], "vad_chunks": 0,
-                    "word_timestamps": bool(options.get("word_timestamps", True))}
+                    "batch_size_used": None, "word_timestamps": bool(options.get("word_timestamps", True))}
         if options.get("word_timestamps", True):
             segments, language, probability = self._decode_with_words(audio, chunks, language)
         else:
@@ -120,8 +120,11 @@ class WhisperXASR:
                 {"start": s["start"], "end": s["end"], "text": s["text"].strip(), "speaker": None, "words": []}
                 for s in result["segments"]
             ]
+        # The word-timestamp path decodes chunk by chunk; only the batched path batches.
+        batch_used = 1 if options.get("word_timestamps", True) else int(options.get("batch_size", 8))
         return {"language": language, "language_probability": probability, "segments": segments,
-                "vad_chunks": len(chunks), "word_timestamps": bool(options.get("word_timestamps", True))}
+                "vad_chunks": len(chunks), "batch_size_used": batch_used,
+                "word_timestamps": bool(options.get("word_timestamps", True))}
 
     def _decode_with_words(self, audio: np.ndarray, chunks: list[dict], language: str | None):
         clip = [t for c in chunks for t in (float(c["start"]), float(c["end"]))]

@@ -36,6 +36,9 @@ def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], con
     result = model.transcribe(payload["audio"], content.get("options") or {})
     result["model"] = model.custody()
     result["audio"] = payload["info"]
+    # What really ran, for the stage's mean batch size (stats, run report).
+    if result.get("vad_chunks") and result.get("batch_size_used"):
+        result["work"] = {"items": result["vad_chunks"], "batch_size": result["batch_size_used"]}
     return result
 
 

@@ -347,6 +347,9 @@ class DaemonServer:
         items = _item_count(job.payload)
         try:
             result = self.runner.run_batch(ticket, lambda: job.handler.run(models, job.payload, ticket.content))
+            work = result.pop("work", None)  # a handler may say what it really batched
+            if work and work.get("batch_size"):
+                items, ticket.batch_size = work["items"], work["batch_size"]
             result["timings"] = {
                 "queue_s": round(started - job.prepared, 3),
                 "prepare_s": round(job.prepared - job.accepted, 3),
