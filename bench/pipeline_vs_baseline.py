@@ -7,7 +7,7 @@ weights), SER = a dimensional model of the audeering architecture with random we
 compute shape as a real one, scaled down), Praat voice features, pattern scan, report.
 Both sides run the same library code; only model residency and scheduling differ.
 
-    .venv/bin/python bench/pipeline_vs_baseline.py [--files 6] [--out bench/results.json]
+    .venv/bin/python bench/pipeline_vs_baseline.py [--files 6] [--sentences 3] [--out bench/results.json]
 
 Absolute seconds on a shared 2-core machine are noise; the ratio and the model-load counts
 measured in one run, side by side, are the result.
@@ -37,13 +37,13 @@ SENTENCES = [
 ]
 
 
-def make_case(case: Path, n_files: int) -> float:
+def make_case(case: Path, n_files: int, sentences: int = 3) -> float:
     from voiceman.demo import encode, speak
 
     pause = np.zeros(8000, dtype=np.float32)
     total = 0.0
     for i in range(n_files):
-        parts = [speak(SENTENCES[(i + k) % len(SENTENCES)]) for k in range(3)]
+        parts = [speak(SENTENCES[(i + k) % len(SENTENCES)]) for k in range(sentences)]
         audio = np.concatenate([x for p in parts for x in (p, pause)])
         encode(audio, case / f"rec-{i:02d}.wav", "wav")
         total += audio.size / 16000
@@ -102,6 +102,7 @@ def pipeline(case: Path, tiny: Path, ser_dir: Path, work: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=6)
+    parser.add_argument("--sentences", type=int, default=3, help="sentences per recording (~5 s each)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
     args = parser.parse_args()
     from ser_fixtures import build_dimensional_model
@@ -113,7 +114,7 @@ def main() -> int:
         ser_dir = build_dimensional_model(work / "ser-dim")
         case = work / "case"
         case.mkdir()
-        audio_s = make_case(case, args.files)
+        audio_s = make_case(case, args.files, args.sentences)
         base = baseline(case, tiny, ser_dir)
         pipe = pipeline(case, tiny, ser_dir, work)
     result = {
