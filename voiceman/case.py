@@ -1,6 +1,7 @@
 """The case folder: which files are recordings, and the case summary (``case.json``)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,15 @@ def summarize(reports: dict[str, dict[str, Any]], report_paths: dict[str, str], 
         "config_sha256": config_sha256,
         "software_version": software_version,
     }
+
+
+def with_links_from(summary: dict[str, Any], page_dir: str | Path) -> dict[str, Any]:
+    """A copy of the summary whose report paths are relative to ``page_dir``, for a page
+    (case.html) stored there: case.json keeps paths as the workflow wrote them."""
+    files = []
+    for entry in summary["files"]:
+        report = entry.get("report")
+        if report:
+            report = os.path.relpath(Path(report).resolve(), Path(page_dir).resolve())
+        files.append({**entry, "report": report})
+    return {**summary, "files": files}

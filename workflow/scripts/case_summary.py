@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import voiceman
 from voiceman import atomic, case
 from voiceman.htmlreport import render_case_report
@@ -9,4 +11,5 @@ with rule_logging(snakemake):
     summary = case.summarize(reports, paths, snakemake.params.ignored, snakemake.config["case_dir"],
                              snakemake.params.config_sha256, voiceman.__version__)
     atomic.write_json(snakemake.output.case, summary)
-    atomic.write_text(snakemake.output.html, render_case_report(summary))
+    page = case.with_links_from(summary, Path(snakemake.output.html).parent)
+    atomic.write_text(snakemake.output.html, render_case_report(page))
