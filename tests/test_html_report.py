@@ -130,6 +130,10 @@ def test_case_report_lists_every_file_status_score_and_failure():
     assert "decode error: &lt;moov atom not found&gt;" in html
     assert '<a href="reports/rec01.json">' in html and '<a href="reports/rec01.html">html</a>' in html
     assert 'href="javascript' not in html and "javascript:alert(1)" in html  # shown as text, never linked
+    # Real evidence names (spaces, quotes, Hangul) still get working, percent-encoded links.
+    named = render_case_report({"files": [{"name": "통화 (1).wav", "status": "done", "reason": None,
+                                            "report": "report/통화 it's (1).wav.json", "file_score": 1.0}]})
+    assert 'href="report/%ED%86%B5%ED%99%94%20it%27s%20%281%29.wav.html"' in named
     assert f"{report['file_score']['score']:.2f}" in html and "3.50" in html
     # Ranked: done files by score descending, then failed files.
     assert html.index("rec&lt;01&gt;.m4a</td>") < html.index("quiet.wav</td>") < html.index("broken.m4a</td>")

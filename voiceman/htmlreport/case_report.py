@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from voiceman.htmlreport.html_parts import esc, fmt_num, json_block, key_value_table, page
 
@@ -24,11 +25,17 @@ def _score_of(entry: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _href(path: str) -> str:
+    return quote(path, safe="/:")
+
+
 def _report_cell(report: Any) -> str:
-    if isinstance(report, str) and _SAFE_LINK.match(report):
+    # Percent-encode (evidence file names have spaces, quotes, Hangul) but keep ':' as is,
+    # so a scheme such as javascript: is still seen and refused.
+    if isinstance(report, str) and _SAFE_LINK.match(_href(report)):
         html_path = report[:-5] + ".html" if report.endswith(".json") else None
-        link = f'<a href="{esc(report)}">{esc(report)}</a>'
-        return link + (f' · <a href="{esc(html_path)}">html</a>' if html_path else "")
+        link = f'<a href="{esc(_href(report))}">{esc(report)}</a>'
+        return link + (f' · <a href="{esc(_href(html_path))}">html</a>' if html_path else "")
     if isinstance(report, dict):
         summary = report.get("summary") or {}
         return esc(f"{summary.get('segment_count', 0)} segments, {summary.get('flagged_segments', 0)} flagged")
