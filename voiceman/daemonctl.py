@@ -111,7 +111,7 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
     if not config["daemon"]["autostart"]:
         raise DaemonError(f"no voiceman daemon answering at {client.endpoint} and daemon.autostart is false")
     log_file = results_dir / "logs" / "daemon.log"
-    proc = start_detached(config, log_file)
+    proc = start_detached(_with_case_logs(config, results_dir), log_file)
     timeout_s = float(config["daemon"]["start_timeout_s"])
     wait_until_answering(client, proc, timeout_s, log_file)
     write_json(owner_file, {"owner_pid": os.getpid(), "daemon_pid": proc.pid, "endpoint": client.endpoint,
@@ -125,6 +125,15 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
         errors = "; ".join(status["load_errors"].values())
         raise DaemonError(f"the daemon started for this run could not load its models: {errors} (log: {log_file})")
     return f"started a daemon (pid {proc.pid}) at {client.endpoint} for this run; log: {log_file}"
+
+
+def _with_case_logs(config: dict[str, Any], results_dir: Path) -> dict[str, Any]:
+    """A daemon started for one case keeps its governor samples with that case's logs
+    (unless the config names a place), so the evidence trail stays in one folder."""
+    governor = dict(config.get("governor") or {})
+    if not governor.get("sample_log"):
+        governor["sample_log"] = str((results_dir / "logs" / "governor_samples.jsonl").resolve())
+    return {**config, "governor": governor}
 
 
 def release_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
