@@ -9,16 +9,14 @@ padding, so their segments run one at a time.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-from .errors import ModelDirectoryError, SERLoadError, WeightIntegrityError
-from .integrity import require_files
+from .errors import ModelDirectoryError
+from .integrity import load_complete_checkpoint, require_files
 
-log = logging.getLogger(__name__)
 
 
 class TransformersAudioClassifierBackend:
@@ -26,20 +24,8 @@ class TransformersAudioClassifierBackend:
 
     def __init__(self, model_dir: Path, device: str):
         require_files(model_dir, ["config.json", "preprocessor_config.json"], "a transformers audio classifier")
-        try:
-            self.feature_extractor = AutoFeatureExtractor.from_pretrained(str(model_dir), local_files_only=True)
-            model, info = AutoModelForAudioClassification.from_pretrained(
-                str(model_dir), local_files_only=True, output_loading_info=True
-            )
-        except Exception as exc:  # safetensors, torch and HF raise assorted types
-            raise SERLoadError(f"{model_dir}: could not load the audio classifier: {type(exc).__name__}: {exc}") from exc
-        missing = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
-        if missing:
-            raise WeightIntegrityError(
-                f"{model_dir}: checkpoint lacks or mismatches {len(missing)} weights, e.g. {missing[:5]}"
-            )
-        if info.get("unexpected_keys"):
-            log.warning("%s: ignoring unexpected weights, e.g. %s", model_dir, list(info["unexpected_keys"])[:5])
+        self.feature_extractor, model = load_complete_checkpoint(
+            model_dir, AutoFeatureExtractor, AutoModelForAudioClassification, "audio classifier")
 
         id2label = model.config.id2label or {}
         self.labels = [str(id2label[i]) for i in sorted(int(k) for k in id2label)]

@@ -10,7 +10,6 @@ encoder, mean pooling of the last hidden state over time, and a regression head
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -23,11 +22,11 @@ from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 from . import wav2vec2_encoding
 from .batching import dummy_segment, min_samples_for, run_batched
 from .device import MemoryProbe, select_device
-from .errors import ModelDirectoryError, SERLoadError, WeightIntegrityError
-from .integrity import check_expected_sha256, hash_weight_files, require_directory, require_files
+from .errors import ModelDirectoryError, SERLoadError
+from .integrity import (check_expected_sha256, hash_weight_files, load_complete_checkpoint, require_directory,
+                        require_files)
 from .results import DimensionalItem, DimensionalResult, SegmentError
 
-log = logging.getLogger(__name__)
 
 DIMENSIONS = ("arousal", "dominance", "valence")
 
@@ -105,23 +104,9 @@ class DimensionalSER:
         choice = select_device(device, memory_probe)
         self.device, self.device_reason = choice.device, choice.reason
 
-        try:
-            self.feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir), local_files_only=True)
-            model, info = AudeeringDimensionalModel.from_pretrained(
-                str(model_dir), local_files_only=True, output_loading_info=True
-            )
-        except Exception as exc:  # safetensors, torch and HF raise assorted types
-            raise SERLoadError(f"{model_dir}: could not load the dimensional model: {type(exc).__name__}: {exc}") from exc
-        missing = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
-        if missing:
-            raise WeightIntegrityError(
-                f"{model_dir}: checkpoint lacks or mismatches {len(missing)} weights the model needs, "
-                f"e.g. {missing[:5]}; not the wav2vec2 + classifier.dense/out_proj layout"
-            )
-        self.unexpected_weight_keys = list(info.get("unexpected_keys", []))
-        if self.unexpected_weight_keys:
-            log.warning("%s: ignoring %d unexpected weights, e.g. %s", model_dir,
-                        len(self.unexpected_weight_keys), self.unexpected_weight_keys[:5])
+        self.feature_extractor, model = load_complete_checkpoint(
+            model_dir, Wav2Vec2FeatureExtractor, AudeeringDimensionalModel, "dimensional model",
+            "; not the wav2vec2 + classifier.dense/out_proj layout")
         wav2vec2_encoding.check_supported_encoder(model.wav2vec2, str(model_dir))
 
         self._order = _output_order(model.config, model_dir)

@@ -7,12 +7,15 @@ changes when any weight file changes, appears or disappears.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from voiceman.hashing import WEIGHT_SUFFIXES, combine_digests, weight_file_digests
 
-from .errors import ModelDirectoryError, WeightIntegrityError
+from .errors import ModelDirectoryError, SERLoadError, WeightIntegrityError
+
+log = logging.getLogger(__name__)
 
 
 def hash_weight_files(model_dir: Path) -> tuple[str, dict[str, str]]:
@@ -48,3 +51,25 @@ def require_files(model_dir: Path, names: list[str], what: str) -> None:
         raise ModelDirectoryError(
             f"{model_dir}: missing {', '.join(missing)} (required for {what})"
         )
+
+
+def load_complete_checkpoint(model_dir: Path, extractor_cls: Any, model_cls: Any, what: str,
+                             layout_hint: str = "") -> tuple[Any, Any]:
+    """(feature extractor, model) from a local transformers directory, refusing a checkpoint
+    that lacks or mismatches any weight the model needs: transformers would fill those with
+    random values and only log it, and a report must never rest on invented weights."""
+    try:
+        extractor = extractor_cls.from_pretrained(str(model_dir), local_files_only=True)
+        model, info = model_cls.from_pretrained(str(model_dir), local_files_only=True, output_loading_info=True)
+    except Exception as exc:  # safetensors, torch and HF raise assorted types
+        raise SERLoadError(f"{model_dir}: could not load the {what}: {type(exc).__name__}: {exc}") from exc
+    missing = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
+    if missing:
+        raise WeightIntegrityError(
+            f"{model_dir}: checkpoint lacks or mismatches {len(missing)} weights the model needs, "
+            f"e.g. {missing[:5]}{layout_hint}"
+        )
+    unexpected = list(info.get("unexpected_keys", []))
+    if unexpected:
+        log.warning("%s: ignoring %d unexpected weights, e.g. %s", model_dir, len(unexpected), unexpected[:5])
+    return extractor, model
