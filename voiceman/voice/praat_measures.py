@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,10 @@ class AcousticMeasures:
     hnr_db: float | None = None
     intensity_db: float | None = None
     notes: list[str] = field(default_factory=list)
+
+
+# The numeric fields above: what a segment takes over from the Praat measures.
+ACOUSTIC_FEATURES: tuple[str, ...] = tuple(f.name for f in fields(AcousticMeasures) if f.name != "notes")
 
 
 def _defined(value: Any) -> float | None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from voiceman.voice.config import VoiceFeatureConfig
-from voiceman.voice.praat_measures import make_sound, measure_acoustics, silent_fraction
+from voiceman.voice.praat_measures import ACOUSTIC_FEATURES, make_sound, measure_acoustics, silent_fraction
 from voiceman.voice.word_timing import speech_rate_wps, word_pause_ratio
 
 # The numeric features, in report order; baselines and z-scores use exactly these keys.
@@ -105,7 +105,7 @@ def _measure_checked(samples: np.ndarray, sample_rate: int, start: float, end: f
 
     sound = make_sound(samples[first:last], sample_rate, first / sample_rate)
     acoustics = measure_acoustics(sound, config)
-    for name in ("f0_mean_hz", "f0_sd_hz", "f0_range_hz", "jitter_local", "shimmer_local", "hnr_db", "intensity_db"):
+    for name in ACOUSTIC_FEATURES:
         setattr(features, name, getattr(acoustics, name))
     notes.extend(acoustics.notes)
     if features.pause_ratio is None:  # word times could not give it (see word_pause_ratio's note)
