@@ -57,11 +57,10 @@ def _prepare_segments(content: dict[str, Any]) -> dict[str, Any]:
 def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
     waveforms = payload["waveforms"]
     batch_size = (content.get("options") or {}).get("batch_size")
+    none = [None] * len(waveforms)  # a kind the request did not ask for
     per_model = {kind: model.predict(waveforms, batch_size=batch_size) for kind, model in models.items()}
     segments = []
-    for i in range(len(waveforms)):
-        dim = per_model.get("ser_dimensional", [None] * len(waveforms))[i]
-        cat = per_model.get("ser_categorical", [None] * len(waveforms))[i]
+    for dim, cat in zip(per_model.get("ser_dimensional", none), per_model.get("ser_categorical", none)):
         errors = [r["error"] for r in (dim, cat) if r and "error" in r]
         segments.append({
             "dimensional": dim if dim and "error" not in dim else None,
