@@ -6,8 +6,8 @@ from voiceman.htmlreport import render_case_report
 from voiceman.rulekit import rule_logging
 
 with rule_logging(snakemake):
-    reports = {name: atomic.read_json(path) for name, path in zip(snakemake.params.names, snakemake.input.reports)}
     paths = dict(zip(snakemake.params.names, snakemake.input.reports))
+    reports = {name: atomic.read_json(path) for name, path in paths.items()}
     summary = case.summarize(reports, paths, snakemake.params.ignored, snakemake.config["case_dir"],
                              snakemake.params.config_sha256, voiceman.__version__)
     atomic.write_json(snakemake.output.case, summary)
