@@ -9,6 +9,8 @@ need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v tmux >/dev/null || need_apt+=(tmux)
+# systemd-analyze checks the sandbox of daemon/voiceman.service (tests/test_service_unit.py).
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
