@@ -18,6 +18,7 @@ from voiceman_daemon.admission import SerBackpressure
 from voiceman_daemon.governor import Governor, GovernorConfig, Snapshot
 from voiceman_daemon.governor_setup import RecordingSensor, ReplaySensor, build_governor
 from voiceman_daemon.registry import ModelRegistry, ModelSpec
+from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.server import DaemonServer
 
 from conftest import wait_for
@@ -91,8 +92,8 @@ def serve(tmp_path):
         specs = {"asr": ModelSpec.from_dict("asr", {"id": "light-asr"}),
                  "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": "slow-ser", "device": "auto"})}
         endpoint = f"ipc://{tmp_path}/d.sock"
-        server = DaemonServer(endpoint, registry, specs, heartbeat_interval_s=0.2,
-                              governor=governor, backpressure=backpressure)
+        core = DaemonCore(registry, specs, governor=governor, backpressure=backpressure)
+        server = DaemonServer(endpoint, core, heartbeat_interval_s=0.2)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         started.append((server, thread))

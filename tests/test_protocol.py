@@ -12,6 +12,7 @@ from voiceman import protocol
 from voiceman.client import DaemonClient, DaemonUnavailable, RequestFailed
 from voiceman.protocol import Message
 from voiceman_daemon.registry import ModelRegistry
+from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.server import DaemonServer
 
 
@@ -43,7 +44,7 @@ def test_no_pickle_on_the_wire():
 def server(runtime_dir):
     """A real daemon server (no models) on an ipc socket, served from a thread."""
     endpoint = f"ipc://{runtime_dir / 'proto.sock'}"
-    srv = DaemonServer(endpoint, ModelRegistry({}), default_specs={}, heartbeat_interval_s=0.2)
+    srv = DaemonServer(endpoint, DaemonCore(ModelRegistry({}), default_specs={}), heartbeat_interval_s=0.2)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     client = DaemonClient(endpoint, connect_timeout_s=5)

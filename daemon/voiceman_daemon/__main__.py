@@ -18,6 +18,7 @@ from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
 
 from .admission import SerBackpressure
 from .asr import import_backend, load_asr
+from .core import DaemonCore
 from .governor_setup import backpressure_thresholds, build_governor
 from .registry import ModelRegistry, ModelSpec
 from .ser_backend import load_ser_categorical, load_ser_dimensional
@@ -26,7 +27,9 @@ from .server import DaemonServer
 LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical}
 
 
-def build_server(config: dict, endpoint: str) -> DaemonServer:
+def build_core(config: dict) -> DaemonCore:
+    """The socket-free core a config describes: what the service, the workflow's auto-started
+    daemon and the in-process benchmark all run."""
     registry = ModelRegistry(LOADERS)
     specs = {}
     for kind in MODEL_KINDS:
@@ -40,15 +43,17 @@ def build_server(config: dict, endpoint: str) -> DaemonServer:
     # The daemon owns the GPU, so the governor (thermal/memory policy, per-stage batch sizes)
     # lives here; config errors raise ValueError naming the file and key.
     pause_at, resume_below = backpressure_thresholds(config)
-    return DaemonServer(
-        endpoint=endpoint,
+    return DaemonCore(
         registry=registry,
         default_specs=specs,
         preload=preload,
-        heartbeat_interval_s=float(config["daemon"]["heartbeat_interval_s"]),
         governor=build_governor(config),
         backpressure=SerBackpressure(pause_at, resume_below),
     )
+
+
+def build_server(config: dict, endpoint: str) -> DaemonServer:
+    return DaemonServer(endpoint, build_core(config), float(config["daemon"]["heartbeat_interval_s"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     try:
         server.serve_forever()
+        if server.core.state() == "failed":  # a dead inference thread: let systemd restart us
+            print(f"voiceman-daemon: {server.core.stats()['inference_error']}", file=sys.stderr)
+            return 1
     finally:
         if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()

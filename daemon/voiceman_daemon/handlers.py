@@ -16,11 +16,20 @@ from .registry import LoadedModel
 
 
 @dataclass(frozen=True)
+class HandlerResult:
+    """A handler's answer: the reply content, and what it really batched (for the stage's
+    mean batch size in ``stats`` and the run report) where it knows."""
+    content: dict[str, Any]
+    items: int | None = None
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
 class Handler:
     name: str
     model_kinds: tuple[str, ...]  # kinds this request type may use; the request picks among them
     prepare: Callable[[dict[str, Any]], Any]
-    run: Callable[[dict[str, LoadedModel], Any, dict[str, Any]], dict[str, Any]]
+    run: Callable[[dict[str, LoadedModel], Any, dict[str, Any]], HandlerResult]
 
 
 def _prepare_audio(content: dict[str, Any]) -> dict[str, Any]:
@@ -31,15 +40,13 @@ def _prepare_audio(content: dict[str, Any]) -> dict[str, Any]:
     return {"audio": audio, "info": info.to_dict()}
 
 
-def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
+def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
     model = models["asr"]
     result = model.transcribe(payload["audio"], content.get("options") or {})
     result["model"] = model.custody()
     result["audio"] = payload["info"]
-    # What really ran, for the stage's mean batch size (stats, run report).
-    if result.get("vad_chunks") and result.get("batch_size_used"):
-        result["work"] = {"items": result["vad_chunks"], "batch_size": result["batch_size_used"]}
-    return result
+    return HandlerResult(result, items=result.get("vad_chunks") or None,
+                         batch_size=result.get("batch_size_used") if result.get("vad_chunks") else None)
 
 
 def _prepare_segments(content: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +61,7 @@ def _prepare_segments(content: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
+def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
     waveforms = payload["waveforms"]
     batch_size = (content.get("options") or {}).get("batch_size")
     none = [None] * len(waveforms)  # a kind the request did not ask for
@@ -67,7 +74,8 @@ def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: d
             "categorical": cat if cat and "error" not in cat else None,
             "errors": errors,
         })
-    return {"segments": segments, "models": [m.custody() for m in models.values()], "audio": payload["info"]}
+    return HandlerResult({"segments": segments, "models": [m.custody() for m in models.values()],
+                          "audio": payload["info"]})
 
 
 HANDLERS: dict[str, Handler] = {

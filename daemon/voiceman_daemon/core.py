@@ -1,0 +1,396 @@
+"""The daemon's socket-free core: it owns the models, the governor, the I/O pool and the
+inference thread, and turns submitted requests into outcomes.
+
+Nothing here knows about ZeroMQ.  The socket server (server.py) feeds the core and sends
+its outcomes back; the in-process benchmark and tests drive the very same core directly
+(``InProcessClient``), so "pipeline" and "in-process" differ only in orchestration.
+
+Threads:
+- callers (the server's main thread, a benchmark) ``submit`` requests;
+- the I/O pool decodes evidence files (N4: no file I/O on the inference thread);
+- the inference thread owns the models: loads them once, runs one request at a time under
+  the GPU governor (scheduler.GovernedRunner), and is the only thread that touches the
+  accelerator.  Every exception it meets becomes that request's error outcome; if the
+  thread itself ever dies, the core reports state "failed" so the service exits non-zero.
+- S5 backpressure: while too many files wait for SER, new transcription requests are held
+  and started when the SER backlog drains.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .admission import SerBackpressure
+from .governor import Governor
+from .governor_setup import governor_stats
+from .handlers import HANDLERS, Handler, HandlerResult
+from .registry import ModelLoadError, ModelRegistry, ModelSpec
+from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoard
+
+log = logging.getLogger(__name__)
+
+QUEUE_POLL_S = 0.2  # how often an idle inference thread looks at the stop flag
+
+
+class RequestRejected(ValueError):
+    """A request the core will not run (unknown type, model kinds it cannot serve)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request ended with: a result, or an error with its scope (request / daemon /
+    protocol; see voiceman.protocol.error_reply)."""
+    request_id: str
+    kind: str
+    ok: bool
+    content: dict[str, Any]
+    scope: str | None = None
+
+    @classmethod
+    def failure(cls, request_id: str, kind: str, reason: str, scope: str) -> "Outcome":
+        return cls(request_id, kind, False, {"reason": reason, "scope": scope}, scope)
+
+
+@dataclass
+class Job:
+    """One accepted work request on its way through the core."""
+    request_id: str
+    kind: str
+    content: dict[str, Any]
+    handler: Handler
+    specs: dict[str, ModelSpec]
+    future: Future = field(default_factory=Future)
+    payload: Any = None
+    accepted: float = field(default_factory=time.monotonic)
+    prepared: float = 0.0
+
+    @property
+    def file_key(self) -> str:
+        return str(self.content.get("audio_path") or self.request_id)
+
+
+# What the inference thread's queue holds.
+@dataclass(frozen=True)
+class LoadModel:
+    spec: ModelSpec
+
+
+@dataclass(frozen=True)
+class UnloadModels:
+    kind: str | None
+    future: Future
+
+
+@dataclass(frozen=True)
+class RunJob:
+    job: Job
+
+
+@dataclass
+class RequestCounters:
+    accepted: int = 0
+    ok: int = 0
+    failed: int = 0
+
+
+class DaemonCore:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        default_specs: dict[str, ModelSpec],
+        preload: list[str] | None = None,
+        io_workers: int = 2,
+        handlers: dict[str, Handler] | None = None,
+        governor: Governor | None = None,
+        backpressure: SerBackpressure | None = None,
+    ):
+        self.registry = registry
+        self.default_specs = default_specs
+        self.preload = preload or []
+        self.handlers = handlers or HANDLERS
+        self.governor = governor
+        self.backpressure = backpressure or SerBackpressure()
+        self.started_unix = time.time()
+        self._io_pool = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="io")
+        self._queue: queue.Queue[LoadModel | UnloadModels | RunJob] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()          # counters, backpressure, pending loads
+        self._counters: dict[str, RequestCounters] = {}
+        self._in_flight: dict[str, Job] = {}
+        self._pending_loads = 0
+        self._load_errors: dict[str, str] = {}
+        self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        self._inference_error: str | None = None
+        self.runner = GovernedRunner(governor, registry, self._stop)
+        self.board = StageBoard()
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> "DaemonCore":
+        self._inference.start()
+        if self.governor is not None:
+            self.governor.start_sampler()  # U2: samples (and logs) every interval from now on
+        for kind in self.preload:  # E1: configured models load at start, not on the first file
+            with self._lock:
+                self._pending_loads += 1
+            self._queue.put(LoadModel(self.default_specs[kind]))
+        return self
+
+    def request_stop(self) -> None:
+        """Finish the request that is running; queued ones get a 'daemon stopping' error."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self, join_timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self.governor is not None:
+            self.governor.stop_sampler()
+        self._io_pool.shutdown(wait=False, cancel_futures=True)
+        if self._inference.is_alive():
+            self._inference.join(timeout=join_timeout_s)
+        self._fail_remaining("daemon stopped before this request ran")
+        self.registry.unload()
+
+    def state(self) -> str:
+        if self._inference_error is not None:
+            return "failed"
+        if self._stop.is_set():
+            return "stopping"
+        if self._pending_loads:
+            return "loading"
+        return "degraded" if self._load_errors else "ready"
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, kind: str, content: dict[str, Any], request_id: str | None = None) -> Future:
+        """Accept a work request; the returned future resolves to its Outcome (never raises).
+        A request that cannot be run resolves at once with an error outcome."""
+        request_id = request_id or uuid.uuid4().hex
+        handler = self.handlers.get(kind)
+        with self._lock:
+            self._counters.setdefault(kind, RequestCounters()).accepted += 1
+        try:
+            if handler is None:
+                raise RequestRejected(f"unknown request type '{kind}'")
+            if self._stop.is_set():
+                raise RequestRejected("daemon is stopping")
+            job = Job(request_id, kind, content, handler, self._specs_for(handler, content.get("models")))
+        except RequestRejected as exc:
+            scope = "protocol" if handler is None else "daemon"
+            return self._resolved(Outcome.failure(request_id, kind, str(exc), scope))
+        job.future.add_done_callback(lambda fut, job=job: self._finished(job, fut.result()))
+        log.info("accepted %s %s (%s)", kind, request_id[:8], content.get("audio_path"))
+        stage = REQUEST_STAGES.get(kind)
+        with self._lock:
+            self._in_flight[request_id] = job
+            if stage == "ser":
+                self.backpressure.ser_entered(job.file_key)
+            held = stage == "asr" and not self.backpressure.admit_or_hold(job)
+        if held:  # S5: kept, not rejected; it starts when the SER backlog drains
+            self.board.move(request_id, kind, "held")
+            log.info("held %s %s: %d files wait for SER", kind, request_id[:8],
+                     self.backpressure.ser_files_waiting)
+        else:
+            self._start(job)
+        return job.future
+
+    def unload(self, kind: str | None) -> Future:
+        """Drop a model (or all): the only way a model leaves memory (N1)."""
+        future: Future = Future()
+        self._queue.put(UnloadModels(kind, future))
+        return future
+
+    def _resolved(self, outcome: Outcome) -> Future:
+        with self._lock:
+            self._counters.setdefault(outcome.kind, RequestCounters()).failed += 1
+        future: Future = Future()
+        future.set_result(outcome)
+        return future
+
+    def _start(self, job: Job) -> None:
+        self.board.move(job.request_id, job.kind, "preparing")
+        try:
+            self._io_pool.submit(self._prepare, job)
+        except RuntimeError:  # pool shut down: the daemon is stopping
+            job.future.set_result(Outcome.failure(job.request_id, job.kind, "daemon is stopping", "daemon"))
+
+    def _specs_for(self, handler: Handler, requested: dict[str, Any] | None) -> dict[str, ModelSpec]:
+        """The models a request needs: those it names (id/revision; load options stay the
+        daemon's), else the daemon's configured defaults for the handler's kinds."""
+        if requested:
+            unknown = set(requested) - set(handler.model_kinds)
+            if unknown:
+                raise RequestRejected(f"{handler.name} cannot use model kinds {sorted(unknown)}")
+            specs = {}
+            for kind, want in requested.items():
+                default = self.default_specs.get(kind)
+                specs[kind] = ModelSpec(kind=kind, id=str(want["id"]), revision=want.get("revision"),
+                                        options=default.options if default else ())
+            return specs
+        specs = {kind: self.default_specs[kind] for kind in handler.model_kinds if kind in self.default_specs}
+        if not specs:
+            raise RequestRejected(f"no {'/'.join(handler.model_kinds)} model configured in the daemon "
+                                  f"and none named in the request")
+        return specs
+
+    def _finished(self, job: Job, outcome: Outcome) -> None:
+        """Bookkeeping when a request's outcome is set (any thread), then release held
+        transcriptions if the SER backlog drained."""
+        self.board.drop(job.request_id)
+        with self._lock:
+            self._in_flight.pop(job.request_id, None)
+            counters = self._counters.setdefault(job.kind, RequestCounters())
+            counters.ok += int(outcome.ok)
+            counters.failed += int(not outcome.ok)
+            if REQUEST_STAGES.get(job.kind) == "ser":
+                self.backpressure.ser_left(job.file_key)
+            released = self.backpressure.release()
+        for held in released:
+            log.info("released held %s %s", held.kind, held.request_id[:8])
+            self._start(held)
+
+    # ------------------------------------------------------------------ I/O pool
+    def _prepare(self, job: Job) -> None:
+        try:
+            job.payload = job.handler.prepare(job.content)
+        except Exception as exc:
+            log.warning("%s %s: %s", job.kind, job.content.get("audio_path"), exc)
+            job.future.set_result(Outcome.failure(job.request_id, job.kind, str(exc), "request"))
+            return
+        job.prepared = time.monotonic()
+        self.board.move(job.request_id, job.kind, "queued")
+        self._queue.put(RunJob(job))
+
+    # ------------------------------------------------------------------ inference thread
+    def _inference_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._queue.get(timeout=QUEUE_POLL_S)
+                except queue.Empty:
+                    continue
+                if isinstance(item, LoadModel):
+                    self._preload(item.spec)
+                elif isinstance(item, UnloadModels):
+                    item.future.set_result(self.registry.unload(item.kind))
+                else:
+                    self._run_guarded(item.job)
+        except BaseException as exc:  # never silently: the service must restart us
+            self._inference_error = f"{type(exc).__name__}: {exc}"
+            log.critical("inference thread died: %s", self._inference_error, exc_info=True)
+            self._stop.set()
+
+    def _preload(self, spec: ModelSpec) -> None:
+        try:
+            self.registry.get(spec)
+            self._load_errors.pop(spec.kind, None)
+        except ModelLoadError as exc:
+            log.error("%s", exc)
+            self._load_errors[spec.kind] = str(exc)
+        finally:
+            with self._lock:
+                self._pending_loads -= 1
+
+    def _run_guarded(self, job: Job) -> None:
+        try:
+            outcome = self._run(job)
+        except Exception as exc:  # a bug on this request's path fails this request only
+            log.exception("%s %s failed outside its handler", job.kind, job.request_id[:8])
+            outcome = Outcome.failure(job.request_id, job.kind, f"internal error: {type(exc).__name__}", "request")
+        finally:
+            job.payload = None  # drop the decoded audio now, not when the job is collected
+        if not job.future.done():
+            job.future.set_result(outcome)
+
+    def _run(self, job: Job) -> Outcome:
+        self.board.move(job.request_id, job.kind, "running")
+        try:
+            # May wait (N2 halt, E2 cooldown delay) and move models between devices (E3).
+            ticket = self.runner.before_batch(job.kind, job.specs, job.content)
+            models = {kind: self.registry.get(spec) for kind, spec in ticket.specs.items()}
+            for kind, model in models.items():
+                self._load_errors.pop(kind, None)
+                ticket.model_devices[kind] = str(model.custody().get("device"))
+        except (ModelLoadError, DaemonStopping, ValueError) as exc:
+            if isinstance(exc, ModelLoadError):
+                self._load_errors[exc.kind] = str(exc)
+            return Outcome.failure(job.request_id, job.kind, str(exc), "daemon")
+        started = time.monotonic()
+        ok, items = False, _item_count(job.payload)
+        try:
+            done: HandlerResult = self.runner.run_batch(
+                ticket, lambda: job.handler.run(models, job.payload, ticket.content))
+            if done.batch_size:  # the handler says what it really batched
+                items, ticket.batch_size = done.items, done.batch_size
+            content = {**done.content, "timings": {
+                "queue_s": round(started - job.prepared, 3),
+                "prepare_s": round(job.prepared - job.accepted, 3),
+                "inference_s": round(time.monotonic() - started, 3),
+                "halted_wait_s": round(ticket.halted_wait_s, 3),
+            }, "governor": ticket.to_dict()}
+            outcome = Outcome(job.request_id, job.kind, True, content)
+            ok = True
+        except Exception as exc:  # one bad input must not take the batch or the daemon down
+            log.exception("%s failed", job.kind)
+            outcome = Outcome.failure(job.request_id, job.kind, f"{type(exc).__name__}: {exc}", "request")
+        self.runner.after_batch(ticket, ok, items)
+        for kind in ticket.specs:
+            self.registry.record_request(kind, time.monotonic() - started, ok)
+        return outcome
+
+    def _fail_remaining(self, reason: str) -> None:
+        with self._lock:
+            jobs = list(self._in_flight.values())
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(Outcome.failure(job.request_id, job.kind, reason, "daemon"))
+
+    # ------------------------------------------------------------------ reports
+    def load_errors(self) -> dict[str, str]:
+        return dict(self._load_errors)
+
+    def stats(self, brief: bool = False) -> dict[str, Any]:
+        """Everything ``stats`` reports (brief: the dashboard's per-second poll, no event list)."""
+        stages = self.runner.stats()
+        for stage, depths in self.board.depths().items():
+            stages.setdefault(stage, {}).update(depths)
+        with self._lock:
+            requests = {k: vars(v).copy() for k, v in self._counters.items()}
+            admission = self.backpressure.to_dict()
+            in_flight = len(self._in_flight)
+        return {
+            "governor": governor_stats(self.governor, brief=brief),
+            "stages": stages,
+            "admission": admission,
+            "device_changes": self.runner.device_changes_dicts(),
+            "state": self.state(),
+            "uptime_s": round(time.time() - self.started_unix, 3),
+            "models": self.registry.stats(),
+            "requests": requests,
+            "queue_depth": self._queue.qsize(),
+            "in_flight": in_flight,
+            "load_errors": self.load_errors(),
+            "inference_error": self._inference_error,
+        }
+
+    def wait_ready(self, timeout_s: float) -> str:
+        """Wait until preloads are done (or timeout); returns the state."""
+        deadline = time.monotonic() + timeout_s
+        while self.state() == "loading" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.state()
+
+
+def _item_count(payload: Any) -> int | None:
+    """Units of work in a prepared request where the handler says (SER: segment waveforms)."""
+    if isinstance(payload, dict) and isinstance(payload.get("waveforms"), list):
+        return len(payload["waveforms"])
+    return None
+
