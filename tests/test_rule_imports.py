@@ -1,32 +1,38 @@
-"""Rule jobs stay light: nothing a rule script imports may pull in torch or a model library."""
+"""Rule jobs stay light: nothing a rule job runs may pull in torch or a model library.
+
+Rule jobs are threads of the Snakemake process (profiles set force-use-threads), so the test
+imports everything the rules run -- the rule bodies and the modules they import lazily -- in
+a fresh interpreter and lists what came with them."""
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+RULE_MODULES = ["voiceman.rulejobs", "voiceman.rulekit", "voiceman.voice", "voiceman.patterns",
+                "voiceman.forensic", "voiceman.htmlreport", "voiceman.runreport", "voiceman.case"]
+HEAVY = {"torch", "whisperx", "transformers", "speechbrain", "ctranslate2", "pyannote", "faster_whisper"}
 
 
-def test_rule_scripts_never_import_torch_or_model_libraries():
-    modules = set()
-    for script in SCRIPTS.glob("*.py"):
-        for line in script.read_text().splitlines():
-            m = re.match(r"\s*(?:from\s+(\S+)\s+import\s+(.+)|import\s+(\S+))", line)
-            if m and m.group(1):
-                modules.add(m.group(1))
-                modules.update(f"{m.group(1)}.{n.strip()}" for n in m.group(2).split(",") if m.group(1) == "voiceman")
-            elif m:
-                modules.add(m.group(3))
-    # What the scripts call at run time is imported lazily: import those modules too.
-    modules |= {"voiceman.voice", "voiceman.patterns", "voiceman.forensic", "voiceman.htmlreport"}
+def test_rule_jobs_never_import_torch_or_model_libraries():
     code = ("import importlib, sys\n"
-            f"for name in {sorted(modules)!r}:\n"
-            "    try:\n        importlib.import_module(name)\n"
-            "    except ModuleNotFoundError:\n        pass  # a name imported from a module, not a module\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'torch', 'whisperx', 'transformers', 'speechbrain', 'ctranslate2', 'pyannote', 'faster_whisper'})\n"
+            f"for name in {RULE_MODULES!r}:\n"
+            "    importlib.import_module(name)\n"
+            f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(HEAVY)!r})\n"
             "print(','.join(heavy))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "", f"rule scripts import heavy model libraries: {out}"
+    assert out == "", f"rule jobs import heavy model libraries: {out}"
+
+
+def test_every_rule_body_is_found_by_the_rule_name():
+    """Each rule's run block calls rulejobs.<rule name> (a rule's logic is found by its name)."""
+    import re
+    from pathlib import Path
+
+    from voiceman import rulejobs
+
+    rules_dir = Path(__file__).resolve().parents[1] / "workflow" / "rules"
+    for smk in rules_dir.glob("*.smk"):
+        text = smk.read_text()
+        for name, body in re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, flags=re.S | re.M):
+            assert f"rulejobs.{name}(RuleJob(" in body, f"{smk.name}: rule {name} does not call rulejobs.{name}"
+            assert callable(getattr(rulejobs, name)), name

@@ -1,30 +1,73 @@
-"""What every rule script shares: logging into the rule's ``log:`` file and a clear one-line
-failure.  Rule scripts stay three lines long: build a request, call, write the output."""
+"""What every rule job shares: the job's named inputs/outputs, logging into the rule's ``log:``
+file, and a clear one-line failure.
+
+Rule jobs run as ``run:`` blocks.  The profiles set ``force-use-threads``, so on one machine a
+job is a thread of the Snakemake process (no interpreter start and no re-import per job;
+inference happens in the daemon, so these threads only do light CPU work).  On a cluster each
+job still runs in its own Snakemake process.  Because several jobs share one process, a job's
+log handler takes only the records its own thread emits.
+"""
 from __future__ import annotations
 
 import contextlib
 import logging
-import sys
+import threading
 import time
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 log = logging.getLogger("voiceman.rule")
+LIBRARY_LOGGER = "voiceman"  # the library's loggers all live under this name
+
+
+@dataclass(frozen=True)
+class RuleJob:
+    """One job of a rule: Snakemake's named lists as the run block sees them, plus the config."""
+    rule: str
+    input: Any
+    output: Any
+    params: Any
+    log: Any
+    wildcards: Any
+    config: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.rule}, wildcards {dict(self.wildcards)}"
+
+
+class _FromThread(logging.Filter):
+    def __init__(self, thread_id: int):
+        super().__init__()
+        self.thread_id = thread_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread == self.thread_id
 
 
 @contextlib.contextmanager
-def rule_logging(snakemake) -> Iterator[logging.Logger]:
-    """Log to ``snakemake.log[0]`` (and stderr); log an exception with its cause, then re-raise
+def job_logging(job: RuleJob) -> Iterator[logging.Logger]:
+    """Log this job's records to ``job.log[0]``; log an exception with its cause, then re-raise
     so Snakemake marks the job failed and keeps going with other files."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if snakemake.log:
-        handlers.append(logging.FileHandler(snakemake.log[0], mode="w", encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    library = logging.getLogger(LIBRARY_LOGGER)
+    if library.level == logging.NOTSET:
+        library.setLevel(logging.INFO)
+    handler: logging.Handler | None = None
+    if job.log:
+        handler = logging.FileHandler(job.log[0], mode="w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_FromThread(threading.get_ident()))
+        library.addHandler(handler)
     started = time.monotonic()
-    log.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    log.info("%s", job.label)
     try:
         yield log
     except Exception as exc:
-        log.error("rule %s failed for %s: %s", snakemake.rule, dict(snakemake.wildcards), exc)
+        log.error("%s failed: %s", job.label, exc)
         raise
-    log.info("rule %s done in %.2f s", snakemake.rule, time.monotonic() - started)
+    else:
+        log.info("rule %s done in %.2f s", job.rule, time.monotonic() - started)
+    finally:
+        if handler is not None:
+            library.removeHandler(handler)
+            handler.close()

@@ -8,8 +8,8 @@ rule ser:
         f"{RESULTS}/logs/ser/{{file}}.log",
     resources:
         daemon_slots=1,
-    script:
-        "../scripts/ser.py"
+    run:
+        rulejobs.ser(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule voice:
@@ -20,8 +20,8 @@ rule voice:
         features=f"{RESULTS}/voice/{{file}}.json",
     log:
         f"{RESULTS}/logs/voice/{{file}}.log",
-    script:
-        "../scripts/voice.py"
+    run:
+        rulejobs.voice(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule patterns:
@@ -33,5 +33,5 @@ rule patterns:
         hits=f"{RESULTS}/patterns/{{file}}.json",
     log:
         f"{RESULTS}/logs/patterns/{{file}}.log",
-    script:
-        "../scripts/patterns.py"
+    run:
+        rulejobs.patterns(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -5,7 +5,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from voiceman import case as vm_case
-from voiceman import daemonctl
+from voiceman import daemonctl, rulejobs
+from voiceman.rulekit import RuleJob
 from voiceman.hashing import sha256_json
 
 

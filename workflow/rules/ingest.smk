@@ -6,5 +6,5 @@ rule ingest:
         meta=f"{RESULTS}/ingest/{{file}}.json",
     log:
         f"{RESULTS}/logs/ingest/{{file}}.log",
-    script:
-        "../scripts/ingest.py"
+    run:
+        rulejobs.ingest(RuleJob(rule, input, output, params, log, wildcards, config))

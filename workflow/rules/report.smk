@@ -11,8 +11,8 @@ rule report:
         html=f"{RESULTS}/report/{{file}}.html",
     log:
         f"{RESULTS}/logs/report/{{file}}.log",
-    script:
-        "../scripts/report.py"
+    run:
+        rulejobs.report(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule case_summary:
@@ -28,5 +28,5 @@ rule case_summary:
         config_sha256=CONFIG_SHA256,
     log:
         f"{RESULTS}/logs/case_summary.log",
-    script:
-        "../scripts/case_summary.py"
+    run:
+        rulejobs.case_summary(RuleJob(rule, input, output, params, log, wildcards, config))

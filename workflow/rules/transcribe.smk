@@ -8,5 +8,5 @@ rule transcribe:
         f"{RESULTS}/logs/transcribe/{{file}}.log",
     resources:
         daemon_slots=1,
-    script:
-        "../scripts/transcribe.py"
+    run:
+        rulejobs.transcribe(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -1,0 +1,80 @@
+"""The body of every rule, found by the rule's name: read the inputs, build the request, call
+the library, write the outputs.  ``workflow/rules/*.smk`` call these from their ``run:`` blocks.
+
+Nothing here imports torch or a model library: GPU work goes to the daemon.  The rules that
+talk to the daemon take an optional client, so the in-process benchmark can hand them one that
+drives the daemon core directly (same code, no socket).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import voiceman
+
+from . import analysis, atomic, case, daemonctl, stages
+from .client import DaemonClient
+from .rulekit import RuleJob, job_logging
+
+# The per-file rules in DAG order (the benchmark's in-process loop runs them in this order).
+FILE_RULES = ("ingest", "transcribe", "ser", "voice", "patterns", "report")
+DAEMON_RULES = ("transcribe", "ser")  # the rules that take a daemon client
+
+
+def _deadline_s(job: RuleJob) -> float:
+    return float(job.config["daemon"]["request_deadline_s"])
+
+
+def ingest(job: RuleJob) -> None:
+    with job_logging(job):
+        atomic.write_json(job.output.meta, stages.ingest(job.input.audio))
+
+
+def transcribe(job: RuleJob, client: DaemonClient | None = None) -> None:
+    with job_logging(job):
+        client = client or daemonctl.client_for(job.config)
+        meta = atomic.read_json(job.input.meta)
+        result = stages.transcribe(client, meta, stages.asr_request(job.config), _deadline_s(job))
+        atomic.write_json(job.output.transcript, result)
+
+
+def ser(job: RuleJob, client: DaemonClient | None = None) -> None:
+    with job_logging(job):
+        client = client or daemonctl.client_for(job.config)
+        transcript = atomic.read_json(job.input.transcript)
+        atomic.write_json(job.output.emotion, analysis.emotion(client, transcript, job.config, _deadline_s(job)))
+
+
+def voice(job: RuleJob) -> None:
+    with job_logging(job):
+        transcript = atomic.read_json(job.input.transcript)
+        atomic.write_json(job.output.features, analysis.voice(transcript, job.config))
+
+
+def patterns(job: RuleJob) -> None:
+    with job_logging(job):
+        transcript = atomic.read_json(job.input.transcript)
+        atomic.write_json(job.output.hits, analysis.patterns(transcript, job.config["patterns"]["language"]))
+
+
+def report(job: RuleJob) -> None:
+    from .htmlreport import render_file_report
+
+    with job_logging(job):
+        parts = {name: atomic.read_json(path) for name, path in job.input.items()}
+        result = analysis.build_report(parts["meta"], parts["transcript"], parts["emotion"], parts["features"],
+                                       parts["hits"], job.config)
+        atomic.write_json(job.output.report, result)
+        atomic.write_text(job.output.html, render_file_report(result))
+
+
+def case_summary(job: RuleJob) -> None:
+    from .htmlreport import render_case_report
+
+    with job_logging(job):
+        paths = dict(zip(job.params.names, job.input.reports))
+        reports = {name: atomic.read_json(path) for name, path in paths.items()}
+        summary = case.summarize(reports, paths, job.params.ignored, job.config["case_dir"],
+                                 job.params.config_sha256, voiceman.__version__)
+        atomic.write_json(job.output.case, summary)
+        page = case.with_links_from(summary, Path(job.output.html).parent)
+        atomic.write_text(job.output.html, render_case_report(page))
