@@ -4,7 +4,7 @@ Each builder writes a folder laid out like the published model and returns its
 path; tests then load it through the same loader a user's real checkpoint goes
 through. The weights are random (seeded), the shapes tiny (hidden 32, 2 layers,
 2 heads, a 4-layer conv stack with 40x downsampling) so everything runs fast on
-a CPU.
+a CPU -- or, for the benchmark (size="published"), the published models' sizes.
 """
 
 from __future__ import annotations
@@ -41,6 +41,28 @@ def tiny_wav2vec2_config(feat_extract_norm: str = "layer", **extra) -> Wav2Vec2C
     )
 
 
+def published_wav2vec2_config(feat_extract_norm: str = "layer", **extra) -> Wav2Vec2Config:
+    """The published sizes, for benchmarks (timing needs the shape, not the training):
+    "layer" = wav2vec2-large-robust cut to 12 layers (audeering's dimensional SER model),
+    "group" = wav2vec2-base (the encoder of SpeechBrain's IEMOCAP model)."""
+    large = feat_extract_norm == "layer"
+    return Wav2Vec2Config(
+        hidden_size=1024 if large else 768,
+        num_hidden_layers=12,
+        num_attention_heads=16 if large else 12,
+        intermediate_size=4096 if large else 3072,
+        conv_bias=large,
+        feat_extract_norm=feat_extract_norm,
+        do_stable_layer_norm=large,
+        mask_time_prob=0.0,
+        vocab_size=32,
+        **extra,
+    )
+
+
+SIZES = {"tiny": tiny_wav2vec2_config, "published": published_wav2vec2_config}
+
+
 def randomise_norms(model: torch.nn.Module, spread: float = 0.3) -> torch.nn.Module:
     """Give every LayerNorm/GroupNorm non-trivial scale and shift, as trained ones have.
 
@@ -62,7 +84,7 @@ def _feature_extractor(return_attention_mask: bool) -> Wav2Vec2FeatureExtractor:
     )
 
 
-def build_dimensional_model(directory: str | Path, seed: int = 0) -> Path:
+def build_dimensional_model(directory: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim layout.
 
     The checkpoint is written from a bare Wav2Vec2Model plus plain tensors named
@@ -72,7 +94,7 @@ def build_dimensional_model(directory: str | Path, seed: int = 0) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = tiny_wav2vec2_config(
+    config = SIZES[size](
         "layer",
         num_labels=3,
         id2label={0: "arousal", 1: "dominance", 2: "valence"},
@@ -201,7 +223,7 @@ class CustomEncoderWav2vec2Classifier(Pretrained):
 SPEECHBRAIN_ENCODER_SUBDIR = "wav2vec2_checkpoint"
 
 
-def build_speechbrain_iemocap_model(directory: str | Path, seed: int = 2) -> Path:
+def build_speechbrain_iemocap_model(directory: str | Path, seed: int = 2, size: str = "tiny") -> Path:
     """speechbrain/emotion-recognition-wav2vec2-IEMOCAP layout, plus the encoder's HF folder.
 
     Files: hyperparams.yaml, custom_interface.py, wav2vec2.ckpt (fine-tuned encoder,
@@ -216,7 +238,7 @@ def build_speechbrain_iemocap_model(directory: str | Path, seed: int = 2) -> Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = tiny_wav2vec2_config("group", architectures=["Wav2Vec2ForPreTraining"])
+    config = SIZES[size]("group", architectures=["Wav2Vec2ForPreTraining"])
 
     encoder_dir = directory / SPEECHBRAIN_ENCODER_SUBDIR
     randomise_norms(Wav2Vec2Model(config)).save_pretrained(str(encoder_dir), safe_serialization=True)

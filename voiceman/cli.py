@@ -5,6 +5,8 @@
     voiceman demo make [DIR]              synthesise the demo case (espeak-ng)
     voiceman patterns scan FILE|-         crime-language pattern hits, one JSON object per line
     voiceman governor simulate TRACE.csv  replay a sensor trace through the governor policy
+    voiceman bench [--files N] [--seconds S] [--out bench.json]   naive / in-process / pipeline
+    voiceman keys generate [--dir DIR]    CURVE key pairs for a daemon on a tcp:// endpoint
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from . import daemonctl, runtime
 from .client import DaemonError
 from .config import ConfigError, load_config
+from .transport import TransportError
 
 
 def _config(args) -> dict:
@@ -98,6 +101,29 @@ def cmd_governor(args) -> int:
     return simulate_main(args.rest)
 
 
+def cmd_keys(args) -> int:
+    from .transport import generate_keys
+
+    paths = generate_keys(Path(args.dir) if args.dir else None)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    keys = paths["server_secret_key"].parent
+    print(f"""
+Each file is mode 0600 in a 0700 directory.  For a daemon on a tcp:// endpoint, in its config:
+  daemon:
+    curve:
+      server_secret_key: {paths['server_secret_key']}
+      authorized_clients: {keys / 'authorized_clients'}
+and on each client (copy server.key and client.key_secret there, keeping mode 0600):
+  daemon:
+    curve:
+      server_public_key: {paths['server_public_key']}
+      client_secret_key: {paths['client_secret_key']}
+To authorize another client, run this command again with another --dir and copy its client.key
+(mode 0600) under a new name into {keys / 'authorized_clients'}; restart the daemon.""")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     from .dashboard import run
 
@@ -144,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("rest", nargs=argparse.REMAINDER)
     g.set_defaults(func=cmd_governor)
 
+    b = sub.add_parser("bench", help="naive / in-process / pipeline side by side (see voiceman bench --help)",
+                       add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)  # parsed by voiceman.benchmark.run (see main)
+
+    k = sub.add_parser("keys", help="ZeroMQ CURVE keys for a daemon on a tcp:// endpoint")
+    k.add_argument("action", choices=["generate"])
+    k.add_argument("--dir", help="where to write them (a new or 0700 directory; default "
+                                 "$XDG_CONFIG_HOME/voiceman/keys or ~/.config/voiceman/keys); never overwrites")
+    k.set_defaults(func=cmd_keys)
+
     dash = sub.add_parser("dashboard", help="live terminal view of a running case (O3)")
     dash.add_argument("--config", help="config YAML (default: config/config.yaml)")
     dash.add_argument("--set", help="JSON merged over the config")
@@ -156,10 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own option parser (argparse's REMAINDER drops leading options)
+        from .benchmark.run import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DaemonError) as exc:
+    except (ConfigError, DaemonError, TransportError) as exc:
         print(f"voiceman: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,1 @@
+"""``voiceman bench``: naive / in-process / pipeline side by side on one synthesised workload."""
