@@ -371,11 +371,14 @@ def _infer_status(results: Path, start: float | None, files: list[FileTimes]) ->
     return "error"
 
 
-def write_run_report(results_dir: str | Path, status: str | None = None) -> tuple[Path, Path]:
+def write_run_report(results_dir: str | Path, status: str | None = None,
+                     now: float | None = None) -> tuple[Path, Path]:
+    """now: the run's end (daemon_down passes the moment the daemon has stopped, so the wall
+    time is the real one); None = when the daemon's stats were saved (a rewrite by hand)."""
     from .runreport_html import render_run_report
 
     results = Path(results_dir)
-    report = build_run_report(results, status).to_dict()
+    report = build_run_report(results, status, now).to_dict()
     json_path, html_path = results / "run_report.json", results / "run_report.html"
     write_json(json_path, report)
     write_text(html_path, render_run_report(report))

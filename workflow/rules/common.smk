@@ -1,5 +1,6 @@
 # Shared helpers: config validation, the case's file list, daemon start/stop hooks.
 import re
+import time
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -53,7 +54,8 @@ def daemon_down(status=None):
         logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))
     finally:
         try:
-            json_path, html_path = runreport.write_run_report(RESULTS, status)
+            # The run ends now, after the daemon has stopped: the report's wall time is the real one.
+            json_path, html_path = runreport.write_run_report(RESULTS, status, now=time.time())
             logger.info(f"run report: {json_path}, {html_path}")
         except Exception as exc:  # a report problem must not hide the run's own outcome
             logger.error(f"run report could not be written: {type(exc).__name__}: {exc}")
