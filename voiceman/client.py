@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from . import protocol
+from . import protocol, transport
 from .protocol import Message
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,13 @@ class DaemonClient:
         heartbeat_timeout_s: float = 15.0,
         retries: int = 2,
         context: zmq.Context | None = None,
+        curve: transport.CurveSettings | None = None,
     ):
+        # Endpoint policy and CURVE keys (voiceman/transport.py): a bad setting or key file is
+        # reported here, at once, not as a daemon that never answers.
+        transport.check_client(endpoint, curve)
         self.endpoint = endpoint
+        self.curve = curve
         self.connect_timeout_s = connect_timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.retries = retries
@@ -59,7 +64,12 @@ class DaemonClient:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDTIMEO, int(self.connect_timeout_s * 1000))
-        sock.connect(self.endpoint)
+        try:
+            transport.secure_client_socket(sock, self.endpoint, self.curve)
+            sock.connect(self.endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            raise
         return sock
 
     def call(self, msg_type: str, deadline_s: float = 3600.0, **content: Any) -> dict[str, Any]:

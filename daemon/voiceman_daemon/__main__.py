@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from voiceman import runtime
+from voiceman import runtime, transport
 from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
 
 from .admission import SerBackpressure
@@ -53,7 +53,9 @@ def build_core(config: dict) -> DaemonCore:
 
 
 def build_server(config: dict, endpoint: str) -> DaemonServer:
-    return DaemonServer(endpoint, build_core(config), float(config["daemon"]["heartbeat_interval_s"]))
+    # daemon.curve: a tcp endpoint off loopback needs CURVE keys; DaemonServer refuses it otherwise.
+    return DaemonServer(endpoint, build_core(config), float(config["daemon"]["heartbeat_interval_s"]),
+                        curve=transport.CurveSettings.from_config(config))
 
 
 def main(argv: list[str] | None = None) -> int:

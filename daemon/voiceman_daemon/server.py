@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import zmq
 
 import voiceman
-from voiceman import protocol
+from voiceman import protocol, transport
 from voiceman.protocol import Message
 
 from .core import DaemonCore, Outcome
@@ -43,8 +43,13 @@ class Answer:
 
 
 class DaemonServer:
-    def __init__(self, endpoint: str, core: DaemonCore, heartbeat_interval_s: float = 2.0):
+    def __init__(self, endpoint: str, core: DaemonCore, heartbeat_interval_s: float = 2.0,
+                 curve: transport.CurveSettings | None = None):
+        # Who may connect (voiceman/transport.py): ipc in a private dir; tcp on loopback, or any
+        # address with CURVE keys (curve=None: no keys).  Refused here, before anything loads.
+        transport.check_server(endpoint, curve)
         self.endpoint = endpoint
+        self.curve = curve
         self.core = core
         self.heartbeat_interval_s = heartbeat_interval_s
         self._answers: queue.Queue[Answer] = queue.Queue()
@@ -56,8 +61,19 @@ class DaemonServer:
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        sock.bind(self.endpoint)
-        log.info("voiceman daemon %s listening on %s (pid %d)", voiceman.__version__, self.endpoint, os.getpid())
+        try:
+            security = transport.secure_server_socket(sock, self.endpoint, self.curve)
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        try:
+            sock.bind(self.endpoint)
+        except BaseException:
+            sock.close(linger=0)
+            security.close()
+            raise
+        log.info("voiceman daemon %s listening on %s (pid %d; %s)", voiceman.__version__, self.endpoint,
+                 os.getpid(), security.description)
         self.core.start()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -76,6 +92,7 @@ class DaemonServer:
             self.core.close()
             self._flush_answers(sock)
             sock.close(linger=500)
+            security.close()
             log.info("daemon stopped")
 
     @staticmethod

@@ -1,0 +1,504 @@
+"""Who may talk to the daemon: the endpoint policy and ZeroMQ CURVE keys.
+
+The daemon holds case evidence and serves anything it is asked, so reaching its socket is the
+permission.  The rules, checked by the daemon before it binds and by clients before they
+connect:
+
+* ``ipc://PATH`` — a Unix socket.  The operating system is the gatekeeper: the socket must sit
+  in a directory that is ours and closed to every other account (the runtime dir is 0700).
+  Linux "abstract" sockets (``ipc://@name``) have no file permissions and are refused.
+* ``tcp://HOST:PORT`` with CURVE keys (``daemon.curve``) — the daemon is a CURVE server: every
+  connection is encrypted, and only clients whose public key is a ``*.key`` file in
+  ``daemon.curve.authorized_clients`` complete the handshake (ZAP, via pyzmq's
+  ``ThreadAuthenticator``).  Anyone else's messages never reach the daemon: no reply, no error,
+  nothing learned.
+* ``tcp://HOST:PORT`` without keys — only a loopback HOST (127.0.0.0/8, ``[::1]``,
+  ``localhost``).  ``*``, ``0.0.0.0``, interface names and every other address are refused at
+  start, with the config keys to set.
+* every other transport (inproc, pgm, epgm, ws, vmci, ...) is refused.
+
+Key files use ZeroMQ's certificate format (what ``zmq.auth.create_certificates`` writes:
+``NAME.key`` holds the public key, ``NAME.key_secret`` both keys).  Every key file must be a
+regular file owned by the user that reads it, with no permissions for group or others (0600);
+anything else is refused with the file named, never silently accepted or chmod-ed.
+``voiceman keys generate`` writes a server and a client key pair that way.
+"""
+from __future__ import annotations
+
+import glob
+import ipaddress
+import logging
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+log = logging.getLogger(__name__)
+
+SECTION = "daemon.curve"
+LOOPBACK_NAMES = ("localhost",)
+ALLOWED_SCHEMES = ("ipc", "tcp")
+_MAX_KEY_FILE_BYTES = 64 * 1024
+_Z85_KEY = re.compile(rb"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+
+
+class TransportError(ValueError):
+    """An endpoint or key setting the security model does not allow; the message says which
+    config key to set or which file to fix."""
+
+
+# ------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class CurveSettings:
+    """Paths from ``daemon.curve``.  The daemon uses ``server_secret_key`` and
+    ``authorized_clients``; a client uses ``server_public_key`` and ``client_secret_key``.
+    All None = no CURVE (ipc, or tcp on loopback only)."""
+
+    server_secret_key: Path | None = None
+    server_public_key: Path | None = None
+    client_secret_key: Path | None = None
+    authorized_clients: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CurveSettings":
+        """From a whole config (``config["daemon"]["curve"]``); missing or null = not set."""
+        section = ((config or {}).get("daemon") or {}).get("curve") or {}
+        if not isinstance(section, dict):
+            raise TransportError(f"{SECTION} must be a mapping of key file paths, not {type(section).__name__}")
+
+        def path(key: str) -> Path | None:
+            value = section.get(key)
+            if value in (None, ""):
+                return None
+            if not isinstance(value, (str, os.PathLike)):
+                raise TransportError(f"{SECTION}.{key} must be a path, not {value!r}")
+            return Path(value).expanduser()
+
+        return cls(**{key: path(key) for key in
+                      ("server_secret_key", "server_public_key", "client_secret_key", "authorized_clients")})
+
+    @property
+    def server_configured(self) -> bool:
+        return self.server_secret_key is not None or self.authorized_clients is not None
+
+    @property
+    def client_configured(self) -> bool:
+        return self.server_public_key is not None or self.client_secret_key is not None
+
+
+# ------------------------------------------------------------------------------ endpoints
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str            # "ipc" or "tcp"
+    address: str           # what follows "scheme://"
+    host: str | None = None
+    port: int | None = None
+    ipv6: bool = False     # a bracketed IPv6 literal (the socket needs ZMQ_IPV6)
+
+    @property
+    def loopback(self) -> bool:
+        if self.scheme != "tcp" or self.host is None:
+            return False
+        if self.host.lower() in LOOPBACK_NAMES:
+            return True
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            return False  # a host or interface name: it could resolve to anything
+        # 127.0.0.0/8 and ::1 only (an IPv4-mapped ::ffff:127.x counts as loopback only on some Pythons)
+        return ip.is_loopback if ip.version == 4 else ip == ipaddress.IPv6Address("::1")
+
+
+def parse_endpoint(endpoint: str) -> Endpoint:
+    """Split an endpoint the policy allows (``ipc://PATH``, ``tcp://HOST:PORT``, IPv6 as
+    ``tcp://[ADDR]:PORT``); anything else raises TransportError."""
+    if not isinstance(endpoint, str) or "://" not in endpoint:
+        raise TransportError(f"daemon.endpoint {endpoint!r} is not a ZeroMQ endpoint "
+                             f"(use 'auto', ipc://PATH or tcp://HOST:PORT)")
+    scheme, address = endpoint.split("://", 1)
+    scheme = scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise TransportError(
+            f"daemon.endpoint {endpoint}: the {scheme}:// transport is not allowed; the daemon listens "
+            f"only on ipc:// (its private runtime dir; daemon.endpoint: auto) or tcp:// (loopback, or any "
+            f"address with CURVE keys in {SECTION})")
+    if scheme == "ipc":
+        if not address:
+            raise TransportError(f"daemon.endpoint {endpoint}: no socket path")
+        return Endpoint("ipc", address)
+    if ";" in address:
+        raise TransportError(f"daemon.endpoint {endpoint}: a tcp source address (';') is not supported")
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise TransportError(f"daemon.endpoint {endpoint}: expected tcp://HOST:PORT")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise TransportError(f"daemon.endpoint {endpoint}: the port must be a number from 1 to 65535 "
+                             f"(wildcard or ephemeral ports are not supported)")
+    ipv6 = False
+    if host.startswith("[") and host.endswith("]"):
+        host, ipv6 = host[1:-1], True
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise TransportError(f"daemon.endpoint {endpoint}: {host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise TransportError(f"daemon.endpoint {endpoint}: write an IPv6 address in brackets, tcp://[{host}]:{port_text}")
+    return Endpoint("tcp", address, host, int(port_text), ipv6)
+
+
+def _ipc_path(ep: Endpoint) -> Path:
+    if ep.address.startswith("@") or ep.address.startswith("\0"):
+        raise TransportError(
+            f"daemon.endpoint ipc://{ep.address} is an abstract Unix socket: it has no file permissions, so "
+            f"every account on this machine could reach the daemon; use daemon.endpoint: auto (the private "
+            f"runtime dir) or a socket path in a directory only you can enter")
+    return Path(ep.address)
+
+
+def check_private_socket_dir(socket_path: Path) -> None:
+    """The directory of an ipc socket must be ours and closed to group and others (0700)."""
+    directory = socket_path.parent if str(socket_path.parent) else Path(".")
+    try:
+        st = directory.stat()
+    except OSError as exc:
+        raise TransportError(f"daemon.endpoint ipc://{socket_path}: its directory {directory} cannot be used "
+                             f"({exc.strerror})") from None
+    uid = os.getuid()
+    if st.st_uid != uid:
+        raise TransportError(
+            f"daemon.endpoint ipc://{socket_path}: its directory {directory} belongs to uid {st.st_uid}, not to "
+            f"you (uid {uid}); use daemon.endpoint: auto (the private runtime dir) or a directory of your own "
+            f"with mode 0700")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise TransportError(
+            f"daemon.endpoint ipc://{socket_path}: its directory {directory} has mode {mode:04o}, so other "
+            f"accounts could reach the daemon socket; use daemon.endpoint: auto (the private runtime dir) or "
+            f"a directory with mode 0700")
+
+
+# ------------------------------------------------------------------------------ key files
+@dataclass(frozen=True)
+class KeyPair:
+    public: bytes              # Z85, 40 bytes
+    secret: bytes | None = None
+
+
+def _read_private_file(path: Path, what: str) -> bytes:
+    """The bytes of a key file that is a regular file, ours, and closed to group/others."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise TransportError(f"{what} {path} does not exist (make keys with `voiceman keys generate`)") from None
+    except OSError as exc:
+        raise TransportError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TransportError(f"{what} {path} is not a regular file")
+        uid = os.getuid()
+        if st.st_uid != uid:
+            raise TransportError(
+                f"{what} {path} belongs to uid {st.st_uid}, not to you (uid {uid}): refusing it; key files must "
+                f"be yours with mode 0600")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise TransportError(
+                f"{what} {path} has mode {mode:04o}: key files must be readable by you alone (0600); "
+                f"if nobody else can have read or changed it, run `chmod 600 {path}`, otherwise make new keys")
+        if st.st_size > _MAX_KEY_FILE_BYTES:
+            raise TransportError(f"{what} {path} is {st.st_size} bytes: not a ZeroMQ key file")
+        return os.read(fd, _MAX_KEY_FILE_BYTES)
+    finally:
+        os.close(fd)
+
+
+def _parse_key(value: bytes, path: Path, what: str, name: str) -> bytes:
+    value = value.strip(b" \t'\"")
+    if not _Z85_KEY.match(value):
+        raise TransportError(f"{what} {path}: its {name} is not a 40-character Z85 CURVE key")
+    return value
+
+
+def load_key_file(path: Path, what: str, need_secret: bool) -> KeyPair:
+    """Read a ZeroMQ certificate file (``public-key = "..."``, ``secret-key = "..."``)."""
+    data = _read_private_file(Path(path), what)
+    public = secret = None
+    for raw in data.splitlines():
+        line = raw.strip()
+        if line.startswith(b"public-key") and b"=" in line:
+            public = _parse_key(line.split(b"=", 1)[1], path, what, "public-key")
+        elif line.startswith(b"secret-key") and b"=" in line:
+            secret = _parse_key(line.split(b"=", 1)[1], path, what, "secret-key")
+    if need_secret and secret is None:
+        raise TransportError(f"{what} {path} holds no secret-key (did you name the .key file instead of .key_secret?)")
+    if secret is not None:
+        derived = zmq.curve_public(secret)
+        if public is None:
+            public = derived
+        elif derived != public:
+            raise TransportError(f"{what} {path}: its public-key does not belong to its secret-key")
+    if public is None:
+        raise TransportError(f"{what} {path} holds no public-key line; not a ZeroMQ key file")
+    return KeyPair(public, secret if need_secret else None)
+
+
+def _setting(settings: CurveSettings, key: str) -> Path:
+    value = getattr(settings, key)
+    if value is None:
+        raise TransportError(f"{SECTION}.{key} is not set")
+    return value
+
+
+def load_authorized_clients(directory: Path) -> dict[bytes, Path]:
+    """The client public keys (``*.key`` files, as the authenticator reads them) in a directory
+    that is ours and closed to others; each file checked like every key file."""
+    what = f"{SECTION}.authorized_clients"
+    try:
+        st = os.stat(directory)
+    except OSError as exc:
+        raise TransportError(f"{what} {directory} cannot be used: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise TransportError(f"{what} {directory} is not a directory")
+    uid = os.getuid()
+    if st.st_uid != uid:
+        raise TransportError(f"{what} {directory} belongs to uid {st.st_uid}, not to you (uid {uid}): refusing it")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise TransportError(
+            f"{what} {directory} has mode {mode:04o}: whoever can write there can authorize a client; it must be "
+            f"yours with mode 0700 (`chmod 700 {directory}` if nobody else can have changed it)")
+    keys: dict[bytes, Path] = {}
+    for name in sorted(glob.glob(os.path.join(glob.escape(str(directory)), "*.key"))):
+        pair = load_key_file(Path(name), "authorized client key", need_secret=False)
+        keys[pair.public] = Path(name)
+    if not keys:
+        raise TransportError(
+            f"{what} {directory} holds no client public keys (*.key files): no client could connect; copy the "
+            f"client.key of each authorized client there (`voiceman keys generate` makes one)")
+    return keys
+
+
+# ------------------------------------------------------------------------------ the daemon
+@dataclass(frozen=True)
+class ServerPlan:
+    """What a server socket will be: checked before anything is bound or loaded."""
+    endpoint: Endpoint
+    mode: str                                  # "ipc", "tcp-loopback" or "curve"
+    keys: KeyPair | None = None
+    authorized: dict[bytes, Path] | None = None
+    authorized_dir: Path | None = None
+
+    def describe(self) -> str:
+        if self.mode == "curve":
+            return f"CURVE, {len(self.authorized or {})} authorized client key(s) from {self.authorized_dir}"
+        return {"ipc": "ipc, private socket directory", "tcp-loopback": "tcp on loopback only, no CURVE keys"}[self.mode]
+
+
+def check_server(endpoint: str, settings: CurveSettings | None) -> ServerPlan:
+    """The endpoint policy for a daemon; raises TransportError naming the config key to set."""
+    settings = settings or CurveSettings()
+    ep = parse_endpoint(endpoint)
+    if ep.scheme == "ipc":
+        check_private_socket_dir(_ipc_path(ep))
+        return ServerPlan(ep, "ipc")
+    if settings.server_configured:
+        missing = [k for k in ("server_secret_key", "authorized_clients") if getattr(settings, k) is None]
+        if missing:
+            raise TransportError(
+                f"daemon.endpoint {endpoint}: a CURVE daemon needs both {SECTION}.server_secret_key and "
+                f"{SECTION}.authorized_clients; {', '.join(f'{SECTION}.{k}' for k in missing)} is not set")
+        keys = load_key_file(_setting(settings, "server_secret_key"), f"{SECTION}.server_secret_key", need_secret=True)
+        directory = _setting(settings, "authorized_clients")
+        return ServerPlan(ep, "curve", keys, load_authorized_clients(directory), directory)
+    if not ep.loopback:
+        raise TransportError(
+            f"daemon.endpoint {endpoint}: refusing to listen on {ep.host} without CURVE keys: anyone who can "
+            f"reach that address could read case evidence through the daemon or stop it.  Set "
+            f"{SECTION}.server_secret_key and {SECTION}.authorized_clients (make keys with "
+            f"`voiceman keys generate`), or bind a loopback address (tcp://127.0.0.1:{ep.port})")
+    return ServerPlan(ep, "tcp-loopback")
+
+
+class ServerSecurity:
+    """What ``secure_server_socket`` set up; ``close()`` after the socket is closed."""
+
+    def __init__(self, plan: ServerPlan, authenticator: Any = None):
+        self.plan = plan
+        self.authenticator = authenticator
+
+    @property
+    def description(self) -> str:
+        return self.plan.describe()
+
+    def close(self) -> None:
+        if self.authenticator is not None:
+            self.authenticator.stop()
+            self.authenticator = None
+
+
+def secure_server_socket(sock: zmq.Socket, endpoint: str, settings: CurveSettings | None) -> ServerSecurity:
+    """Check the policy and configure ``sock`` (not yet bound) for it.  For CURVE this starts a
+    ZAP authenticator on the socket's context that admits only the authorized client keys; it
+    runs until ``close()``."""
+    plan = check_server(endpoint, settings)
+    if plan.endpoint.ipv6:
+        sock.setsockopt(zmq.IPV6, 1)
+    if plan.mode != "curve":
+        return ServerSecurity(plan)
+    from zmq.auth.thread import ThreadAuthenticator
+
+    assert plan.keys is not None and plan.keys.secret is not None and plan.authorized_dir is not None
+    auth = ThreadAuthenticator(sock.context, log=logging.getLogger("voiceman_daemon.auth"))
+    auth.start()
+    try:
+        auth.configure_curve(domain="*", location=str(plan.authorized_dir))
+        loaded = set(auth.certs.get("*", {}))
+        if not loaded or not loaded <= set(plan.authorized or {}):
+            raise TransportError(f"{SECTION}.authorized_clients {plan.authorized_dir}: its keys changed while "
+                                 f"the daemon was starting; start it again")
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, plan.keys.secret)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, plan.keys.public)
+    except BaseException:
+        auth.stop()
+        raise
+    return ServerSecurity(plan, auth)
+
+
+# ------------------------------------------------------------------------------ clients
+@dataclass(frozen=True)
+class ClientPlan:
+    endpoint: Endpoint
+    server_key: bytes | None = None
+    keys: KeyPair | None = None
+
+
+def check_client(endpoint: str, settings: CurveSettings | None) -> ClientPlan:
+    """The endpoint policy for a client: the keys it will use, or a TransportError."""
+    settings = settings or CurveSettings()
+    ep = parse_endpoint(endpoint)
+    if ep.scheme == "ipc":
+        return ClientPlan(ep)
+    if settings.client_configured:
+        missing = [k for k in ("server_public_key", "client_secret_key") if getattr(settings, k) is None]
+        if missing:
+            raise TransportError(
+                f"daemon.endpoint {endpoint}: a CURVE client needs both {SECTION}.server_public_key and "
+                f"{SECTION}.client_secret_key; {', '.join(f'{SECTION}.{k}' for k in missing)} is not set")
+        server = load_key_file(_setting(settings, "server_public_key"), f"{SECTION}.server_public_key",
+                               need_secret=False)
+        keys = load_key_file(_setting(settings, "client_secret_key"), f"{SECTION}.client_secret_key",
+                             need_secret=True)
+        return ClientPlan(ep, server.public, keys)
+    if not ep.loopback:
+        raise TransportError(
+            f"daemon.endpoint {endpoint}: {ep.host} is not a loopback address, and a daemon there answers only "
+            f"CURVE clients: set {SECTION}.server_public_key (the daemon's server.key) and "
+            f"{SECTION}.client_secret_key (a client.key_secret whose client.key the daemon authorizes)")
+    return ClientPlan(ep)
+
+
+def secure_client_socket(sock: zmq.Socket, endpoint: str, settings: CurveSettings | None) -> ClientPlan:
+    """Configure ``sock`` (not yet connected) for ``endpoint``: CURVE keys on tcp when set."""
+    plan = check_client(endpoint, settings)
+    if plan.endpoint.ipv6:
+        sock.setsockopt(zmq.IPV6, 1)
+    if plan.keys is not None:
+        assert plan.server_key is not None and plan.keys.secret is not None
+        sock.setsockopt(zmq.CURVE_SERVERKEY, plan.server_key)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, plan.keys.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, plan.keys.secret)
+    return plan
+
+
+# ------------------------------------------------------------------------------ generating keys
+KEY_FILES = {
+    "server_public_key": "server.key",
+    "server_secret_key": "server.key_secret",
+    "client_public_key": "client.key",
+    "client_secret_key": "client.key_secret",
+    "authorized_client": "authorized_clients/client.key",
+}
+
+
+def default_key_dir() -> Path:
+    """``$XDG_CONFIG_HOME/voiceman/keys``, else ``~/.config/voiceman/keys``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "voiceman" / "keys"
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` 0700, or accept an existing one only when it is ours and 0700-closed."""
+    try:
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)  # new and ours; mkdir's mode is masked by the umask
+        return
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise TransportError(f"key directory {path} exists and is not a directory (or is a symlink)")
+    if st.st_uid != os.getuid():
+        raise TransportError(f"key directory {path} belongs to uid {st.st_uid}, not to you; choose another --dir")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise TransportError(f"key directory {path} has mode {mode:04o}; keys go only in a directory closed to "
+                             f"others (0700): choose another --dir, or `chmod 700 {path}` if it is yours alone")
+
+
+def _key_text(public: bytes, secret: bytes | None, role: str) -> bytes:
+    lines = [f"#   ZeroMQ CURVE {'secret' if secret else 'public'} key: voiceman {role}",
+             "#   made by `voiceman keys generate`; keep mode 0600", "", "metadata", "curve",
+             f'    public-key = "{public.decode()}"']
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode()}"')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _write_new_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def generate_keys(directory: Path | None = None) -> dict[str, Path]:
+    """Make a server and a client CURVE key pair (``zmq.curve_keypair``) in ``directory``
+    (default ``default_key_dir()``), mode 0600 in 0700 directories, the client's public key also
+    in ``authorized_clients/``.  Refuses to overwrite any existing key file."""
+    directory = Path(directory).expanduser() if directory else default_key_dir()
+    paths = {name: directory / rel for name, rel in KEY_FILES.items()}
+    existing = [str(p) for p in paths.values() if os.path.lexists(p)]
+    if existing:
+        raise TransportError(f"refusing to overwrite existing key files: {', '.join(existing)} "
+                             f"(remove them first, or choose another --dir)")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(directory)
+    _private_dir(directory / "authorized_clients")
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    contents = {
+        "server_public_key": _key_text(server_public, None, "daemon (server)"),
+        "server_secret_key": _key_text(server_public, server_secret, "daemon (server)"),
+        "client_public_key": _key_text(client_public, None, "client"),
+        "client_secret_key": _key_text(client_public, client_secret, "client"),
+        "authorized_client": _key_text(client_public, None, "client"),
+    }
+    written: list[Path] = []
+    try:
+        for name, data in contents.items():
+            _write_new_private(paths[name], data)
+            written.append(paths[name])
+    except FileExistsError:
+        for path in written:  # someone raced us: leave no half-made set behind
+            path.unlink(missing_ok=True)
+        raise TransportError(f"key files appeared in {directory} while writing; nothing was kept") from None
+    return paths
