@@ -13,3 +13,6 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/voiceman bench --out bench/bench.json
