@@ -12,10 +12,10 @@ from typing import Any
 
 import voiceman
 
-from .audio import SAMPLE_RATE, decode
+from .audio import SAMPLE_RATE, AudioDecodeError, decode_file
 from .client import DaemonClient, RequestFailed
 from .config import model_request
-from .hashing import sha256_file, sha256_json
+from .hashing import config_sha256, sha256_file
 from .stages import failed, upstream_failure, utc_now
 
 SER_KINDS = ("ser_dimensional", "ser_categorical")
@@ -80,12 +80,22 @@ def voice(transcript: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     if failure:
         return {"file": transcript["file"], **failure}
     vcfg = VoiceFeatureConfig.from_dict(config.get("voice"))
-    audio, _ = decode(transcript["audio_path"])
+    # The bytes measured must be the bytes ingested (and transcribed): decode_file hashes exactly
+    # what it decodes, so a file swapped after ingest fails here even if it is restored later.
+    try:
+        audio, _, decoded_sha256 = decode_file(transcript["audio_path"])
+    except AudioDecodeError as exc:
+        return {"file": transcript["file"], **failed("voice", str(exc))}
+    ingested = transcript.get("sha256")
+    if ingested and decoded_sha256 != ingested:
+        return {"file": transcript["file"], "decoded_sha256": decoded_sha256,
+                **failed("voice", f"{transcript['file']}: the bytes decoded for voice features differ from the "
+                                  f"ingested evidence (ingest sha256 {ingested}, decoded now {decoded_sha256})")}
     segments = transcript["segments"]
     features = measure_segments(audio, SAMPLE_RATE, segments, vcfg)
     baselines = speaker_baselines(segments, features)
     z = zscores(features, segments, baselines)
-    return {"file": transcript["file"], "status": "ok", "config": vcfg.to_dict(),
+    return {"file": transcript["file"], "status": "ok", "decoded_sha256": decoded_sha256, "config": vcfg.to_dict(),
             "segments": [{**f.to_dict(), "z": zi} for f, zi in zip(features, z)],
             "speakers": [b.to_dict() for b in baselines.values()]}
 
@@ -112,38 +122,59 @@ def _model_entry(custody: dict[str, Any]) -> dict[str, Any]:
 def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, hits: dict,
                  config: dict[str, Any]) -> dict[str, Any]:
     """The per-file forensic report, schema-validated, with its chain of custody.  The input
-    is hashed again here: equal to the ingest hash proves the evidence was not modified."""
+    is hashed again here: equal to the ingest hash proves the evidence was not modified.
+
+    Custody also carries the evidence ledger's first-seen hash and the hash of the bytes each
+    decoding stage really decoded (the daemon for transcribe and SER, the voice stage);
+    ``input_unchanged`` is true only when every one of them equals the ingest hash and the hash
+    taken now, so a file swapped after ingest and restored before the report is not "unchanged".
+    """
     from .forensic import assemble_file_report, load_forensic_config
 
     after = sha256_file(meta["path"]) if Path(meta["path"]).is_file() else None
+    before = meta.get("sha256")
+    decoded = {stage: rec.get("decoded_sha256") for stage, rec in
+               (("transcribe", transcript), ("ser", ser), ("voice", voice_features)) if rec.get("decoded_sha256")}
     models = [transcript.get("model")] + list(ser.get("models") or [])
     custody = {
         "input_path": meta["path"],
         "input_size_bytes": meta.get("size_bytes"),
-        "input_sha256_before": meta.get("sha256"),
+        "input_sha256_first_seen": meta.get("input_sha256_first_seen"),
+        "input_first_seen_utc": meta.get("input_first_seen_utc"),
+        "input_sha256_before": before,
+        "input_sha256_decoded": decoded or None,
         "input_sha256_after": after,
         "models": [_model_entry(m) for m in models if m],
         "pattern_database": {k: hits["database"][k] for k in ("version", "sha256")} if hits.get("database") else None,
-        "config_sha256": sha256_json(config),
+        "config_sha256": config_sha256(config),
         "software_version": voiceman.__version__,
         "host": socket.gethostname(),
         "started_utc": meta.get("started_utc"),
         "finished_utc": utc_now(),
     }
     custody = {k: v for k, v in custody.items() if v is not None}
+    first_seen = meta.get("input_sha256_first_seen")
+    seen = {"first seen": first_seen, "ingest": before, **decoded, "report": after}
+    differing = {k: v for k, v in seen.items() if v is not None and v != before}
     rules = load_forensic_config(config.get("forensic_rules"))
     failure = upstream_failure(meta, transcript, ser, voice_features, hits)
-    if failure is None and after != meta.get("sha256"):
-        failure = failed("report", f"{meta['file']}: input changed during analysis ({meta.get('sha256')} -> {after})")
+    if failure is None and after != before:
+        failure = failed("report", f"{meta['file']}: input changed during analysis ({before} -> {after})")
+    if failure is None and differing:
+        failure = failed("report", f"{meta['file']}: bytes differ from the ingested evidence (ingest sha256 {before}; "
+                                   + ", ".join(f"{k} {v}" for k, v in differing.items()) + ")")
     if failure:
-        return assemble_file_report(file=meta["file"], custody=custody, status="failed",
-                                    reason=f"{failure['failed_stage']}: {failure['reason']}", rules=rules)
-    report = assemble_file_report(
-        file=meta["file"], custody=custody, segments=transcript["segments"], emotions=ser["segments"],
-        voices=voice_features["segments"], patterns=hits["segments"], duration_s=meta["duration_s"],
-        language=transcript.get("language"), rules=rules)
-    report["speaker_baselines"] = voice_features["speakers"]
-    report["notes"] = _notes(ser, transcript)
+        report = assemble_file_report(file=meta["file"], custody=custody, status="failed",
+                                      reason=f"{failure['failed_stage']}: {failure['reason']}", rules=rules)
+    else:
+        report = assemble_file_report(
+            file=meta["file"], custody=custody, segments=transcript["segments"], emotions=ser["segments"],
+            voices=voice_features["segments"], patterns=hits["segments"], duration_s=meta["duration_s"],
+            language=transcript.get("language"), rules=rules)
+        report["speaker_baselines"] = voice_features["speakers"]
+        report["notes"] = _notes(ser, transcript)
+    if differing and report["custody"].get("input_unchanged") is not None:
+        report["custody"]["input_unchanged"] = False  # some stage saw other bytes than ingest hashed
     return report
 
 

@@ -10,6 +10,11 @@ class CaseError(ValueError):
     """The case folder cannot be used (missing, not a folder)."""
 
 
+def display_name(name: str) -> str:
+    """A file name as JSON/HTML text: bytes that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def discover(case_dir: str | Path, extensions: list[str]) -> tuple[list[str], list[str]]:
     """(recordings, ignored) file names in ``case_dir`` (not recursive), sorted.
 

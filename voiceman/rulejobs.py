@@ -25,8 +25,12 @@ def _deadline_s(job: RuleJob) -> float:
 
 
 def ingest(job: RuleJob) -> None:
+    from .ledger import Ledger
+
     with job_logging(job):
-        atomic.write_json(job.output.meta, stages.ingest(job.input.audio))
+        # The evidence's first-seen hash is kept in the results folder's ledger.
+        atomic.write_json(job.output.meta, stages.ingest(job.input.audio, key=job.wildcards.file,
+                                                         ledger=Ledger(job.config["results_dir"])))
 
 
 def transcribe(job: RuleJob, client: DaemonClient | None = None) -> None:

@@ -9,15 +9,23 @@ failures (no daemon, daemon lost) are raised instead: nothing is wrong with the 
 """
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .audio import AudioDecodeError, decode
+from .audio import AudioDecodeError, decode_file
 from .client import DaemonClient, RequestFailed
 from .config import model_request
 from .hashing import sha256_file
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
@@ -37,21 +45,65 @@ def upstream_failure(*records: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def ingest(audio_path: str | Path) -> dict[str, Any]:
-    """Hash the original, then prove it decodes; metadata for the report."""
+def _text_path(path: Path) -> str:
+    """The real path as text for the records, or (when it is not valid UTF-8, which JSON and
+    msgpack cannot carry) the absolute path it was given, e.g. a results/custody/evidence link."""
+    real = os.path.realpath(path)
+    return real if os.fsencode(real).decode("utf-8", "backslashreplace") == real else os.path.abspath(path)
+
+
+def ingest(audio_path: str | Path, name: str | None = None, key: str | None = None,
+           ledger: Ledger | None = None) -> dict[str, Any]:
+    """Hash the original, check the hash against the evidence ledger's first-seen hash of the
+    file (recording it when the file is new), then prove it decodes; metadata for the report.
+
+    ``name``: the evidence file's name (default: the path's); ``key``: the key its outputs are
+    filed under when that is not the name.  A file whose bytes differ from the first-seen ones
+    fails here, with both hashes; so does a file that changes while it is ingested (the hash of
+    the bytes decoded must equal the hash taken first).
+    """
+    from .case import display_name
+
     path = Path(audio_path)
+    shown = display_name(path.name if name is None else name)
     started = utc_now()
-    record: dict[str, Any] = {"file": path.name, "path": str(path.resolve()), "started_utc": started}
+    record: dict[str, Any] = {"file": shown, "path": _text_path(path), "started_utc": started}
+    if key is not None and key != shown:
+        record["key"] = key
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return {**record, **failed("ingest", f"{shown}: not a regular file"), "finished_utc": utc_now()}
         record["sha256"] = sha256_file(path)
         record["size_bytes"] = path.stat().st_size
     except OSError as exc:
-        return {**record, **failed("ingest", f"{path.name}: cannot read: {exc.strerror}"), "finished_utc": utc_now()}
+        return {**record, **failed("ingest", f"{shown}: cannot read: {exc.strerror}"), "finished_utc": utc_now()}
+    if ledger is not None:
+        from .ledger import EvidenceChanged, LedgerError
+
+        try:
+            first = ledger.check(path.name if name is None else name, record["sha256"], key=key or shown,
+                                 size_bytes=record["size_bytes"], path=record["path"])
+        except EvidenceChanged as exc:
+            log.error("%s", exc)
+            return {**record, "input_sha256_first_seen": exc.first_seen["sha256"],
+                    "input_first_seen_utc": exc.first_seen.get("first_seen_utc"),
+                    **failed("ingest", str(exc)), "finished_utc": utc_now()}
+        except LedgerError as exc:
+            log.error("%s", exc)
+            return {**record, **failed("ingest", str(exc)), "finished_utc": utc_now()}
+        record["input_sha256_first_seen"] = first["sha256"]
+        record["input_first_seen_utc"] = first.get("first_seen_utc")
     t0 = time.perf_counter()
     try:
-        _, info = decode(path)
+        _, info, decoded_sha256 = decode_file(path)
     except AudioDecodeError as exc:
         return {**record, **failed("ingest", str(exc)), "finished_utc": utc_now()}
+    if decoded_sha256 != record["sha256"]:
+        reason = (f"{shown}: changed while it was ingested (sha256 {record['sha256']} when hashed, "
+                  f"{decoded_sha256} when decoded)")
+        log.error("%s", reason)
+        return {**record, **failed("ingest", reason), "finished_utc": utc_now()}
     return {**record, "status": "ok", "audio": info.to_dict(), "duration_s": info.duration_s,
             "decode_s": round(time.perf_counter() - t0, 3), "finished_utc": utc_now()}
 
@@ -73,11 +125,13 @@ def transcribe(client: DaemonClient, meta: dict[str, Any], request: dict[str, An
         return {"file": meta["file"], **failure}
     started = utc_now()
     try:
-        result = client.call("transcribe", deadline_s=deadline_s, audio_path=meta["path"], **request)
+        # The ingest hash goes along: the daemon hashes the bytes it decodes and refuses others.
+        result = client.call("transcribe", deadline_s=deadline_s, audio_path=meta["path"],
+                             sha256=meta.get("sha256"), **request)
     except RequestFailed as exc:
         if exc.scope != "request":
             raise  # the daemon cannot serve anyone: not this file's fault
         return {"file": meta["file"], **failed("transcribe", exc.reason), "started_utc": started,
                 "finished_utc": utc_now()}
-    return {"file": meta["file"], "audio_path": meta["path"], "status": "ok", "started_utc": started,
-            "finished_utc": utc_now(), **result}
+    return {"file": meta["file"], "audio_path": meta["path"], "sha256": meta.get("sha256"), "status": "ok",
+            "started_utc": started, "finished_utc": utc_now(), **result}

@@ -89,11 +89,11 @@ def run(config: dict[str, Any], files: list[str]) -> dict[str, Any]:
 def case_summary(config: dict[str, Any], files: list[str]) -> None:
     """The case summary, as the workflow's case_summary rule writes it."""
     from ..case import discover
-    from ..hashing import sha256_json
+    from ..hashing import config_sha256
 
     results = Path(config["results_dir"])
     names, ignored = discover(config["case_dir"], config["audio_extensions"])
-    params = SimpleNamespace(names=names, ignored=ignored, config_sha256=sha256_json(config))
+    params = SimpleNamespace(names=names, ignored=ignored, config_sha256=config_sha256(config))
     job = RuleJob("case_summary", Named(reports=[str(results / "report" / f"{n}.json") for n in names]),
                   Named(case=str(results / "case.json"), html=str(results / "case.html")), params,
                   [str(results / "logs" / "case_summary.log")], Named(), config)

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from voiceman import case as vm_case
 from voiceman import daemonctl, rulejobs
 from voiceman.rulekit import RuleJob
-from voiceman.hashing import sha256_json
+from voiceman.hashing import config_sha256
 
 
 validate(config, "../schemas/config.schema.yaml")
@@ -16,7 +16,8 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
 CASE_FILES, IGNORED_FILES = vm_case.discover(CASE_DIR, config["audio_extensions"])
-CONFIG_SHA256 = sha256_json(config)
+# The analysis settings' hash (not output locations, transport or limits: voiceman/hashing.py).
+CONFIG_SHA256 = config_sha256(config)
 # The pattern database is an input of the patterns rule: editing it re-scans every file.
 PATTERN_DB_FILES = sorted(str(p) for p in Path(workflow.basedir, "config", "patterns").glob("*.*"))
 
