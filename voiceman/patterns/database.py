@@ -46,13 +46,14 @@ class PatternDatabase:
             patterns = self._by_language.get(language, [])
             if not patterns:
                 continue
-            for pattern, start, end, context in _SCANNERS[language](text, patterns):
+            for pattern, start, end, context, rule in _SCANNERS[language](text, patterns):
                 if context == CONTEXT_NEGATED and not include_negated:
                     continue
                 key = (pattern.id, start, end)
-                if key not in hits:
+                if key not in hits:  # the first rule of the pattern that found this span
                     hits[key] = PatternHit(pattern.id, pattern.category, pattern.severity,
-                                           start, end, text[start:end], context)
+                                           start, end, text[start:end], context, rule,
+                                           language)
         return sorted(hits.values(), key=lambda h: (h.start, h.end, h.pattern_id))
 
     @staticmethod

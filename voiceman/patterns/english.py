@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from . import compose
 from .model import CONTEXT_DIRECT, CONTEXT_NEGATED, CONTEXT_REPORTED, Pattern
 from .textview import TextView
 
@@ -56,7 +57,17 @@ _SENTENCE_BREAK = re.compile(r"[.!?;\n]")
 _REPORTING_VERB = re.compile(
     r"\b(?:said|says|say|saying|told|tells|tell|telling|threatened|threatens|texted|texts|"
     r"wrote|writes|claimed|claims|warned|warns|yelled|screamed|shouted|mentioned|"
-    r"messaged|emailed|swore|promised)\b", _FLAGS)
+    r"messaged|emailed|swore|promised|kept telling|keeps telling|"
+    r"reads?(?= ?:)|read out|reads out|reading out)\b", _FLAGS)
+# Text between double quotes is someone's words, not the speaker's own speech act.
+_QUOTED = re.compile(r'["\u201c\u201d\u201e]([^"\u201c\u201d\u201e]+)["\u201c\u201d\u201e]')
+# The agent of a hit is a third person and nobody in it is the listener: "my boss will
+# murder me", "he is going to hurt himself" -- someone else's intent, not the speaker's.
+_THIRD_PERSON_START = re.compile(
+    r"^(?:he|she|they|it|someone|somebody|people|(?:my|his|her|their|our|the) [a-z']+)\b",
+    _FLAGS)
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|yourselves|u|ya|ur|y'all|yall)\b",
+                            _FLAGS)
 _ACCORDING_TO = re.compile(r"\baccording to\b", _FLAGS)
 # Words allowed between the subject and the reporting verb ("he literally said").
 _BETWEEN_SUBJECT_AND_VERB = {"just", "also", "then", "literally", "actually", "even", "once",
@@ -86,35 +97,90 @@ def compile_rule(expanded_rule: str) -> re.Pattern:
     return re.compile(r"(?<!\w)(?:" + body + r")(?!\w)", _FLAGS)
 
 
-def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, str]]:
-    """(pattern, start, end, context) for every English hit, offsets into `text`."""
+def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, str, dict]]:
+    """(pattern, start, end, context, rule) for every English hit, offsets into `text`."""
     full = normalise(text)
     stripped = full.rewrite(_NEGATOR_RE, lambda m: "")
-    found: list[tuple[Pattern, int, int, str]] = []
+    quoted = [m.span() for m in _QUOTED.finditer(full.text)]
+    found: list[tuple[Pattern, int, int, str, dict]] = []
     for pattern in patterns:
-        spans: list[tuple[int, int]] = []
-        for match in pattern.compiled.finditer(full.text):
-            if match.end() == match.start():
-                continue
-            start, end = full.original_span(*match.span())
-            spans.append((start, end))
-            found.append((pattern, start, end, _context(full.text, match.start())))
-        for match in pattern.compiled.finditer(stripped.text):
-            if match.end() == match.start():
-                continue
-            start, end = stripped.original_span(*match.span())
-            if not any(start < e and s < end for s, e in spans):
-                found.append((pattern, start, end, CONTEXT_NEGATED))
+        for rule in pattern.rules:
+            if rule.is_phrase:
+                found.extend(_scan_phrase(text, pattern, rule, full, stripped, quoted))
+            else:
+                for scope in _scopes(text, full, rule.scope):
+                    for match in compose.find(rule, scope):
+                        context = _context(full.text, match.line_start, match.line_end, quoted)
+                        found.append((pattern, match.start, match.end, context, match.to_dict()))
     return found
 
 
-def _context(normalised: str, hit_start: int) -> str:
+def _scan_phrase(text: str, pattern: Pattern, rule, full: TextView, stripped: TextView,
+                 quoted) -> list[tuple[Pattern, int, int, str, dict]]:
+    found = []
+    spans: list[tuple[int, int]] = []
+    slot = rule.slots[0]
+    for match in slot.compiled.finditer(full.text):
+        if match.end() == match.start():
+            continue
+        start, end = full.original_span(*match.span())
+        spans.append((start, end))
+        found.append((pattern, start, end, _context(full.text, match.start(), match.end(), quoted),
+                      _phrase_rule(rule, text, start, end)))
+    for match in slot.compiled.finditer(stripped.text):
+        if match.end() == match.start():
+            continue
+        start, end = stripped.original_span(*match.span())
+        if not any(start < e and s < end for s, e in spans):
+            found.append((pattern, start, end, CONTEXT_NEGATED,
+                          _phrase_rule(rule, text, start, end)))
+    return found
+
+
+def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
+    return compose.RuleMatch(rule, (compose.SlotMatch(rule.slots[0].name, start, end,
+                                                      text[start:end]),), 0, 0).to_dict()
+
+
+_SCOPE_BREAKS = {
+    "sentence": _SENTENCE_BREAK,
+    "clause": re.compile(r"[.!?;,:\n]|\bbut\b", _FLAGS),
+}
+
+
+def _scopes(text: str, full: TextView, scope: str) -> list[compose.Scope]:
+    line = full.text
+    bounds = [0, len(line)]
+    if scope in _SCOPE_BREAKS:
+        bounds = [0] + [m.end() for m in _SCOPE_BREAKS[scope].finditer(line)] + [len(line)]
+    scopes = []
+    for a, b in zip(bounds, bounds[1:]):
+        if b <= a or not line[a:b].strip():
+            continue
+        scopes.append(compose.Scope(
+            line=line[a:b],
+            gap=lambda x, y, a=a: len(_WORD.findall(line[a + x:a + y])),
+            original=lambda x, y, a=a: full.original_span(a + x, a + y),
+            text=text, offset=a))
+    return scopes
+
+
+def _context(normalised: str, hit_start: int, hit_end: int | None = None,
+             quoted: list[tuple[int, int]] = ()) -> str:
     prefix = normalised[:hit_start]
     if _negated_by_prefix(prefix):
         return CONTEXT_NEGATED
+    if any(a <= hit_start < b for a, b in quoted):
+        return CONTEXT_REPORTED
     if _reported_by_prefix(prefix):
         return CONTEXT_REPORTED
+    if hit_end is not None and _third_party(normalised[hit_start:hit_end]):
+        return CONTEXT_REPORTED
     return CONTEXT_DIRECT
+
+
+def _third_party(hit: str) -> bool:
+    return bool(_THIRD_PERSON_START.search(hit)) and not _SECOND_PERSON.search(hit)
 
 
 def _negated_by_prefix(prefix: str) -> bool:

@@ -13,6 +13,7 @@ import threading
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from . import compose
 from .model import CONTEXT_DIRECT, CONTEXT_NEGATED, CONTEXT_REPORTED, Pattern
 
 # Kiwi writes final consonants of endings as conjoining jamo (U+11A8..U+11C2: "ᆯ");
@@ -34,6 +35,14 @@ _NEGATED_INTENT_NOUNS = {"리", "생각", "일", "마음", "수", "적", "의도
 _NEGATION_LOOKAHEAD = 3
 _REPORT_LOOKAHEAD = 4
 _SENTENCE_END_TAGS = {"SF"}
+_SCOPE_BREAK_TAGS = {"sentence": {"SF"}, "clause": {"SF", "SP"}}
+# Text between quotation marks is someone's words, not the speaker's own speech act.
+_QUOTED = re.compile(r'["\u201c\u201d\u2018\u2019\'「『]([^"\u201c\u201d\u2018\u2019\'「」『』]+)["\u201c\u201d\u2018\u2019\'」』]')
+# Someone else's intent against the speaker ("팀장님이 나 죽일 거야"): a third person marked as
+# subject before the hit, the speaker as its object, and the listener nowhere in it.
+_FIRST_PERSON = {"나", "저", "우리", "내", "제"}
+_SECOND_PERSON = {"너", "니", "당신", "네", "자기", "너희", "니네", "느그", "니들", "너네"}
+_SUBJECT_PARTICLES = {"JKS"}
 
 _kiwi = None
 _kiwi_lock = threading.Lock()
@@ -139,38 +148,122 @@ def _without_negators(morphemes: list[Morpheme]) -> list[Morpheme]:
     return kept
 
 
-def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, str]]:
-    """(pattern, start, end, context) for every Korean hit, offsets into `text`."""
+def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, str, dict]]:
+    """(pattern, start, end, context, rule) for every Korean hit, offsets into `text`."""
     morphemes = analyse(text)
     full = _Rendered(morphemes)
     stripped = _Rendered(_without_negators(morphemes))
-    found: list[tuple[Pattern, int, int, str]] = []
+    quoted = [m.span(1) for m in _QUOTED.finditer(text)]
+    found: list[tuple[Pattern, int, int, str, dict]] = []
     for pattern in patterns:
-        spans: list[tuple[int, int]] = []
-        for match in pattern.compiled.finditer(full.line):
-            first, last = full.morpheme_range(match)
-            start, end = _span(morphemes[first:last + 1])
-            spans.append((start, end))
-            found.append((pattern, start, end, _context(morphemes, first, last)))
-        # A hit that needs the negator gone (죽이지 않을 거야 -> 죽이 을 거야) is negated.
-        for match in pattern.compiled.finditer(stripped.line):
-            first, last = stripped.morpheme_range(match)
-            start, end = _span(stripped.morphemes[first:last + 1])
-            if not any(start < e and s < end for s, e in spans):
-                found.append((pattern, start, end, CONTEXT_NEGATED))
+        for rule in pattern.rules:
+            if rule.is_phrase:
+                found.extend(_scan_phrase(text, pattern, rule, morphemes, full, stripped, quoted))
+                continue
+            for first_index, scope_morphemes in _scopes(morphemes, rule.scope):
+                rendered = _Rendered(scope_morphemes)
+                scope = compose.Scope(
+                    line=rendered.line,
+                    gap=lambda x, y, r=rendered: _gap(r, x, y),
+                    original=lambda x, y, r=rendered: _line_span(r, x, y),
+                    text=text)
+                for match in compose.find(rule, scope):
+                    first = first_index + _morpheme_at(rendered, match.line_start)
+                    last = first_index + _morpheme_at(rendered, match.line_end - 1)
+                    context = _context(morphemes, first, last, quoted)
+                    found.append((pattern, match.start, match.end, context, match.to_dict()))
     return found
+
+
+def _scan_phrase(text, pattern, rule, morphemes, full, stripped, quoted):
+    found = []
+    spans: list[tuple[int, int]] = []
+    slot = rule.slots[0]
+    for match in slot.compiled.finditer(full.line):
+        first, last = full.morpheme_range(match)
+        start, end = _span(morphemes[first:last + 1])
+        spans.append((start, end))
+        found.append((pattern, start, end, _context(morphemes, first, last, quoted),
+                      _phrase_rule(rule, text, start, end)))
+    # A hit that needs the negator gone (죽이지 않을 거야 -> 죽이 을 거야) is negated.
+    for match in slot.compiled.finditer(stripped.line):
+        first, last = stripped.morpheme_range(match)
+        start, end = _span(stripped.morphemes[first:last + 1])
+        if not any(start < e and s < end for s, e in spans):
+            found.append((pattern, start, end, CONTEXT_NEGATED,
+                          _phrase_rule(rule, text, start, end)))
+    return found
+
+
+def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
+    return compose.RuleMatch(rule, (compose.SlotMatch(rule.slots[0].name, start, end,
+                                                      text[start:end]),), 0, 0).to_dict()
+
+
+def _scopes(morphemes: list[Morpheme], scope: str) -> list[tuple[int, list[Morpheme]]]:
+    breaks = _SCOPE_BREAK_TAGS.get(scope)
+    if not breaks:
+        return [(0, morphemes)] if morphemes else []
+    scopes, begin = [], 0
+    for index, morpheme in enumerate(morphemes):
+        if morpheme.tag in breaks:
+            if index + 1 > begin:
+                scopes.append((begin, morphemes[begin:index + 1]))
+            begin = index + 1
+    if begin < len(morphemes):
+        scopes.append((begin, morphemes[begin:]))
+    return scopes
+
+
+def _morpheme_at(rendered: "_Rendered", line_offset: int) -> int:
+    return max(0, bisect_right(rendered.offsets, line_offset) - 1)
+
+
+def _gap(rendered: "_Rendered", x: int, y: int) -> int:
+    """Morphemes wholly between line offsets x (an end) and y (a start)."""
+    return max(0, _morpheme_at(rendered, y) - _morpheme_at(rendered, max(0, x - 1)) - 1)
+
+
+def _line_span(rendered: "_Rendered", x: int, y: int) -> tuple[int, int]:
+    first, last = _morpheme_at(rendered, x), _morpheme_at(rendered, y - 1)
+    return _span(rendered.morphemes[first:last + 1])
 
 
 def _span(morphemes: list[Morpheme]) -> tuple[int, int]:
     return min(m.start for m in morphemes), max(m.end for m in morphemes)
 
 
-def _context(morphemes: list[Morpheme], first: int, last: int) -> str:
+def _context(morphemes: list[Morpheme], first: int, last: int,
+             quoted: list[tuple[int, int]] = ()) -> str:
     if _negated_around(morphemes, first, last):
         return CONTEXT_NEGATED
     if _quoted_after(morphemes, last):
         return CONTEXT_REPORTED
+    start = morphemes[first].start
+    if any(a <= start < b for a, b in quoted):
+        return CONTEXT_REPORTED
+    if _third_party(morphemes, first, last):
+        return CONTEXT_REPORTED
     return CONTEXT_DIRECT
+
+
+def _third_party(morphemes: list[Morpheme], first: int, last: int) -> bool:
+    """팀장님이 나 죽일 거야: a third-person subject, the speaker as object, no listener."""
+    begin = first
+    while begin > 0 and morphemes[begin - 1].tag not in _SENTENCE_END_TAGS:
+        begin -= 1
+    sentence = morphemes[begin:last + 1]
+    if any(m.form in _SECOND_PERSON and m.tag in ("NP", "IC") for m in sentence):
+        return False
+    speaker_object = any(m.form in _FIRST_PERSON and m.tag == "NP" for m in morphemes[first:last + 1])
+    subject = None
+    for index, morpheme in enumerate(morphemes[begin:first]):
+        if morpheme.tag in _SUBJECT_PARTICLES and index > 0:
+            subject = morphemes[begin + index - 1]
+    third_subject = subject is not None and subject.form not in _FIRST_PERSON \
+        and subject.form not in _SECOND_PERSON
+    return third_subject and (speaker_object or not any(
+        m.form in _FIRST_PERSON and m.tag == "NP" for m in sentence))
 
 
 def _negated_around(morphemes: list[Morpheme], first: int, last: int) -> bool:

@@ -2,8 +2,10 @@
 
 Layout of the directory:
   manifest.yaml   version of the database and the rule macros, per language
-  schema.json     JSON Schema of the manifest ($defs.manifest) and of pattern files
+  schema.json     JSON Schema of the manifest ($defs.manifest), pattern files and lexicons
   *.yaml          pattern files, each {"patterns": [...]}
+  lexicons/*.yaml word lists (pejoratives, harm verbs, body parts, ...), each usable in the
+                  rules of its language as the macro {{<name>}}
 
 Every problem is reported as a PatternDatabaseError naming the file and line.
 """
@@ -12,21 +14,37 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 from jsonschema.exceptions import best_match
 
 from . import english, korean
+from .compose import PHRASE_RULE, Rule, Slot
 from .model import Pattern, PatternDatabaseError
 from .yaml_lines import LocatedDocument, load_located_yaml
 
 DEFAULT_DATABASE_DIR = Path(__file__).resolve().parents[2] / "config" / "patterns"
 MANIFEST_NAME = "manifest.yaml"
 SCHEMA_NAME = "schema.json"
+LEXICON_DIR = "lexicons"
 _MACRO = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _MAX_MACRO_DEPTH = 8
 _RULE_KEY = {"en": "regex", "ko": "morphs"}
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    name: str
+    language: str
+    description: str
+    entries: tuple[str, ...]
+    source: str  # "lexicons/<file>:<line>"
+
+    def fragment(self) -> str:
+        """The entries as one regex alternation, longest first."""
+        return "|".join(sorted(self.entries, key=lambda e: (-len(e), e)))
 _COMPILERS = {"en": english.compile_rule, "ko": korean.compile_rule}
 
 
@@ -52,17 +70,22 @@ def read_database(directory: Path) -> LoadedFiles:
     pattern_files = sorted(p for p in directory.glob("*.yaml") if p.name != MANIFEST_NAME)
     if not pattern_files:
         raise PatternDatabaseError(directory, None, "no pattern files (*.yaml) found")
+    lexicon_files = sorted((directory / LEXICON_DIR).glob("*.yaml"))
 
-    all_files = sorted([schema_file, manifest_file, *pattern_files], key=lambda p: p.name)
+    all_files = sorted([schema_file, manifest_file, *pattern_files, *lexicon_files],
+                       key=lambda p: _relative_name(p, directory))
     raw = {path: _read_bytes(path) for path in all_files}
     digest = hashlib.sha256()
-    for path in all_files:  # chain of custody: bytes of every file, sorted by name
+    for path in all_files:  # chain of custody: bytes of every file, sorted by relative name
         digest.update(raw[path])
 
     schema = _load_schema(schema_file, raw[schema_file])
     manifest = load_located_yaml(manifest_file, raw[manifest_file])
     _validate(manifest, schema, "manifest")
-    macros = manifest.data.get("macros", {})
+    macros = {language: dict(table)
+              for language, table in (manifest.data.get("macros") or {}).items()}
+    for lexicon_file in lexicon_files:
+        _add_lexicon(load_located_yaml(lexicon_file, raw[lexicon_file]), schema, macros)
 
     patterns: list[Pattern] = []
     first_seen: dict[str, str] = {}
@@ -78,6 +101,37 @@ def read_database(directory: Path) -> LoadedFiles:
             first_seen[pattern.id] = f"{path}:{pattern.line}"
             patterns.append(pattern)
     return LoadedFiles(str(manifest.data["version"]), patterns, digest.hexdigest(), all_files)
+
+
+def _relative_name(path: Path, directory: Path) -> str:
+    try:
+        return path.relative_to(directory).as_posix()
+    except ValueError:  # the schema fallback outside the directory
+        return path.name
+
+
+def _add_lexicon(document: LocatedDocument, schema: dict, macros: dict) -> None:
+    """A lexicon becomes the macro {{<name>}} of its language."""
+    _validate(document, schema, "lexicon_file")
+    data = document.data
+    language, name = data["language"], data["name"]
+    expected = f"{language}.{name}.yaml"
+    if document.file.name != expected:
+        raise document.error(("name",), f"lexicon {name!r} ({language}) must be in a file "
+                                        f"named {expected!r}")
+    table = macros.setdefault(language, {})
+    if name in table:
+        raise document.error(("name",), f"lexicon name {name!r} is already a macro of "
+                                        f"language {language!r}")
+    lexicon = Lexicon(name, language, data["description"], tuple(data["entries"]),
+                      f"{LEXICON_DIR}/{document.file.name}:{document.line_of(())}")
+    for index, entry in enumerate(lexicon.entries):
+        try:
+            re.compile(_MACRO.sub("x", entry))
+        except re.error as exc:
+            raise document.error(("entries", index), f"invalid lexicon entry regex ({exc})") \
+                from exc
+    table[name] = lexicon.fragment()
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -130,14 +184,23 @@ def _build_pattern(document: LocatedDocument, index: int, entry: dict, macros: d
                              f"pattern id {pattern_id!r} must start with {prefix!r} "
                              f"(its language and category)")
     rule_key = _RULE_KEY[language]
-    rule_path = ("patterns", index, "match", rule_key)
-    rule = entry["match"][rule_key]
-    expanded = _expand_macros(document, rule_path, rule, macros.get(language, {}))
-    try:
-        compiled = _COMPILERS[language](expanded)
-    except re.error as exc:
-        raise document.error(rule_path, f"pattern {pattern_id!r}: invalid rule regex ({exc})") \
-            from exc
+    table = macros.get(language, {})
+    if "rules" in entry["match"]:
+        compiled = None
+        rule = json.dumps(entry["match"]["rules"], ensure_ascii=False)
+        rules = tuple(_build_rule(document, ("patterns", index, "match", "rules", r), spec,
+                                  pattern_id, language, table)
+                      for r, spec in enumerate(entry["match"]["rules"]))
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise document.error(("patterns", index, "match", "rules"),
+                                 f"pattern {pattern_id!r}: rule names must be unique ({names})")
+    else:
+        rule_path = ("patterns", index, "match", rule_key)
+        rule = entry["match"][rule_key]
+        compiled = _compile(document, rule_path, rule, pattern_id, language, table)
+        rules = (Rule(f"{pattern_id}#{PHRASE_RULE}", PHRASE_RULE,
+                      (Slot(PHRASE_RULE, rule, compiled),)),)
     return Pattern(
         id=pattern_id,
         category=category,
@@ -146,11 +209,45 @@ def _build_pattern(document: LocatedDocument, index: int, entry: dict, macros: d
         language=language,
         rule=rule,
         compiled=compiled,
+        rules=rules,
         positive_examples=tuple(entry["examples"]["positive"]),
         negative_examples=tuple(entry["examples"]["negative"]),
         source_file=document.file,
         line=document.line_of(("patterns", index)),
     )
+
+
+def _compile(document: LocatedDocument, path, rule: str, pattern_id: str, language: str,
+             macros: dict) -> re.Pattern:
+    expanded = _expand_macros(document, path, rule, macros)
+    try:
+        return _COMPILERS[language](expanded)
+    except re.error as exc:
+        raise document.error(path, f"pattern {pattern_id!r}: invalid rule regex ({exc})") from exc
+
+
+def _build_rule(document: LocatedDocument, path, spec: dict, pattern_id: str, language: str,
+                macros: dict) -> Rule:
+    """A compositional rule: slots (in order) that must meet within one scope."""
+    key = _RULE_KEY[language]
+    slots = []
+    for index, slot in enumerate(spec["slots"]):
+        if key not in slot:
+            raise document.error((*path, "slots", index),
+                                 f"pattern {pattern_id!r}: a {language} slot is written "
+                                 f"with {key!r}")
+        compiled = _compile(document, (*path, "slots", index, key), slot[key], pattern_id,
+                            language, macros)
+        slots.append(Slot(slot["name"], slot[key], compiled, slot.get("max_gap")))
+    names = [s.name for s in slots]
+    if len(set(names)) != len(names):
+        raise document.error((*path, "slots"), f"pattern {pattern_id!r}: slot names must be "
+                                               f"unique within a rule ({names})")
+    unless_source = tuple(spec.get("unless", ()))
+    unless = tuple(_compile(document, (*path, "unless", i), veto, pattern_id, language, macros)
+                   for i, veto in enumerate(unless_source))
+    return Rule(f"{pattern_id}#{spec['name']}", spec["name"], tuple(slots),
+                spec.get("scope", "sentence"), unless, unless_source)
 
 
 def _expand_macros(document: LocatedDocument, path, rule: str, macros: dict) -> str:

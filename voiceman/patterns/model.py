@@ -5,11 +5,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .compose import Rule
+
 CATEGORIES = ("threat", "intimidation", "coercion", "gaslighting", "insult")
 LANGUAGES = ("ko", "en")
 
-# Where a hit sits in the speech act: said by the speaker ("direct"), quoted from
-# someone else ("reported"), or denied ("negated" -- suppressed unless asked for).
+# Where a hit sits in the speech act: said by the speaker ("direct"); someone else's words
+# or intent ("reported": quoted, after a reporting verb, or a third person harming someone
+# other than the listener, "my boss will murder me"); or denied ("negated" -- suppressed
+# unless asked for).
 CONTEXT_DIRECT = "direct"
 CONTEXT_REPORTED = "reported"
 CONTEXT_NEGATED = "negated"
@@ -25,12 +29,13 @@ class Pattern:
     severity: int
     description: str
     language: str
-    rule: str  # the rule as written in the YAML file (before macro expansion)
-    compiled: re.Pattern = field(repr=False, compare=False)
+    rule: str  # the rule as written in the YAML file (before macro expansion); JSON for rules
+    compiled: re.Pattern | None = field(repr=False, compare=False)  # phrase patterns only
     positive_examples: tuple[str, ...] = ()
     negative_examples: tuple[str, ...] = ()
     source_file: Path | None = None
     line: int = 0  # 1-based line of the pattern's mapping in source_file
+    rules: tuple[Rule, ...] = field(default=(), compare=False)
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +45,7 @@ class Pattern:
             "description": self.description,
             "language": self.language,
             "rule": self.rule,
+            "rules": [r.to_dict() for r in self.rules],
             "examples": {
                 "positive": list(self.positive_examples),
                 "negative": list(self.negative_examples),
@@ -59,9 +65,13 @@ class PatternHit:
     end: int
     text: str
     context: str
+    # The rule that fired: {"id": "<pattern id>#<rule name>", "slots": [{"name", "start",
+    # "end", "text"}, ...]} -- offsets into the input, like start/end.
+    rule: dict | None = field(default=None, compare=False)
+    language: str | None = None  # the language whose rules found it (ko/en)
 
     def to_dict(self) -> dict:
-        return {
+        entry = {
             "pattern_id": self.pattern_id,
             "category": self.category,
             "severity": self.severity,
@@ -70,6 +80,11 @@ class PatternHit:
             "text": self.text,
             "context": self.context,
         }
+        if self.rule is not None:
+            entry["rule"] = self.rule
+        if self.language is not None:
+            entry["language"] = self.language
+        return entry
 
 
 class PatternDatabaseError(ValueError):
