@@ -28,24 +28,28 @@ def ingest(job: RuleJob) -> None:
     from .ledger import Ledger
 
     with job_logging(job):
-        # The evidence's first-seen hash is kept in the results folder's ledger.
-        atomic.write_json(job.output.meta, stages.ingest(job.input.audio, key=job.wildcards.file,
+        # The evidence's own name (the input may be results/custody/evidence/<key>, a link to a
+        # file whose name cannot be an output path); its first-seen hash is kept in the ledger.
+        name, path = case.evidence_name(job.input.audio)
+        atomic.write_json(job.output.meta, stages.ingest(path, name=name, key=job.wildcards.file,
                                                          ledger=Ledger(job.config["results_dir"])))
 
 
 def transcribe(job: RuleJob, client: DaemonClient | None = None) -> None:
     with job_logging(job):
-        client = client or daemonctl.client_for(job.config)
+        client = client or daemonctl.client_for_job(job.config)  # daemon.per_node: this node's daemon
         meta = atomic.read_json(job.input.meta)
         result = stages.transcribe(client, meta, stages.asr_request(job.config), _deadline_s(job))
         atomic.write_json(job.output.transcript, result)
+        daemonctl.job_done(job.config, client)  # daemon.per_node: keep the node daemon's stats
 
 
 def ser(job: RuleJob, client: DaemonClient | None = None) -> None:
     with job_logging(job):
-        client = client or daemonctl.client_for(job.config)
+        client = client or daemonctl.client_for_job(job.config)
         transcript = atomic.read_json(job.input.transcript)
         atomic.write_json(job.output.emotion, analysis.emotion(client, transcript, job.config, _deadline_s(job)))
+        daemonctl.job_done(job.config, client)
 
 
 def voice(job: RuleJob) -> None:
@@ -75,10 +79,11 @@ def case_summary(job: RuleJob) -> None:
     from .htmlreport import render_case_report
 
     with job_logging(job):
-        paths = dict(zip(job.params.names, job.input.reports))
-        reports = {name: atomic.read_json(path) for name, path in paths.items()}
-        summary = case.summarize(reports, paths, job.params.ignored, job.config["case_dir"],
-                                 job.params.config_sha256, voiceman.__version__)
+        recordings = list(job.params.recordings)  # [{key, name, kind}], in the order of the reports
+        paths = dict(zip([r["key"] for r in recordings], job.input.reports))
+        reports = {key: atomic.read_json(path) for key, path in paths.items()}
+        summary = case.summarize(reports, paths, list(job.params.entries), job.config["case_dir"],
+                                 job.params.config_sha256, voiceman.__version__, recordings=recordings)
         atomic.write_json(job.output.case, summary)
         page = case.with_links_from(summary, Path(job.output.html).parent)
         atomic.write_text(job.output.html, render_case_report(page))

@@ -88,13 +88,14 @@ def run(config: dict[str, Any], files: list[str]) -> dict[str, Any]:
 
 def case_summary(config: dict[str, Any], files: list[str]) -> None:
     """The case summary, as the workflow's case_summary rule writes it."""
-    from ..case import discover
+    from ..case import inventory
     from ..hashing import config_sha256
 
     results = Path(config["results_dir"])
-    names, ignored = discover(config["case_dir"], config["audio_extensions"])
-    params = SimpleNamespace(names=names, ignored=ignored, config_sha256=config_sha256(config))
-    job = RuleJob("case_summary", Named(reports=[str(results / "report" / f"{n}.json") for n in names]),
+    inv = inventory(config["case_dir"], config["audio_extensions"], results_dir=results)
+    params = SimpleNamespace(recordings=inv.recording_records(), entries=inv.entries,
+                             config_sha256=config_sha256(config))
+    job = RuleJob("case_summary", Named(reports=[str(results / "report" / f"{k}.json") for k in inv.keys]),
                   Named(case=str(results / "case.json"), html=str(results / "case.html")), params,
                   [str(results / "logs" / "case_summary.log")], Named(), config)
     rulejobs.case_summary(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,19 @@ def _score_of(entry: dict[str, Any]) -> float | None:
     if value is None and isinstance(entry.get("report"), dict):
         value = (entry["report"].get("file_score") or {}).get("score")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _visible(name: Any) -> str:
+    """A file name with its invisible characters shown as escapes (a newline as \\n, a bidi
+    override as \\u202e), so the page shows the name the file system has, not a look-alike."""
+    text = str(name)
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _href(path: str) -> str:
@@ -48,7 +62,7 @@ def _score_chart(files: list[dict[str, Any]]) -> str:
     rows = []
     for i, entry in enumerate(files):
         y = 10 + i * BAR_H
-        name = str(entry.get("name"))
+        name = _visible(entry.get("name"))
         short = name if len(name) <= 38 else name[:37] + "…"
         score = _score_of(entry)
         rows.append(f'<text x="{LABEL_W - 6}" y="{y + 13}" text-anchor="end" font-size="11">{esc(short)}<title>{esc(name)}</title></text>')
@@ -87,24 +101,33 @@ def render_case_report(case: dict[str, Any]) -> str:
             ("done", f'<span class="status-done">{esc(len(done))}</span>'),
             ("failed", f'<span class="status-failed">{esc(len(failed))}</span>'),
             ("highest file score", fmt_num(max(scores)) if scores else "—"),
+            *([("entries of the case folder", esc(len(case["entries"])))] if case.get("entries") else []),
         ]),
     ]
     if files:
         body.append("<h2>File scores</h2>" + _score_chart(files))
     if failed:
-        items = "".join(f"<li><b>{esc(f.get('name'))}</b> ({esc(f.get('status'))}): {esc(f.get('reason') or 'no reason given')}</li>" for f in failed)
+        items = "".join(f"<li><b>{esc(_visible(f.get('name')))}</b> ({esc(f.get('status'))}): {esc(_visible(f.get('reason') or 'no reason given'))}</li>" for f in failed)
         body.append(f"<h2>Failed files</h2><ul class=\"failures\">{items}</ul>")
     ranked = sorted(files, key=lambda f: (f.get("status") != "done", -(_score_of(f) or 0.0), str(f.get("name"))))
     rows = "".join(
-        f'<tr class="{"" if f.get("status") == "done" else "flagged"}"><td>{esc(f.get("name"))}</td>'
+        f'<tr class="{"" if f.get("status") == "done" else "flagged"}"><td>{esc(_visible(f.get("name")))}</td>'
         f'<td class="{"status-done" if f.get("status") == "done" else "status-failed"}">{esc(f.get("status"))}</td>'
-        f'<td class="num">{fmt_num(_score_of(f))}</td><td>{esc(f.get("reason")) if f.get("reason") else "—"}</td>'
+        f'<td class="num">{fmt_num(_score_of(f))}</td><td>{esc(_visible(f.get("reason"))) if f.get("reason") else "—"}</td>'
         f"<td>{_report_cell(f.get('report'))}</td></tr>"
         for f in ranked
     )
     body.append("<h2>All files</h2><table><thead><tr><th>file</th><th>status</th><th>score</th><th>reason</th>"
                 f"<th>report</th></tr></thead><tbody>{rows}</tbody></table>")
-    extra = {k: v for k, v in case.items() if k != "files"}
+    ignored = [e for e in case.get("entries") or [] if e.get("status") == "ignored"]
+    if ignored:
+        rows = "".join(f'<tr><td>{esc(_visible(e.get("name")))}</td><td>{esc(e.get("kind"))}</td>'
+                       f'<td>{esc(_visible(e.get("reason") or "no reason given"))}</td></tr>' for e in ignored)
+        body.append(f"<h2>Not analysed ({esc(len(ignored))} of {esc(len(case.get('entries') or []))} entries "
+                    "of the case folder)</h2>"
+                    '<table class="ignored"><thead><tr><th>entry</th><th>kind</th><th>why</th></tr></thead>'
+                    f"<tbody>{rows}</tbody></table>")
+    extra = {k: v for k, v in case.items() if k not in ("files", "entries")}
     if extra:
         body.append("<h2>Case details</h2>" + json_block(extra))
     return page(f"voiceman case report – {title}", "\n".join(body))

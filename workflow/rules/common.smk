@@ -1,6 +1,5 @@
-# Shared helpers: config validation, the case's file list, daemon start/stop hooks.
+# Shared helpers: config validation, the case folder's inventory, daemon start/stop hooks.
 import re
-import time
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -15,7 +14,18 @@ validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
-CASE_FILES, IGNORED_FILES = vm_case.discover(CASE_DIR, config["audio_extensions"])
+if "{" in RESULTS or "}" in RESULTS:
+    raise ValueError(f"results_dir '{RESULTS}' contains '{{' or '}}', which Snakemake reads as wildcards: "
+                     "choose a results folder without braces")
+# Every entry of the case folder: the recordings (each filed under a key, the file name unless
+# the name cannot be an output path -- see voiceman/case.py), and everything else with its
+# status (failed / ignored) and reason, for case.json.
+CASE = vm_case.inventory(CASE_DIR, config["audio_extensions"], results_dir=RESULTS)
+CASE_KEYS = CASE.keys
+CASE_FILES = CASE_KEYS  # the {file} wildcard's values
+CASE_RECORDINGS = CASE.recording_records()  # [{key, name, kind}]
+CASE_ENTRIES = CASE.entries  # every entry that is not analysed, with status and reason
+EVIDENCE = vm_case.evidence_inputs(CASE, RESULTS)  # {key: the case file, or results/custody/evidence/<key>}
 # The analysis settings' hash (not output locations, transport or limits: voiceman/hashing.py).
 CONFIG_SHA256 = config_sha256(config)
 # The pattern database is an input of the patterns rule: editing it re-scans every file.
@@ -23,17 +33,17 @@ PATTERN_DB_FILES = sorted(str(p) for p in Path(workflow.basedir, "config", "patt
 
 
 wildcard_constraints:
-    file="|".join(re.escape(name) for name in CASE_FILES) or "(?!)",
+    file="|".join(re.escape(key) for key in CASE_KEYS) or "(?!)",
 
 
 def evidence(wildcards):
     """The original recording (read-only input) of one file."""
-    return f"{CASE_DIR}/{wildcards.file}"
+    return EVIDENCE[wildcards.file]
 
 
 def per_file(stage, ext="json"):
     """All per-file outputs of a stage, e.g. results/report/{file}.json for every file."""
-    return expand(f"{RESULTS}/{stage}/{{file}}.{ext}", file=CASE_FILES)
+    return expand(f"{RESULTS}/{stage}/{{file}}.{ext}", file=CASE_KEYS)
 
 
 def daemon_up():
@@ -55,8 +65,7 @@ def daemon_down(status=None):
         logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))
     finally:
         try:
-            # The run ends now, after the daemon has stopped: the report's wall time is the real one.
-            json_path, html_path = runreport.write_run_report(RESULTS, status, now=time.time())
+            json_path, html_path = runreport.write_run_report(RESULTS, status)
             logger.info(f"run report: {json_path}, {html_path}")
         except Exception as exc:  # a report problem must not hide the run's own outcome
             logger.error(f"run report could not be written: {type(exc).__name__}: {exc}")

@@ -23,8 +23,8 @@ rule case_summary:
         case=f"{RESULTS}/case.json",
         html=f"{RESULTS}/case.html",
     params:
-        names=CASE_FILES,
-        ignored=IGNORED_FILES,
+        recordings=CASE_RECORDINGS,
+        entries=CASE_ENTRIES,
         config_sha256=CONFIG_SHA256,
     log:
         f"{RESULTS}/logs/case_summary.log",
