@@ -46,6 +46,8 @@ def cmd_daemon(args) -> int:
         print(f"daemon pid {proc.pid} at {client.endpoint}: {status['state']}; log: {log_file}")
         for kind, err in status.get("load_errors", {}).items():
             print(f"  {kind}: {err}", file=sys.stderr)
+        for warning in status.get("device_warnings") or []:
+            print(f"  WARNING: {warning}", file=sys.stderr)
         return 0 if status["state"] in ("ready", "loading") else 1
     if args.action == "stop":
         if daemonctl.stop(client):
@@ -70,6 +72,11 @@ def cmd_daemon(args) -> int:
     for kind, m in stats["models"].items():
         print(f"  {kind}: loaded={m['loaded']} loads={m['loads']} requests={m['requests']} "
               f"busy={m['busy_s']:.1f}s id={m['custody'].get('id')}")
+    device = stats.get("device") or {}
+    if device.get("summary"):
+        print(f"  devices: {device['summary']}")
+    for warning in device.get("warnings") or []:  # a GPU the models cannot use: said every time
+        print(f"  WARNING: {warning}")
     return 0
 
 

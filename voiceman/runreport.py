@@ -130,6 +130,9 @@ class RunReport:
     samples: list[dict[str, Any]] = field(default_factory=list)
     throughput: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The daemon's device probe: a GPU the models could not use is the first thing the report says.
+    device_warnings: list[str] = field(default_factory=list)
+    device: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -349,7 +352,9 @@ def build_run_report(results_dir: str | Path, status: str | None = None,
         backpressure=daemon.get("admission") or {},
         samples=[{k: s.get(k) for k in ("unix", "temp_c", "util_pct", "mem_used_gb", "mem_frac", "state")}
                  for s in samples],
-        throughput=throughput, notes=notes)
+        throughput=throughput, notes=notes,
+        device_warnings=list((daemon.get("device") or {}).get("warnings") or []),
+        device=daemon.get("device"))
 
 
 def _run_end(results: Path, start: float | None) -> float:

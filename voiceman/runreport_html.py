@@ -78,6 +78,19 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _device_banner(report: dict[str, Any]) -> str:
+    """A GPU the models could not use (the daemon's device probe), above everything else."""
+    warnings = report.get("device_warnings") or []
+    device = report.get("device") or {}
+    if not warnings:
+        return f'<p class="explain">Devices: {esc(device["summary"])}</p>' if device.get("summary") else ""
+    items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
+    return ('<div class="device-warning" role="alert" style="border:2px solid #b42318;background:#fff1f0;'
+            'padding:.4em 1em;margin:.6em 0"><p class="status-failed">Device warning: a GPU is present '
+            'that not every model could use</p>'
+            f"<ul>{items}</ul></div>")
+
+
 def render_run_report(report: dict[str, Any]) -> str:
     gpu = report["gpu"]
     samples = report.get("samples") or []
@@ -128,7 +141,7 @@ def render_run_report(report: dict[str, Any]) -> str:
              + line_chart("Throughput: audio seconds done", thr, "audio s", t0, color="#1a7f37"))
     bp = report.get("backpressure") or {}
     body = (
-        "<h1>Run report</h1>" + summary
+        "<h1>Run report</h1>" + _device_banner(report) + summary
         + "<h2>GPU and governor</h2>" + gpu_table + plots
         + "<h2>Stages (this run)</h2>" + _table(["stage", "files", "total s", "mean s", "max s"], stage_rows)
         + "<h2>Daemon requests per stage</h2>"

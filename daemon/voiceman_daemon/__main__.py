@@ -19,6 +19,7 @@ from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
 from .admission import SerBackpressure
 from .asr import import_backend, load_asr
 from .core import DaemonCore
+from .device_probe import DeviceError, check_requested_device, log_report, probe
 from .governor_setup import backpressure_thresholds, build_governor
 from .registry import ModelRegistry, ModelSpec
 from .ser_backend import load_ser_categorical, load_ser_dimensional
@@ -73,11 +74,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     endpoint = runtime.resolve_endpoint(args.endpoint or config["daemon"]["endpoint"])
     import_backend()
+    # Never silently on the CPU: a GPU the model libraries cannot use is a loud warning (log,
+    # status, run report); an explicit `device: cuda` they cannot meet stops the start here.
+    devices = probe(config)
+    log_report(devices)
+    try:
+        check_requested_device(devices, config)
+    except DeviceError as exc:
+        print(f"voiceman-daemon: {exc}", file=sys.stderr)
+        return 2
     try:
         server = build_server(config, endpoint)
     except ValueError as exc:
         print(f"voiceman-daemon: {exc}", file=sys.stderr)
         return 2
+    server.core.device_report = devices
     pid_file = runtime.pid_file()
     pid_file.write_text(f"{os.getpid()}\n")
     # SIGTERM (systemd stop, `voiceman daemon stop` fallback) = orderly shutdown.

@@ -129,6 +129,8 @@ class DaemonCore:
         self._inference_error: str | None = None
         self.runner = GovernedRunner(governor, registry, self._stop)
         self.board = StageBoard()
+        # device_probe.DeviceReport set by __main__ at start: GPU vs what the model libraries can use.
+        self.device_report: Any = None
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "DaemonCore":
@@ -378,6 +380,7 @@ class DaemonCore:
             "in_flight": in_flight,
             "load_errors": self.load_errors(),
             "inference_error": self._inference_error,
+            "device": self.device_report.to_dict() if self.device_report is not None else None,
         }
 
     def wait_ready(self, timeout_s: float) -> str:

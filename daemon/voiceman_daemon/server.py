@@ -171,6 +171,8 @@ class DaemonServer:
             state=self.core.state(), pid=os.getpid(), version=voiceman.__version__,
             protocol_version=protocol.PROTOCOL_VERSION, endpoint=self.endpoint,
             load_errors=self.core.load_errors(),
+            # a GPU the models cannot use (device_probe); `voiceman daemon start` prints them
+            device_warnings=list(self.core.device_report.warnings) if self.core.device_report is not None else [],
         )
 
     def _on_stats(self, request: Message) -> Message:
