@@ -5,6 +5,10 @@
     python3 scripts/platform_install.py install --python .venv/bin/python -- python3 -m uv
     python3 scripts/platform_install.py derive-lock [--check]   requirements.lock -> requirements-aarch64-cuda.lock
 
+VOICEMAN_KEEP_TORCH=1 (NVIDIA's PyTorch container, a venv made with --system-site-packages):
+install everything but torch/torchaudio/torchvision and use the ones already there.
+VOICEMAN_TORCH_INDEX=URL: take the CUDA torch from a mirror or a local wheelhouse instead.
+
 x86_64 (and every platform other than linux-aarch64) installs ``requirements.lock`` exactly as
 setup.sh always has.  linux-aarch64 cannot: PyPI's torch for it is a ``+cpu`` build (its
 nvidia-* requirements carry an x86_64 marker) and torchcodec 0.7.0 has no aarch64 wheel.
@@ -136,7 +140,8 @@ def pins(text: str) -> List[str]:
 
 
 # -- the decision -------------------------------------------------------------------------
-def decide(facts: PlatformFacts, repo: Path = REPO, torch_index: Optional[str] = None) -> InstallPlan:
+def decide(facts: PlatformFacts, repo: Path = REPO, torch_index: Optional[str] = None,
+           keep_torch: bool = False) -> InstallPlan:
     if not facts.linux_aarch64:
         return InstallPlan(
             lock=MAIN_LOCK, torch="as locked",
@@ -148,6 +153,11 @@ def decide(facts: PlatformFacts, repo: Path = REPO, torch_index: Optional[str] =
     sources = tuple(name for name, native in SOURCE_BUILDS_AARCH64.items() if native)
     first = InstallStep("every locked package but torch/torchaudio/torchvision, from PyPI",
                         ("--compile-bytecode", "--no-deps"), base)
+    if keep_torch:
+        return InstallPlan(AARCH64_LOCK, "kept",
+                           "linux-aarch64, torch/torchaudio/torchvision kept from this environment "
+                           "(VOICEMAN_KEEP_TORCH, e.g. NVIDIA's PyTorch container)",
+                           (first,), (), sources, tuple(NO_AARCH64_WHEEL) + TORCH_PACKAGES)
     warnings: List[str] = []
     cuda = facts.supported_cuda()
     line = ".".join(map(str, TORCH_CUDA_LINE))
@@ -313,7 +323,26 @@ def install(plan: InstallPlan, uv: Sequence[str], python: str, quiet: bool = Tru
         if check.returncode and problems:
             print("setup: the installed environment is incomplete:\n  " + "\n  ".join(problems), file=sys.stderr)
             return 1
+        if plan.torch == "kept":
+            versions = subprocess.run([python, "-c", KEPT_TORCH_CHECK], capture_output=True, text=True).stdout.strip()
+            print(f"setup: kept from the environment: {versions or 'nothing (torch is not importable)'}")
+            if not versions.startswith("torch 2.8"):
+                print(f"setup: WARNING: voiceman is locked to torch {TORCH_CUDA_PINS['torch'].split('+')[0]} "
+                      "(whisperx 3.8.6 breaks with torch 2.9): use a container with torch 2.8", file=sys.stderr)
     return 0
+
+
+KEPT_TORCH_CHECK = """
+import importlib
+out = []
+for name in ("torch", "torchaudio", "torchvision"):
+    try:
+        module = importlib.import_module(name)
+        out.append(f"{name} {module.__version__}")
+    except Exception as exc:
+        out.append(f"{name} MISSING ({type(exc).__name__})")
+print(", ".join(out))
+"""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -337,7 +366,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         target.write_text(derived)
         print(f"wrote {target}")
         return 0
-    plan = decide(detect(), torch_index=os.environ.get("VOICEMAN_TORCH_INDEX") or None)
+    plan = decide(detect(), torch_index=os.environ.get("VOICEMAN_TORCH_INDEX") or None,
+                  keep_torch=os.environ.get("VOICEMAN_KEEP_TORCH", "") not in ("", "0"))
     if args.command == "plan":
         if args.json:
             print(json.dumps(plan.to_dict(), indent=2))
