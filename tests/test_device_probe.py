@@ -88,6 +88,8 @@ def test_asr_cuda_depends_on_the_backend(backend, ok):
         with pytest.raises(dp.DeviceError, match="ctranslate2 4.8.5 has no CUDA on this platform.*backend: transformers"):
             dp.check_requested_device(report, cfg)
         assert "ASR (backend ctranslate2) runs on the CPU" in report.warnings[0]
+        assert "backend: auto or transformers" in report.warnings[0]
+        assert not any(w.startswith("fix:") for w in report.warnings)   # torch is fine: no reinstall advice
 
 
 def test_explicit_cuda_without_any_gpu_is_an_error_too():

@@ -241,7 +241,9 @@ def probe(config: dict | None = None, *, nvml: Any = None, torch: LibraryFacts |
         if present and not usable and device != "cpu":
             why = "; ".join(c for c in (facts[lib].cause() for lib in libs) if c)
             causes.append(why)
-            report.warnings.append(f"{gpu} is present but {_what(kind, section)} runs on the CPU: {why}")
+            hint = (" (models.asr.backend: auto or transformers runs Whisper on torch's CUDA)"
+                    if kind == "asr" and facts["torch"].can_use_cuda else "")
+            report.warnings.append(f"{gpu} is present but {_what(kind, section)} runs on the CPU: {why}{hint}")
     if config is None and present:
         for f in facts.values():
             if f.cause():
@@ -251,7 +253,7 @@ def probe(config: dict | None = None, *, nvml: Any = None, torch: LibraryFacts |
     if gap:
         causes.append(gap)
         report.warnings.append(f"{gpu}: {gap}; torch work on it fails with 'no kernel image is available'")
-    if report.warnings and report.machine in ("aarch64", "arm64"):
+    if report.warnings and not facts["torch"].can_use_cuda and report.machine in ("aarch64", "arm64"):
         report.warnings.append(f"fix: {INSTALL_HINT}")
     report.cause = "; ".join(dict.fromkeys(causes)) or None
     return report
