@@ -7,7 +7,7 @@
 
 VOICEMAN_KEEP_TORCH=1 (NVIDIA's PyTorch container, a venv made with --system-site-packages):
 install everything but torch/torchaudio/torchvision and use the ones already there.
-VOICEMAN_TORCH_INDEX=URL: take the CUDA torch from a mirror or a local wheelhouse instead.
+VOICEMAN_TORCH_INDEX=URL: take the CUDA torch from a mirror of that index (a proxy, or a file:// PEP 503 tree).
 
 x86_64 (and every platform other than linux-aarch64) installs ``requirements.lock`` exactly as
 setup.sh always has.  linux-aarch64 cannot: PyPI's torch for it is a ``+cpu`` build (its
@@ -43,7 +43,7 @@ AARCH64_LOCK = "requirements-aarch64-cuda.lock"
 
 # PyTorch's own wheel index for the CUDA builds: torch 2.8.0 publishes linux-aarch64 CUDA
 # wheels only for cu129 (there is no 2.8.0+cu128 aarch64 wheel).  VOICEMAN_TORCH_INDEX points
-# the same step at a mirror or a local wheelhouse (offline evidence machines).
+# the same step at a mirror of it (a proxy, or a file:// PEP 503 tree on offline evidence machines).
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu129"
 TORCH_CUDA_LINE = (12, 9)
 TORCH_PACKAGES = ("torch", "torchaudio", "torchvision")
