@@ -76,8 +76,9 @@ class SlotMatch:
 class RuleMatch:
     rule: Rule
     slots: tuple[SlotMatch, ...]
-    line_start: int  # where the first slot starts in the scope's line (for context checks)
+    line_start: int  # where the first slot starts in the language's full line (context checks)
     line_end: int
+    line_spans: tuple[tuple[int, int], ...] = ()  # each slot's span in the full line
 
     @property
     def start(self) -> int:
@@ -123,7 +124,8 @@ def find(rule: Rule, scope: Scope) -> list[RuleMatch]:
             start, end = scope.original(a, b)
             slots.append(SlotMatch(slot.name, start, end, scope.text[start:end]))
         found.append(RuleMatch(rule, tuple(slots), chain[0][0] + scope.offset,
-                               chain[-1][1] + scope.offset))
+                               chain[-1][1] + scope.offset,
+                               tuple((a + scope.offset, b + scope.offset) for a, b in chain)))
         after = chain[-1][1]
 
 

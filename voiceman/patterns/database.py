@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from . import english, korean
+from .compose import PHRASE_RULE
 from .loader import DEFAULT_DATABASE_DIR, read_database
 from .model import CONTEXT_NEGATED, Pattern, PatternHit
 
@@ -54,7 +55,8 @@ class PatternDatabase:
                     hits[key] = PatternHit(pattern.id, pattern.category, pattern.severity,
                                            start, end, text[start:end], context, rule,
                                            language)
-        return sorted(hits.values(), key=lambda h: (h.start, h.end, h.pattern_id))
+        return sorted(_prefer_phrases(hits.values()),
+                      key=lambda h: (h.start, h.end, h.pattern_id))
 
     @staticmethod
     def _languages_for(text: str, lang: str) -> list[str]:
@@ -65,6 +67,20 @@ class PatternDatabase:
         # Korean speech with English words in it: run both; English rules need
         # several Latin words to match anything, so this costs little.
         return ["ko", "en"] if _LATIN_WORD.search(text) else ["ko"]
+
+
+def _is_phrase(hit: PatternHit) -> bool:
+    return bool(hit.rule) and hit.rule["id"].endswith(f"#{PHRASE_RULE}")
+
+
+def _prefer_phrases(hits) -> list[PatternHit]:
+    """A compositional hit that overlaps a listed phrase of the same category and context
+    says nothing new: the listed phrase (the more specific pattern) is kept alone."""
+    hits = list(hits)
+    phrases = [h for h in hits if _is_phrase(h)]
+    return [h for h in hits if _is_phrase(h) or not any(
+        p.category == h.category and p.context == h.context and p.start < h.end
+        and h.start < p.end for p in phrases)]
 
 
 def load_database(path: str | Path | None = None) -> PatternDatabase:

@@ -64,7 +64,7 @@ _QUOTED = re.compile(r'["\u201c\u201d\u201e]([^"\u201c\u201d\u201e]+)["\u201c\u2
 # The agent of a hit is a third person and nobody in it is the listener: "my boss will
 # murder me", "he is going to hurt himself" -- someone else's intent, not the speaker's.
 _THIRD_PERSON_START = re.compile(
-    r"^(?:he|she|they|it|someone|somebody|people|(?:my|his|her|their|our|the) [a-z']+)\b",
+    r"^(?:he|she|they|someone|somebody|people|(?:my|his|her|their|our|the) [a-z']+)\b",
     _FLAGS)
 _SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|yourselves|u|ya|ur|y'all|yall)\b",
                             _FLAGS)
@@ -111,6 +111,8 @@ def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, st
                 for scope in _scopes(text, full, rule.scope):
                     for match in compose.find(rule, scope):
                         context = _context(full.text, match.line_start, match.line_end, quoted)
+                        if context != CONTEXT_NEGATED and _negated_between(full.text, match):
+                            context = CONTEXT_NEGATED
                         found.append((pattern, match.start, match.end, context, match.to_dict()))
     return found
 
@@ -121,7 +123,7 @@ def _scan_phrase(text: str, pattern: Pattern, rule, full: TextView, stripped: Te
     spans: list[tuple[int, int]] = []
     slot = rule.slots[0]
     for match in slot.compiled.finditer(full.text):
-        if match.end() == match.start():
+        if match.end() == match.start() or _vetoed(rule, full.text, match.start()):
             continue
         start, end = full.original_span(*match.span())
         spans.append((start, end))
@@ -137,6 +139,16 @@ def _scan_phrase(text: str, pattern: Pattern, rule, full: TextView, stripped: Te
     return found
 
 
+def _vetoed(rule, normalised: str, position: int) -> bool:
+    """A phrase pattern's `unless` regexes veto a hit when found in its sentence."""
+    if not rule.unless:
+        return False
+    bounds = [0] + [m.end() for m in _SENTENCE_BREAK.finditer(normalised)] + [len(normalised)]
+    start = max(b for b in bounds if b <= position)
+    end = min((b for b in bounds if b > position), default=len(normalised))
+    return any(veto.search(normalised[start:end]) for veto in rule.unless)
+
+
 def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
     return compose.RuleMatch(rule, (compose.SlotMatch(rule.slots[0].name, start, end,
                                                       text[start:end]),), 0, 0).to_dict()
@@ -144,7 +156,7 @@ def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
 
 _SCOPE_BREAKS = {
     "sentence": _SENTENCE_BREAK,
-    "clause": re.compile(r"[.!?;,:\n]|\bbut\b", _FLAGS),
+    "clause": re.compile(r"[.!?;,:\n]|(?<!nothing )(?<!anything )\bbut\b", _FLAGS),
 }
 
 
@@ -177,6 +189,15 @@ def _context(normalised: str, hit_start: int, hit_end: int | None = None,
     if hit_end is not None and _third_party(normalised[hit_start:hit_end]):
         return CONTEXT_REPORTED
     return CONTEXT_DIRECT
+
+
+_GAP_NEGATOR = re.compile(r"\b(?:not|never|no longer)\b", _FLAGS)
+
+
+def _negated_between(normalised: str, match: compose.RuleMatch) -> bool:
+    """'I would never | hurt | you': a negator between two slots denies the composition."""
+    spans = match.line_spans
+    return any(_GAP_NEGATOR.search(normalised[a[1]:b[0]]) for a, b in zip(spans, spans[1:]))
 
 
 def _third_party(hit: str) -> bool:

@@ -171,6 +171,9 @@ def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, st
                     first = first_index + _morpheme_at(rendered, match.line_start)
                     last = first_index + _morpheme_at(rendered, match.line_end - 1)
                     context = _context(morphemes, first, last, quoted)
+                    if context != CONTEXT_NEGATED and _negated_between(rendered, match,
+                                                                         scope_morphemes):
+                        context = CONTEXT_NEGATED
                     found.append((pattern, match.start, match.end, context, match.to_dict()))
     return found
 
@@ -181,6 +184,8 @@ def _scan_phrase(text, pattern, rule, morphemes, full, stripped, quoted):
     slot = rule.slots[0]
     for match in slot.compiled.finditer(full.line):
         first, last = full.morpheme_range(match)
+        if _vetoed(rule, morphemes, first):
+            continue
         start, end = _span(morphemes[first:last + 1])
         spans.append((start, end))
         found.append((pattern, start, end, _context(morphemes, first, last, quoted),
@@ -195,9 +200,37 @@ def _scan_phrase(text, pattern, rule, morphemes, full, stripped, quoted):
     return found
 
 
+def _vetoed(rule, morphemes: list[Morpheme], index: int) -> bool:
+    """A phrase pattern's `unless` regexes veto a hit when found in its sentence."""
+    if not rule.unless:
+        return False
+    for first, sentence in _scopes(morphemes, "sentence"):
+        if first <= index < first + len(sentence):
+            line = _Rendered(sentence).line
+            return any(veto.search(line) for veto in rule.unless)
+    return False
+
+
 def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
     return compose.RuleMatch(rule, (compose.SlotMatch(rule.slots[0].name, start, end,
                                                       text[start:end]),), 0, 0).to_dict()
+
+
+def _negated_between(rendered: "_Rendered", match, scope_morphemes: list[Morpheme]) -> bool:
+    """A negator (안/못, -지 않/못/말) between two slots denies the composition."""
+    spans = match.line_spans
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        first = _morpheme_at(rendered, end - 1) + 1
+        last = _morpheme_at(rendered, start)
+        gap = scope_morphemes[first:last]
+        for index, morpheme in enumerate(gap):
+            if morpheme.tag == _NEGATOR_TAG:
+                return True
+            following = gap[index + 1] if index + 1 < len(gap) else None
+            if (morpheme.form, morpheme.tag) == ("지", "EC") and following is not None \
+                    and following.form in _NEGATOR_AUXILIARIES:
+                return True
+    return False
 
 
 def _scopes(morphemes: list[Morpheme], scope: str) -> list[tuple[int, list[Morpheme]]]:

@@ -199,8 +199,11 @@ def _build_pattern(document: LocatedDocument, index: int, entry: dict, macros: d
         rule_path = ("patterns", index, "match", rule_key)
         rule = entry["match"][rule_key]
         compiled = _compile(document, rule_path, rule, pattern_id, language, table)
+        unless_source = tuple(entry.get("unless", ()))
+        unless = tuple(_compile(document, ("patterns", index, "unless", i), veto, pattern_id,
+                                language, table) for i, veto in enumerate(unless_source))
         rules = (Rule(f"{pattern_id}#{PHRASE_RULE}", PHRASE_RULE,
-                      (Slot(PHRASE_RULE, rule, compiled),)),)
+                      (Slot(PHRASE_RULE, rule, compiled),), "sentence", unless, unless_source),)
     return Pattern(
         id=pattern_id,
         category=category,
