@@ -109,8 +109,17 @@ def find(rule: Rule, scope: Scope) -> list[RuleMatch]:
     """Non-overlapping matches of `rule` in `scope`, leftmost first."""
     if any(veto.search(scope.line) for veto in rule.unless):
         return []
-    candidates = [[m.span() for m in slot.compiled.finditer(scope.line) if m.end() > m.start()]
-                  for slot in rule.slots]
+    # Every match starting at a token start, overlapping ones included: a slot may begin
+    # inside what another slot's leftmost match would have taken ("and | nobody gets hurt").
+    starts = [0] + [i + 1 for i, c in enumerate(scope.line) if c in " \n"]
+    candidates = []
+    for slot in rule.slots:
+        spans = set()
+        for position in starts:
+            m = slot.compiled.match(scope.line, position)
+            if m is not None and m.end() > m.start():
+                spans.add(m.span())
+        candidates.append(sorted(spans))
     if any(not c for c in candidates):
         return []
     found: list[RuleMatch] = []
