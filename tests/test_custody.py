@@ -14,7 +14,6 @@ import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from voiceman import analysis, stages

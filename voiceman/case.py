@@ -30,6 +30,7 @@ import os
 import re
 import stat
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -313,11 +314,9 @@ def ensure_alias(link: Path, target: str) -> Path:
     except OSError:
         pass
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.parent / f".{os.getpid()}-{hashlib.sha256(os.fsencode(target)).hexdigest()[:8]}.link"
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
+    # A unique temp name: on a cluster every job's Snakemake process parses the workflow and may
+    # get here at the same time as another, on another host.
+    tmp = link.parent / f".{uuid.uuid4().hex}.link"
     os.symlink(target, tmp)
     os.replace(tmp, link)
     return link
