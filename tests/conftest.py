@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,8 +63,12 @@ def runtime_dir(tmp_path, monkeypatch) -> Path:
 
 
 def daemon_overrides(tiny_model: Path, **daemon) -> dict:
+    # The daemon reads only files under its case roots: the tests' cases and clips are all in
+    # pytest's temporary folders.
+    tmp = os.path.realpath(tempfile.gettempdir())
     return {"models": {"asr": {"id": str(tiny_model), "language": "en"}},
-            "daemon": {"heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 5, "connect_timeout_s": 5, **daemon}}
+            "daemon": {"heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 5, "connect_timeout_s": 5,
+                       "case_roots": [tmp], **daemon}}
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ def emotion(client: DaemonClient, transcript: dict[str, Any], config: dict[str, 
     batch = min(config["models"][k]["batch_size"] for k in models)
     try:
         reply = client.call("ser", deadline_s=deadline_s, audio_path=transcript["audio_path"],
+                            sha256=transcript.get("sha256"),  # the ingest hash, carried by the transcript
                             segments=[{"start": s["start"], "end": s["end"]} for s in segments],
                             models=models, options={"batch_size": batch})
     except RequestFailed as exc:

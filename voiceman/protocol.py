@@ -29,6 +29,12 @@ ERROR = "error"
 HEARTBEAT = "heartbeat"  # "still working on your request" while long work runs
 
 
+# Header fields are checked for type and length here; the content is checked by the
+# receiver against its request type's schema (voiceman_daemon/requests.py).
+MAX_MSG_TYPE_CHARS = 64
+MAX_MSG_ID_CHARS = 128
+
+
 class ProtocolError(ValueError):
     """A frame that is not a valid voiceman message."""
 
@@ -61,7 +67,8 @@ def pack(msg: Message) -> bytes:
 
 
 def unpack(frame: bytes) -> Message:
-    """Inverse of :func:`pack`.  Raises ProtocolError on anything malformed.
+    """Inverse of :func:`pack`.  Raises ProtocolError on anything malformed: not msgpack, not
+    a map, a header field of the wrong type or length, content that is not a map.
 
     A version mismatch is *not* raised here: the receiver decides how to answer it, so a
     client speaking another version gets an error reply instead of silence.
@@ -69,23 +76,37 @@ def unpack(frame: bytes) -> Message:
     try:
         obj = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated exception types
-        raise ProtocolError(f"not a msgpack frame: {exc}") from exc
+        raise ProtocolError(f"not a msgpack frame: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("header"), dict):
         raise ProtocolError("frame has no header map")
     header, content = obj["header"], obj.get("content", {})
     if not isinstance(content, dict):
         raise ProtocolError("content is not a map")
-    try:
-        return Message(
-            msg_type=str(header["msg_type"]),
-            content=content,
-            msg_id=str(header["msg_id"]),
-            parent_id=header.get("parent_id"),
-            version=int(header["version"]),
-            sent_unix=float(header.get("sent_unix", 0.0)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"bad header field: {exc}") from exc
+    for key in ("msg_type", "msg_id", "version"):
+        if key not in header:
+            raise ProtocolError(f"bad header field: {key!r} missing")
+    version, sent = header["version"], header.get("sent_unix", 0.0)
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**31:
+        raise ProtocolError("bad header field: 'version' must be a non-negative integer")
+    if isinstance(sent, bool) or not isinstance(sent, (int, float)):
+        raise ProtocolError("bad header field: 'sent_unix' must be a number")
+    return Message(
+        msg_type=_header_str(header, "msg_type", MAX_MSG_TYPE_CHARS),
+        content=content,
+        msg_id=_header_str(header, "msg_id", MAX_MSG_ID_CHARS),
+        parent_id=_header_str(header, "parent_id", MAX_MSG_ID_CHARS, optional=True),
+        version=version,
+        sent_unix=float(sent),
+    )
+
+
+def _header_str(header: dict[str, Any], key: str, max_chars: int, optional: bool = False) -> str | None:
+    value = header.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= max_chars:
+        raise ProtocolError(f"bad header field: {key!r} must be a string of 1 to {max_chars} characters")
+    return value
 
 
 def error_reply(request: Message, reason: str, scope: str = "request", **extra: Any) -> Message:

@@ -18,12 +18,14 @@ from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
 
 from .admission import SerBackpressure
 from .asr import import_backend, load_asr
+from .confinement import case_roots_from_config, model_roots_from_config
 from .core import DaemonCore
 from .device_probe import DeviceError, check_requested_device, log_report, probe
 from .governor_setup import backpressure_thresholds, build_governor
-from .registry import ModelRegistry, ModelSpec
+from .handlers import DEFAULT_DECODE_TIMEOUT_S, Evidence, build_handlers
+from .registry import ModelRegistry, ModelSpec, ModelTrust
 from .ser_backend import load_ser_categorical, load_ser_dimensional
-from .server import DaemonServer
+from .server import DEFAULT_MAX_MESSAGE_BYTES, DaemonServer
 
 LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical}
 
@@ -31,7 +33,14 @@ LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_catego
 def build_core(config: dict) -> DaemonCore:
     """The socket-free core a config describes: what the service, the workflow's auto-started
     daemon and the in-process benchmark all run."""
-    registry = ModelRegistry(LOADERS)
+    # What requests may reach (confinement.py): models configured here or inside the model
+    # roots, evidence files under the case roots, decoded within a time limit.
+    daemon = config.get("daemon") or {}
+    registry = ModelRegistry(LOADERS, ModelTrust(model_roots_from_config(config)))
+    evidence = Evidence(case_roots_from_config(config),
+                        float(daemon.get("decode_timeout_s") or DEFAULT_DECODE_TIMEOUT_S))
+    logging.getLogger(__name__).info("case roots: %s; model roots: %s",
+                                     [str(r) for r in evidence.case_roots.roots], [str(r) for r in registry.trust.roots])
     specs = {}
     for kind in MODEL_KINDS:
         options = model_options(config, kind)
@@ -50,13 +59,15 @@ def build_core(config: dict) -> DaemonCore:
         preload=preload,
         governor=build_governor(config),
         backpressure=SerBackpressure(pause_at, resume_below),
+        handlers=build_handlers(evidence),
     )
 
 
 def build_server(config: dict, endpoint: str) -> DaemonServer:
     # daemon.curve: a tcp endpoint off loopback needs CURVE keys; DaemonServer refuses it otherwise.
     return DaemonServer(endpoint, build_core(config), float(config["daemon"]["heartbeat_interval_s"]),
-                        curve=transport.CurveSettings.from_config(config))
+                        curve=transport.CurveSettings.from_config(config),
+                        max_message_bytes=int(config["daemon"].get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES))
 
 
 def main(argv: list[str] | None = None) -> int:

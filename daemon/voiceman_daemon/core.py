@@ -31,6 +31,8 @@ from .governor import Governor
 from .governor_setup import governor_stats
 from .handlers import HANDLERS, Handler, HandlerResult
 from .registry import ModelLoadError, ModelRegistry, ModelSpec
+from .confinement import Refused
+from .requests import ModelRef, RequestInvalid, parse_work
 from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoard
 
 log = logging.getLogger(__name__)
@@ -183,10 +185,20 @@ class DaemonCore:
                 raise RequestRejected(f"unknown request type '{kind}'")
             if self._stop.is_set():
                 raise RequestRejected("daemon is stopping")
-            job = Job(request_id, kind, content, handler, self._specs_for(handler, content.get("models")))
+            # Every field checked against the type's schema; the rest of the core sees only
+            # the validated, normalised content (requests.py).
+            request = parse_work(kind, content, handler.model_kinds)
+            content = request.content()
+            with self._lock:
+                if request_id in self._in_flight:
+                    raise RequestInvalid(f"a request with msg_id {request_id[:40]!r} is already in flight")
+            job = Job(request_id, kind, content, handler, self._specs_for(handler, request.models))
         except RequestRejected as exc:
             scope = "protocol" if handler is None else "daemon"
             return self._resolved(Outcome.failure(request_id, kind, str(exc), scope))
+        except Refused as exc:  # malformed (protocol), or a model the daemon does not trust (daemon)
+            log.warning("refused %s %s: %s", kind, request_id[:8], exc)
+            return self._resolved(Outcome.failure(request_id, kind, str(exc), exc.scope))
         job.future.add_done_callback(lambda fut, job=job: self._finished(job, fut.result()))
         log.info("accepted %s %s (%s)", kind, request_id[:8], content.get("audio_path"))
         stage = REQUEST_STAGES.get(kind)
@@ -223,19 +235,14 @@ class DaemonCore:
         except RuntimeError:  # pool shut down: the daemon is stopping
             job.future.set_result(Outcome.failure(job.request_id, job.kind, "daemon is stopping", "daemon"))
 
-    def _specs_for(self, handler: Handler, requested: dict[str, Any] | None) -> dict[str, ModelSpec]:
+    def _specs_for(self, handler: Handler, requested: dict[str, ModelRef]) -> dict[str, ModelSpec]:
         """The models a request needs: those it names (id/revision; load options stay the
-        daemon's), else the daemon's configured defaults for the handler's kinds."""
+        daemon's), else the daemon's configured defaults for the handler's kinds.  A named id
+        must be the kind's configured one or lie inside the model roots (registry.ModelTrust):
+        anything else raises ModelRefused and nothing is loaded."""
         if requested:
-            unknown = set(requested) - set(handler.model_kinds)
-            if unknown:
-                raise RequestRejected(f"{handler.name} cannot use model kinds {sorted(unknown)}")
-            specs = {}
-            for kind, want in requested.items():
-                default = self.default_specs.get(kind)
-                specs[kind] = ModelSpec(kind=kind, id=str(want["id"]), revision=want.get("revision"),
-                                        options=default.options if default else ())
-            return specs
+            return {kind: self.registry.trust.spec_for(kind, want.id, want.revision, self.default_specs.get(kind))
+                    for kind, want in requested.items()}
         specs = {kind: self.default_specs[kind] for kind in handler.model_kinds if kind in self.default_specs}
         if not specs:
             raise RequestRejected(f"no {'/'.join(handler.model_kinds)} model configured in the daemon "
@@ -321,7 +328,9 @@ class DaemonCore:
                 self._load_errors.pop(kind, None)
                 ticket.model_devices[kind] = str(model.custody().get("device"))
         except (ModelLoadError, DaemonStopping, ValueError) as exc:
-            if isinstance(exc, ModelLoadError):
+            # A failed load for one request leaves the held model serving: the daemon is
+            # "degraded" only when a kind has no model at all.
+            if isinstance(exc, ModelLoadError) and not self.registry.is_loaded(exc.kind):
                 self._load_errors[exc.kind] = str(exc)
             return Outcome.failure(job.request_id, job.kind, str(exc), "daemon")
         started = time.monotonic()

@@ -1,18 +1,106 @@
 """Request handlers: one per work request type.  Adding a kind of work (alignment, ...)
-means adding a handler here and a loader in the registry — the protocol does not change.
+means adding a handler here, its schema in requests.py and a loader in the registry -- the
+protocol does not change.
 
 A handler is split in two so the inference thread never blocks on file I/O (N4):
 ``prepare`` runs on the I/O pool (decode the evidence file), ``run`` on the inference thread
-with the models the request needs, already loaded.
+with the models the request needs, already loaded.  Both see the request's validated content
+(requests.py), never the raw message.
+
+Evidence is read through :class:`Evidence`: confined to the case roots, opened by the daemon
+itself (FFmpeg never sees a path), hashed over exactly the bytes decoded, and compared with
+the ingest hash the request carries (``sha256``); a mismatch fails that request.  Decoding
+has a time limit.  It runs on a thread of its own that the I/O pool worker waits for, so a
+decode stuck inside FFmpeg (past the limit, where the per-read check cannot stop it) costs
+that one thread -- counted and logged -- while the pool and every other request go on.
 """
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
-from voiceman.audio import SAMPLE_RATE, decode
+import numpy as np
 
+from voiceman.audio import SAMPLE_RATE, AudioInfo, DecodeTimeout, decode_fd, open_evidence
+
+from .confinement import CaseRoots
 from .registry import LoadedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DECODE_TIMEOUT_S = 600.0
+WATCHDOG_GRACE_S = 2.0  # past the limit, before a decode that ignores it counts as stuck
+
+
+class EvidenceChanged(ValueError):
+    """The bytes decoded are not the bytes ingested: the request fails, naming both hashes."""
+
+
+class Evidence:
+    """How the daemon reads evidence files.  ``case_roots=None`` leaves paths unconfined: for
+    in-process library use only; the daemon itself is always built with roots (build_core)."""
+
+    def __init__(self, case_roots: CaseRoots | None = None, decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
+                 decoder: Callable[..., tuple[np.ndarray, AudioInfo, str]] = decode_fd):
+        self.case_roots = case_roots
+        self.decode_timeout_s = decode_timeout_s
+        self._decoder = decoder
+        self._lock = threading.Lock()
+        self.stuck_decodes = 0  # decode threads still running past their limit (+ grace)
+
+    def decode(self, audio_path: str) -> tuple[np.ndarray, AudioInfo, str]:
+        """(audio, info, sha256 of the bytes decoded) of the request's file."""
+        name = os.path.basename(audio_path.rstrip("/")) or "audio_path"
+        fd = self.case_roots.open(audio_path) if self.case_roots is not None else open_evidence(audio_path)
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["value"] = self._decoder(fd, name, SAMPLE_RATE, self.decode_timeout_s)
+            except BaseException as exc:  # handed to the waiting I/O worker
+                outcome["error"] = exc
+            finally:
+                os.close(fd)  # here, not by the waiter: the descriptor is this thread's while it runs
+                with self._lock:
+                    finished.set()
+                    if outcome.get("stuck"):
+                        self.stuck_decodes -= 1
+                        log.warning("%s: a decode left behind as stuck finished after all", name)
+
+        try:
+            threading.Thread(target=work, name=f"decode-{name[:24]}", daemon=True).start()
+        except BaseException:
+            os.close(fd)
+            raise
+        limit = None if self.decode_timeout_s is None else self.decode_timeout_s + WATCHDOG_GRACE_S
+        finished.wait(limit)
+        with self._lock:
+            if not finished.is_set():
+                outcome["stuck"] = True
+                self.stuck_decodes += 1
+                stuck = self.stuck_decodes
+        if outcome.get("stuck"):
+            log.error("%s: decode still running after %.0f s; left behind (%d stuck decode threads)", name, limit, stuck)
+            raise DecodeTimeout(f"{name}: decoding took longer than {self.decode_timeout_s:g} s (daemon.decode_timeout_s)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+
+def _prepare_audio(evidence: Evidence, content: dict[str, Any]) -> dict[str, Any]:
+    path = content["audio_path"]
+    audio, info, digest = evidence.decode(path)
+    expected = content.get("sha256")
+    if expected and expected != digest:
+        name = os.path.basename(path.rstrip("/"))
+        raise EvidenceChanged(f"{name}: the bytes decoded have sha256 {digest} but the ingest hash is {expected}; "
+                              f"the file changed since ingest, so it is not analysed")
+    return {"audio": audio, "info": info.to_dict(), "sha256": digest}
 
 
 @dataclass(frozen=True)
@@ -32,29 +120,22 @@ class Handler:
     run: Callable[[dict[str, LoadedModel], Any, dict[str, Any]], HandlerResult]
 
 
-def _prepare_audio(content: dict[str, Any]) -> dict[str, Any]:
-    path = content.get("audio_path")
-    if not path:
-        raise ValueError("request has no 'audio_path'")
-    audio, info = decode(path)
-    return {"audio": audio, "info": info.to_dict()}
-
-
 def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
     model = models["asr"]
     result = model.transcribe(payload["audio"], content.get("options") or {})
     result["model"] = model.custody()
     result["audio"] = payload["info"]
+    result["decoded_sha256"] = payload["sha256"]
     return HandlerResult(result, items=result.get("vad_chunks") or None,
                          batch_size=result.get("batch_size_used") if result.get("vad_chunks") else None)
 
 
-def _prepare_segments(content: dict[str, Any]) -> dict[str, Any]:
+def _prepare_segments(evidence: Evidence, content: dict[str, Any]) -> dict[str, Any]:
     """Decode once, then cut the transcript's segments out (the waveforms SER sees)."""
-    payload = _prepare_audio(content)
+    payload = _prepare_audio(evidence, content)
     audio = payload.pop("audio")
     waveforms = []
-    for seg in content.get("segments") or []:
+    for seg in content["segments"]:
         a, b = int(float(seg["start"]) * SAMPLE_RATE), int(float(seg["end"]) * SAMPLE_RATE)
         waveforms.append(audio[max(a, 0):max(b, 0)])
     payload["waveforms"] = waveforms
@@ -63,7 +144,7 @@ def _prepare_segments(content: dict[str, Any]) -> dict[str, Any]:
 
 def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
     waveforms = payload["waveforms"]
-    batch_size = (content.get("options") or {}).get("batch_size")
+    batch_size = content["options"].get("batch_size")
     none = [None] * len(waveforms)  # a kind the request did not ask for
     per_model = {kind: model.predict(waveforms, batch_size=batch_size) for kind, model in models.items()}
     segments = []
@@ -75,10 +156,17 @@ def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: d
             "errors": errors,
         })
     return HandlerResult({"segments": segments, "models": [m.custody() for m in models.values()],
-                          "audio": payload["info"]})
+                          "audio": payload["info"], "decoded_sha256": payload["sha256"]})
 
 
-HANDLERS: dict[str, Handler] = {
-    "transcribe": Handler("transcribe", ("asr",), _prepare_audio, _run_transcribe),
-    "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), _prepare_segments, _run_ser),
-}
+def build_handlers(evidence: Evidence | None = None) -> dict[str, Handler]:
+    evidence = evidence or Evidence()
+    return {
+        "transcribe": Handler("transcribe", ("asr",), partial(_prepare_audio, evidence), _run_transcribe),
+        "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser),
+    }
+
+
+# Unconfined paths: for DaemonCore built in-process without a config (tests, library use).
+# The daemon (build_core) always builds its handlers with the configured case roots.
+HANDLERS: dict[str, Handler] = build_handlers()

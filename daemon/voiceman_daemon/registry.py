@@ -1,15 +1,26 @@
 """The daemon's model registry: each model kind is loaded once and kept until an explicit
 ``unload`` (U1, N1).  A request naming another id/revision than the one held makes the
 registry reload that kind once (S3); every load is counted so ``stats`` can prove it.
+
+A reload loads the new model first and swaps it in only when that succeeded: a failed load
+never drops the model that is held.  A configured model may pin ``sha256`` over every file of
+its directory (confinement.sha256_tree); a directory that no longer matches is refused before
+its loader (which may run code from it) is called.  Which ids a request may name at all is
+:class:`ModelTrust`'s decision, made before a request is accepted.
 """
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+from .confinement import ModelRefused, real_roots, sha256_tree, within
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +93,12 @@ class ModelLoadError(RuntimeError):
 
 
 class ModelRegistry:
-    """Thread-safe; in practice loads happen on the inference thread only."""
+    """Thread-safe; in practice loads happen on the inference thread only.  ``trust`` decides
+    which model ids requests may name (default: only each kind's configured id)."""
 
-    def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]]):
+    def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]], trust: "ModelTrust | None" = None):
         self._loaders = loaders
+        self.trust = trust or ModelTrust()
         self._models: dict[str, LoadedModel] = {}
         self._stats: dict[str, ModelStats] = {kind: ModelStats(kind) for kind in loaders}
         self._lock = threading.Lock()
@@ -102,15 +115,20 @@ class ModelRegistry:
                 return held
             if held is not None:
                 log.info("%s: request names %s, holding %s: reloading once", spec.kind, spec.identity(), held.spec.identity())
-                self._drop(spec.kind)
             stats = self._stats[spec.kind]
             started = time.perf_counter()
             try:
+                _check_pin(spec)
+                # Loading may import code from the model directory (SpeechBrain's custom
+                # interface): never write byte code there, so a pin stays valid after a load.
+                sys.dont_write_bytecode = True
                 model = self._loaders[spec.kind](spec)
-            except Exception as exc:
+            except Exception as exc:  # the held model (if any) stays loaded and in use
                 stats.load_failures += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"
                 raise ModelLoadError(spec.kind, f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
+            if held is not None:
+                self._drop(spec.kind)
             stats.loads += 1
             stats.load_s += time.perf_counter() - started
             stats.loaded = True
@@ -119,6 +137,10 @@ class ModelRegistry:
             self._models[spec.kind] = model
             log.info("%s model loaded: %s (%.1f s)", spec.kind, spec.id, time.perf_counter() - started)
             return model
+
+    def is_loaded(self, kind: str) -> bool:
+        with self._lock:
+            return kind in self._models
 
     def record_request(self, kind: str, busy_s: float, ok: bool) -> None:
         with self._lock:
@@ -148,3 +170,51 @@ class ModelRegistry:
     def stats(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {kind: s.to_dict() for kind, s in self._stats.items()}
+
+
+class ModelPinMismatch(RuntimeError):
+    """A pinned model directory whose files changed: refused before anything in it runs."""
+
+
+def _check_pin(spec: ModelSpec) -> None:
+    pin = spec.option("sha256")
+    if not pin:
+        return
+    try:
+        actual = sha256_tree(spec.id)
+    except OSError as exc:
+        raise ModelPinMismatch(f"cannot hash the pinned directory: {exc.strerror or exc}") from None
+    if actual != str(pin).strip().lower():
+        raise ModelPinMismatch(f"the directory's files do not match the configured pin "
+                               f"(models.{spec.kind}.sha256 {pin}, found {actual}); nothing in it was run")
+
+
+class ModelTrust:
+    """Which models a request may name: a kind's configured id (any revision, so S3's reload on
+    a revision change still works), or a directory whose real path lies inside the model roots
+    (``daemon.model_roots``).  Anything else -- another path, a hub id -- is refused with
+    ModelRefused before anything is loaded.  Directories inside the roots are trusted code."""
+
+    def __init__(self, model_roots: Iterable[str | Path] = (), base: str | Path | None = None):
+        self.roots = real_roots(model_roots, base)
+
+    def spec_for(self, kind: str, model_id: str, revision: str | None, configured: ModelSpec | None) -> ModelSpec:
+        if configured is not None and _same_model(model_id, configured.id):
+            return ModelSpec(kind=kind, id=configured.id, revision=revision, options=configured.options)
+        if os.path.isabs(model_id):
+            real = Path(os.path.realpath(model_id))
+            if within(real, self.roots) and real.is_dir():
+                # The daemon's load options for the kind, but not its pin: that is another directory's.
+                options = tuple((k, v) for k, v in (configured.options if configured else ()) if k != "sha256")
+                return ModelSpec(kind=kind, id=str(real), revision=revision, options=options)
+        raise ModelRefused(f"{kind} model '{model_id}' is neither the daemon's configured {kind} model nor a "
+                           f"directory inside its model roots (daemon.model_roots); nothing was loaded")
+
+
+def _same_model(requested: str, configured: str) -> bool:
+    if requested == configured:
+        return True
+    if os.path.isabs(requested) and os.path.isabs(configured):
+        return os.path.realpath(requested) == os.path.realpath(configured)
+    return False
+

@@ -22,10 +22,12 @@ from voiceman import protocol, transport
 from voiceman.protocol import Message
 
 from .core import DaemonCore, Outcome
+from .requests import CONTROL_REQUESTS, RequestInvalid, parse_control
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 50
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # daemon.max_message_bytes: larger frames are dropped by ZeroMQ
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Answer:
 
 class DaemonServer:
     def __init__(self, endpoint: str, core: DaemonCore, heartbeat_interval_s: float = 2.0,
-                 curve: transport.CurveSettings | None = None):
+                 curve: transport.CurveSettings | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         # Who may connect (voiceman/transport.py): ipc in a private dir; tcp on loopback, or any
         # address with CURVE keys (curve=None: no keys).  Refused here, before anything loads.
         transport.check_server(endpoint, curve)
@@ -52,6 +55,7 @@ class DaemonServer:
         self.curve = curve
         self.core = core
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.max_message_bytes = int(max_message_bytes)
         self._answers: queue.Queue[Answer] = queue.Queue()
         self._waiting: dict[str, Waiting] = {}  # main thread only
 
@@ -61,6 +65,8 @@ class DaemonServer:
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # A peer sending a larger message is disconnected by ZeroMQ before it is buffered.
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         try:
             security = transport.secure_server_socket(sock, self.endpoint, self.curve)
         except BaseException:
@@ -96,11 +102,12 @@ class DaemonServer:
             log.info("daemon stopped")
 
     @staticmethod
-    def _recv(sock: zmq.Socket) -> tuple[bytes | None, bytes]:
+    def _recv(sock: zmq.Socket) -> tuple[bytes | None, bytes | None]:
+        """(identity, payload); payload None when the message is not exactly one frame."""
         frames = sock.recv_multipart()
         if len(frames) != 2:
-            log.warning("dropping message with %d frames (expected identity + payload)", len(frames))
-            return None, b""
+            log.warning("bad message with %d frames (expected identity + payload)", len(frames))
+            return (frames[0] if len(frames) > 1 else None), None
         return frames[0], frames[1]
 
     def _send(self, sock: zmq.Socket, identity: bytes, msg: Message) -> None:
@@ -109,7 +116,24 @@ class DaemonServer:
         except zmq.ZMQError as exc:  # peer gone: its answer has nowhere to go
             log.warning("could not send %s to a client: %s", msg.msg_type, exc)
 
-    def _dispatch(self, sock: zmq.Socket, identity: bytes, frame: bytes) -> None:
+    def _dispatch(self, sock: zmq.Socket, identity: bytes, frame: bytes | None) -> None:
+        """Answer one message.  Nothing a message holds can stop the daemon: every failure on
+        its path becomes an error reply to its sender."""
+        try:
+            self._dispatch_checked(sock, identity, frame)
+        except Exception as exc:
+            log.exception("internal error while handling a message")
+            try:
+                self._send(sock, identity, Message(protocol.ERROR, {"reason": f"internal error: {type(exc).__name__}",
+                                                                    "scope": "daemon"}))
+            except Exception:  # not even an error reply could be sent: log it and serve the next
+                log.exception("could not answer a message")
+
+    def _dispatch_checked(self, sock: zmq.Socket, identity: bytes, frame: bytes | None) -> None:
+        if frame is None:
+            self._send(sock, identity, Message(protocol.ERROR, {"reason": "bad message: a request is exactly one frame",
+                                                                "scope": "protocol"}))
+            return
         try:
             request = protocol.unpack(frame)
         except protocol.ProtocolError as exc:
@@ -121,17 +145,25 @@ class DaemonServer:
                 request, f"protocol version {request.version} not supported (daemon speaks {protocol.PROTOCOL_VERSION})",
                 scope="protocol"))
             return
-        control = {
-            protocol.PING: self._on_ping,
-            protocol.STATS: self._on_stats,
-            protocol.SHUTDOWN: self._on_shutdown,
-        }
-        if request.msg_type in control:
-            self._send(sock, identity, control[request.msg_type](request))
-        elif request.msg_type == protocol.UNLOAD:
-            self._forward(identity, request, self.core.unload(request.content.get("kind")),
-                          lambda dropped: request.reply(unloaded=dropped))
+        if request.msg_type in CONTROL_REQUESTS:
+            try:
+                parsed = parse_control(request.msg_type, request.content)
+            except RequestInvalid as exc:
+                self._send(sock, identity, protocol.error_reply(request, str(exc), scope="protocol"))
+                return
+            if request.msg_type == protocol.UNLOAD:
+                self._forward(identity, request, self.core.unload(parsed.kind),
+                              lambda dropped: request.reply(unloaded=dropped))
+            else:
+                control = {protocol.PING: self._on_ping, protocol.STATS: self._on_stats,
+                           protocol.SHUTDOWN: self._on_shutdown}
+                self._send(sock, identity, control[request.msg_type](request))
         elif request.msg_type in self.core.handlers:
+            if request.msg_id in self._waiting:  # answered here: its answer must not end the other's wait
+                self._send(sock, identity, protocol.error_reply(
+                    request, f"a request with msg_id {request.msg_id[:40]!r} is already in flight", scope="protocol"))
+                return
+            # The core checks the content against the request type's schema (requests.py).
             future = self.core.submit(request.msg_type, request.content, request_id=request.msg_id)
             if not future.done():
                 # Acknowledge at once: the client now knows a daemon holds its request.
