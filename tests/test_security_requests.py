@@ -582,3 +582,18 @@ def test_schemas_normalise_what_the_core_sees():
     assert ser.content()["segments"] == [{"start": 0.0, "end": 1.0}] and ser.content()["options"] == {}
     with pytest.raises(RequestInvalid):
         TranscribeRequest.parse({"audio_path": "/c/a.wav", "models": {"asr": {"id": "/m", "revision": 5}}})
+
+
+def test_roots_from_config_default_to_the_case_and_the_repo_models(tmp_path, monkeypatch):
+    from voiceman.config import REPO_ROOT, load_config
+    from voiceman_daemon.confinement import case_roots_from_config, model_roots_from_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cases" / "2026-017").mkdir(parents=True)
+    config = load_config(None, {"case_dir": "cases/2026-017"})
+    assert config["daemon"]["case_roots"] is None  # the schema's default: the case_dir
+    assert case_roots_from_config(config).roots == (tmp_path.resolve() / "cases" / "2026-017",)
+    assert model_roots_from_config(config) == (Path(os.path.realpath(REPO_ROOT / "models")),)
+    config = load_config(None, {"daemon": {"case_roots": ["/srv/a", "b"], "model_roots": []}})
+    assert case_roots_from_config(config).roots == (Path("/srv/a"), tmp_path.resolve() / "b")
+    assert model_roots_from_config(config) == ()
