@@ -89,3 +89,11 @@ def load_database(path: str | Path | None = None) -> PatternDatabase:
     loaded = read_database(directory)
     return PatternDatabase(loaded.version, loaded.patterns, loaded.sha256, directory,
                            loaded.files)
+
+
+def database_files(path: str | Path | None = None) -> list[str]:
+    """Every file the database is read from (patterns, lexicons, manifest, schema), not its
+    evaluation set: the patterns rule declares these as input, so editing one re-scans."""
+    directory = Path(path) if path is not None else DEFAULT_DATABASE_DIR
+    return sorted(str(p) for p in directory.rglob("*")
+                  if p.is_file() and "eval" not in p.relative_to(directory).parts)

@@ -170,7 +170,7 @@ def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, st
                 for match in compose.find(rule, scope):
                     first = first_index + _morpheme_at(rendered, match.line_start)
                     last = first_index + _morpheme_at(rendered, match.line_end - 1)
-                    context = _context(morphemes, first, last, quoted)
+                    context = _context(morphemes, first, last, quoted, pattern.category)
                     if context != CONTEXT_NEGATED and _negated_between(rendered, match,
                                                                          scope_morphemes):
                         context = CONTEXT_NEGATED
@@ -188,7 +188,8 @@ def _scan_phrase(text, pattern, rule, morphemes, full, stripped, quoted):
             continue
         start, end = _span(morphemes[first:last + 1])
         spans.append((start, end))
-        found.append((pattern, start, end, _context(morphemes, first, last, quoted),
+        found.append((pattern, start, end,
+                      _context(morphemes, first, last, quoted, pattern.category),
                       _phrase_rule(rule, text, start, end)))
     # A hit that needs the negator gone (죽이지 않을 거야 -> 죽이 을 거야) is negated.
     for match in slot.compiled.finditer(stripped.line):
@@ -266,16 +267,21 @@ def _span(morphemes: list[Morpheme]) -> tuple[int, int]:
     return min(m.start for m in morphemes), max(m.end for m in morphemes)
 
 
+# Third-party harm ("팀장님이 나 죽일 거야") is judged for threats only: elsewhere a
+# third-person subject is part of the speaker's own act ("부모님이 사진 보게 된다").
+_THIRD_PARTY_CATEGORIES = {"threat"}
+
+
 def _context(morphemes: list[Morpheme], first: int, last: int,
-             quoted: list[tuple[int, int]] = ()) -> str:
-    if _negated_around(morphemes, first, last):
+             quoted: list[tuple[int, int]] = (), category: str | None = None) -> str:
+    if _negated_around(morphemes, first, last) or _opinion_negated(morphemes, last):
         return CONTEXT_NEGATED
     if _quoted_after(morphemes, last):
         return CONTEXT_REPORTED
     start = morphemes[first].start
     if any(a <= start < b for a, b in quoted):
         return CONTEXT_REPORTED
-    if _third_party(morphemes, first, last):
+    if category in _THIRD_PARTY_CATEGORIES and _third_party(morphemes, first, last):
         return CONTEXT_REPORTED
     return CONTEXT_DIRECT
 
@@ -288,15 +294,19 @@ def _third_party(morphemes: list[Morpheme], first: int, last: int) -> bool:
     sentence = morphemes[begin:last + 1]
     if any(m.form in _SECOND_PERSON and m.tag in ("NP", "IC") for m in sentence):
         return False
-    speaker_object = any(m.form in _FIRST_PERSON and m.tag == "NP" for m in morphemes[first:last + 1])
-    subject = None
-    for index, morpheme in enumerate(morphemes[begin:first]):
-        if morpheme.tag in _SUBJECT_PARTICLES and index > 0:
-            subject = morphemes[begin + index - 1]
-    third_subject = subject is not None and subject.form not in _FIRST_PERSON \
-        and subject.form not in _SECOND_PERSON
-    return third_subject and (speaker_object or not any(
-        m.form in _FIRST_PERSON and m.tag == "NP" for m in sentence))
+    subjects = [sentence[i - 1] for i, m in enumerate(sentence)
+                if m.tag in _SUBJECT_PARTICLES and i > 0]
+    third_subject = any(s.form not in _FIRST_PERSON and s.form not in _SECOND_PERSON
+                        for s in subjects)
+    if not third_subject:
+        return False
+    first_person = [i for i, m in enumerate(sentence) if m.form in _FIRST_PERSON and m.tag == "NP"]
+    # the speaker as object: a first-person pronoun not marked as subject or topic
+    speaker_object = any(
+        i + 1 >= len(sentence) or not (sentence[i + 1].tag in _SUBJECT_PARTICLES
+                                       or sentence[i + 1].tag == "JX")
+        for i in first_person)
+    return speaker_object or not first_person
 
 
 def _negated_around(morphemes: list[Morpheme], first: int, last: int) -> bool:
@@ -321,11 +331,39 @@ def _negated_around(morphemes: list[Morpheme], first: int, last: int) -> bool:
     return False
 
 
+_THINKING = {"생각", "여기", "느끼", "믿"}  # -다고 생각해: an opinion, not a quotation
+
+
 def _quoted_after(morphemes: list[Morpheme], last: int) -> bool:
     """죽인다고 했어 / 죽일 거라고 / "죽여버린다"라고: the words are someone else's."""
-    for morpheme in morphemes[last + 1:last + 1 + _REPORT_LOOKAHEAD]:
-        if morpheme.tag in _SENTENCE_END_TAGS:
-            return False
-        if morpheme.tag in _QUOTATIVE_TAGS:
-            return True
-    return False
+    index = _quote_index(morphemes, last)
+    if index is None:
+        return False
+    after = morphemes[index + 1:index + 3]
+    if after and after[0].form in _THINKING:
+        return False
+    # 히스테리라고 할걸: a prediction of what someone will say, in the speaker's own voice
+    if len(after) == 2 and after[0].form == "하" and after[1].form in ("ㄹ걸", "을걸"):
+        return False
+    return True
+
+
+def _quote_index(morphemes: list[Morpheme], last: int) -> int | None:
+    for index in range(last + 1, min(len(morphemes), last + 1 + _REPORT_LOOKAHEAD)):
+        if morphemes[index].tag in _SENTENCE_END_TAGS:
+            return None
+        if morphemes[index].tag in _QUOTATIVE_TAGS:
+            return index
+    return None
+
+
+def _opinion_negated(morphemes: list[Morpheme], last: int) -> bool:
+    """멍청하다고 생각 안 해: an opinion the speaker denies."""
+    index = _quote_index(morphemes, last)
+    if index is None:
+        return False
+    after = morphemes[index + 1:index + 6]
+    if not after or after[0].form not in _THINKING:
+        return False
+    return any(m.tag == _NEGATOR_TAG or (m.form in _NEGATOR_AUXILIARIES and m.tag == "VX")
+               for m in after[1:])
