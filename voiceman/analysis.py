@@ -101,14 +101,16 @@ def voice(transcript: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
             "speakers": [b.to_dict() for b in baselines.values()]}
 
 
-def patterns(transcript: dict[str, Any], language: str = "auto") -> dict[str, Any]:
-    """Crime-language hits per segment (offsets into the segment's text)."""
+def patterns(transcript: dict[str, Any], language: str = "auto",
+             database: str | Path | None = None) -> dict[str, Any]:
+    """Crime-language hits per segment (offsets into the segment's text), scanned with the
+    database in ``database`` (the folder the rule declares as input; None = config/patterns)."""
     from .patterns import load_database
 
     failure = upstream_failure(transcript)
     if failure:
         return {"file": transcript["file"], **failure}
-    db = load_database()
+    db = load_database(database)
     lang = language if language != "auto" else {"ko": "ko", "en": "en"}.get(transcript.get("language"), "auto")
     return {"file": transcript["file"], "status": "ok", "database": db.to_dict(), "language": lang,
             "segments": [[h.to_dict() for h in db.scan(s["text"], lang=lang)] for s in transcript["segments"]]}

@@ -1,12 +1,14 @@
 """The body of every rule, found by the rule's name: read the inputs, build the request, call
 the library, write the outputs.  ``workflow/rules/*.smk`` call these from their ``run:`` blocks.
 
-Nothing here imports torch or a model library: GPU work goes to the daemon.  The rules that
+Each body reads the settings its rule declares (``job.settings``, from ``params:``), so a
+changed setting reruns exactly the stages it affects.  Nothing here imports torch or a model library: GPU work goes to the daemon.  The rules that
 talk to the daemon take an optional client, so the in-process benchmark can hand them one that
 drives the daemon core directly (same code, no socket).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import voiceman
@@ -39,7 +41,7 @@ def transcribe(job: RuleJob, client: DaemonClient | None = None) -> None:
     with job_logging(job):
         client = client or daemonctl.client_for_job(job.config)  # daemon.per_node: this node's daemon
         meta = atomic.read_json(job.input.meta)
-        result = stages.transcribe(client, meta, stages.asr_request(job.config), _deadline_s(job))
+        result = stages.transcribe(client, meta, stages.asr_request(job.settings), _deadline_s(job))
         atomic.write_json(job.output.transcript, result)
         daemonctl.job_done(job.config, client)  # daemon.per_node: keep the node daemon's stats
 
@@ -48,27 +50,30 @@ def ser(job: RuleJob, client: DaemonClient | None = None) -> None:
     with job_logging(job):
         client = client or daemonctl.client_for_job(job.config)
         transcript = atomic.read_json(job.input.transcript)
-        atomic.write_json(job.output.emotion, analysis.emotion(client, transcript, job.config, _deadline_s(job)))
+        atomic.write_json(job.output.emotion, analysis.emotion(client, transcript, job.settings, _deadline_s(job)))
         daemonctl.job_done(job.config, client)
 
 
 def voice(job: RuleJob) -> None:
     with job_logging(job):
         transcript = atomic.read_json(job.input.transcript)
-        atomic.write_json(job.output.features, analysis.voice(transcript, job.config))
+        atomic.write_json(job.output.features, analysis.voice(transcript, job.settings))
 
 
 def patterns(job: RuleJob) -> None:
     with job_logging(job):
         transcript = atomic.read_json(job.input.transcript)
-        atomic.write_json(job.output.hits, analysis.patterns(transcript, job.config["patterns"]["language"]))
+        database = os.path.commonpath(list(job.input.database))  # the folder the rule declares
+        atomic.write_json(job.output.hits, analysis.patterns(transcript, job.settings["patterns"]["language"],
+                                                             database=database))
 
 
 def report(job: RuleJob) -> None:
     from .htmlreport import render_file_report
 
     with job_logging(job):
-        parts = {name: atomic.read_json(path) for name, path in job.input.items()}
+        parts = {name: atomic.read_json(job.input[name])
+                 for name in ("meta", "transcript", "emotion", "features", "hits")}
         result = analysis.build_report(parts["meta"], parts["transcript"], parts["emotion"], parts["features"],
                                        parts["hits"], job.config)
         atomic.write_json(job.output.report, result)

@@ -19,6 +19,35 @@ from typing import Any, Iterator
 log = logging.getLogger("voiceman.rule")
 LIBRARY_LOGGER = "voiceman"  # the library's loggers all live under this name
 
+# The config sections that findings depend on.  A rule body sees only the parts its rule
+# declares in RULE_SETTINGS -- passed as the rule's ``params: settings=...``, so Snakemake
+# reruns exactly the jobs whose settings changed -- plus the sections that never change a
+# finding (folders, daemon transport, governor).  Reading an undeclared setting fails loudly
+# instead of leaving stale outputs behind.
+ANALYSIS_SECTIONS = ("models", "voice", "patterns", "forensic_rules")
+RULE_SETTINGS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "transcribe": (("models", "asr"), ("models", "diarization")),
+    "ser": (("models", "ser_dimensional"), ("models", "ser_categorical")),
+    "voice": (("voice",),),
+    "patterns": (("patterns",),),
+}
+
+
+def settings_for(config: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The slice of ``config`` that ``rule``'s outputs depend on (its ``params: settings``)."""
+    out: dict[str, Any] = {}
+    for path in RULE_SETTINGS[rule]:
+        value: Any = config
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return out
+
 
 @dataclass(frozen=True)
 class RuleJob:
@@ -30,6 +59,17 @@ class RuleJob:
     log: Any
     wildcards: Any
     config: dict[str, Any]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The config the body may read: its declared settings (``params.settings``) and the
+        sections that never change a finding.  Rules without declared settings (report, case
+        summary: they record the whole analysis config's hash as a param) see all of it."""
+        declared = self.params.get("settings") if hasattr(self.params, "get") else None
+        if declared is None:
+            return self.config
+        base = {k: v for k, v in self.config.items() if k not in ANALYSIS_SECTIONS}
+        return {**base, **declared}
 
     @property
     def label(self) -> str:

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from .. import rulejobs
-from ..rulekit import RuleJob
+from ..patterns import database_files
+from ..rulekit import RULE_SETTINGS, RuleJob, settings_for
 
 
 class Named(dict):
@@ -39,7 +40,7 @@ def file_job(rule: str, name: str, config: dict[str, Any]) -> RuleJob:
         "transcribe": Named(meta=out("ingest")),
         "ser": Named(transcript=out("transcribe")),
         "voice": Named(transcript=out("transcribe")),
-        "patterns": Named(transcript=out("transcribe")),
+        "patterns": Named(transcript=out("transcribe"), database=database_files()),
         "report": Named(meta=out("ingest"), transcript=out("transcribe"), emotion=out("ser"),
                         features=out("voice"), hits=out("patterns")),
     }[rule]
@@ -50,7 +51,8 @@ def file_job(rule: str, name: str, config: dict[str, Any]) -> RuleJob:
     }[rule]
     log = results / "logs" / rule / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    return RuleJob(rule, inputs, outputs, Named(), [str(log)], Named(file=name), config)
+    params = Named(settings=settings_for(config, rule)) if rule in RULE_SETTINGS else Named()
+    return RuleJob(rule, inputs, outputs, params, [str(log)], Named(file=name), config)
 
 
 def run(config: dict[str, Any], files: list[str]) -> dict[str, Any]:

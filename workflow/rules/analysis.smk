@@ -4,6 +4,8 @@ rule ser:
         transcript=rules.transcribe.output.transcript,
     output:
         emotion=f"{RESULTS}/ser/{{file}}.json",
+    params:
+        settings=settings_for(config, "ser"),
     log:
         f"{RESULTS}/logs/ser/{{file}}.log",
     resources:
@@ -18,6 +20,8 @@ rule voice:
         transcript=rules.transcribe.output.transcript,
     output:
         features=f"{RESULTS}/voice/{{file}}.json",
+    params:
+        settings=settings_for(config, "voice"),
     log:
         f"{RESULTS}/logs/voice/{{file}}.log",
     run:
@@ -31,6 +35,8 @@ rule patterns:
         database=PATTERN_DB_FILES,
     output:
         hits=f"{RESULTS}/patterns/{{file}}.json",
+    params:
+        settings=settings_for(config, "patterns"),
     log:
         f"{RESULTS}/logs/patterns/{{file}}.log",
     run:

@@ -1,12 +1,14 @@
 # Shared helpers: config validation, the case folder's inventory, daemon start/stop hooks.
 import re
+import time
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from voiceman import case as vm_case
 from voiceman import daemonctl, rulejobs
-from voiceman.rulekit import RuleJob
+from voiceman.patterns import database_files
+from voiceman.rulekit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
 
 
@@ -28,8 +30,11 @@ CASE_ENTRIES = CASE.entries  # every entry that is not analysed, with status and
 EVIDENCE = vm_case.evidence_inputs(CASE, RESULTS)  # {key: the case file, or results/custody/evidence/<key>}
 # The analysis settings' hash (not output locations, transport or limits: voiceman/hashing.py).
 CONFIG_SHA256 = config_sha256(config)
-# The pattern database is an input of the patterns rule: editing it re-scans every file.
-PATTERN_DB_FILES = sorted(str(p) for p in Path(workflow.basedir, "config", "patterns").glob("*.*"))
+# The pattern database (patterns, lexicons, schema; not its evaluation set) is an input of the
+# patterns rule, and the folder it scans with: editing it re-scans every file.
+PATTERN_DB_FILES = database_files(Path(workflow.basedir, "config", "patterns"))
+# Cross-check rules, thresholds and score weights: an input of the report rule.
+FORENSIC_RULES_FILE = config.get("forensic_rules") or str(Path(workflow.basedir, "config", "forensic.yaml"))
 
 
 wildcard_constraints:
@@ -65,7 +70,8 @@ def daemon_down(status=None):
         logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))
     finally:
         try:
-            json_path, html_path = runreport.write_run_report(RESULTS, status)
+            # The run ends now, after the daemon has stopped: the report's wall time is the real one.
+            json_path, html_path = runreport.write_run_report(RESULTS, status, now=time.time())
             logger.info(f"run report: {json_path}, {html_path}")
         except Exception as exc:  # a report problem must not hide the run's own outcome
             logger.error(f"run report could not be written: {type(exc).__name__}: {exc}")

@@ -6,9 +6,14 @@ rule report:
         emotion=rules.ser.output.emotion,
         features=rules.voice.output.features,
         hits=rules.patterns.output.hits,
+        forensic_rules=FORENSIC_RULES_FILE,
     output:
         report=f"{RESULTS}/report/{{file}}.json",
         html=f"{RESULTS}/report/{{file}}.html",
+    params:
+        # The report records the analysis config's hash: any analysis setting change rewrites it,
+        # so no report ever carries another config hash than case.json.
+        config_sha256=CONFIG_SHA256,
     log:
         f"{RESULTS}/logs/report/{{file}}.log",
     run:

@@ -4,6 +4,8 @@ rule transcribe:
         meta=rules.ingest.output.meta,
     output:
         transcript=f"{RESULTS}/transcribe/{{file}}.json",
+    params:
+        settings=settings_for(config, "transcribe"),
     log:
         f"{RESULTS}/logs/transcribe/{{file}}.log",
     resources:
