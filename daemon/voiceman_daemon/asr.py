@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 VAD_METHODS = ("silero", "pyannote")
 TEMPERATURE = 0.0  # never sample: transcripts must be reproducible (no temperature fallback)
+ASR_BACKENDS = ("auto", "ctranslate2", "transformers")
 
 
 def pick_device(requested: str) -> str:
@@ -91,13 +92,16 @@ class PyannoteVad:
 class WhisperASR:
     """One loaded ASR model (Whisper + VAD), warmed up, ready for requests."""
 
-    def __init__(self, spec: ModelSpec):
+    backend = "ctranslate2"
+
+    def __init__(self, spec: ModelSpec, selection: str = "configured"):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         local = Path(spec.id).is_dir()
         if local:  # a local model must never trigger a hub lookup (evidence machines are offline)
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.spec = spec
+        self.selection = selection  # why this backend (models.asr.backend; choose_backend)
         self.device = pick_device(spec.option("device", "auto"))
         self.compute_type = pick_compute_type(spec.option("compute_type", "auto"), self.device)
         self.language = spec.option("language")
@@ -136,7 +140,11 @@ class WhisperASR:
 
     def decoding(self) -> dict[str, Any]:
         """Every setting that changes the transcript (for the report's custody)."""
-        return {"backend": "ctranslate2 (faster-whisper batched)", "beam_size": self.beam_size,
+        import ctranslate2
+        import faster_whisper
+
+        return {"backend": "ctranslate2", "engine": f"faster-whisper {faster_whisper.__version__} batched, "
+                f"ctranslate2 {ctranslate2.__version__}", "beam_size": self.beam_size,
                 "temperature": TEMPERATURE, "temperature_fallback": False, "compute_type": self.compute_type,
                 "chunk_size_s": self.chunk_size, "condition_on_previous_text": False,
                 "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset,
@@ -153,6 +161,8 @@ class WhisperASR:
             "sha256": self.weights_sha256,
             "device": self.device,
             "compute_type": self.compute_type,
+            "backend": "ctranslate2",
+            "backend_selection": self.selection,
             "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset},
             "decoding": self.decoding(),
         }
@@ -192,5 +202,49 @@ def import_backend() -> None:
     import torch  # noqa: F401
 
 
-def load_asr(spec: ModelSpec) -> WhisperASR:
-    return WhisperASR(spec)
+def choose_backend(requested: str, device: str, ct2_cuda_devices: int, torch_cuda: bool,
+                   has_ct2: bool = True, has_hf: bool = False) -> tuple[str, str]:
+    """(backend, why) for ``models.asr.backend``.  ``auto``: CTranslate2 when it sees a CUDA
+    device; transformers when only torch has CUDA (CTranslate2's linux-aarch64 wheels carry
+    none, e.g. on the GB10); CTranslate2 int8 on a CPU.  A directory holding only one form
+    decides by itself."""
+    if requested not in ASR_BACKENDS:
+        raise ValueError(f"models.asr.backend must be one of {ASR_BACKENDS}, not '{requested}'")
+    if requested != "auto":
+        return requested, f"models.asr.backend: {requested}"
+    if has_hf and not has_ct2:
+        return "transformers", "auto: the model directory is a transformers Whisper"
+    if device == "cpu":
+        return "ctranslate2", "auto: device cpu, CTranslate2 int8 is the fast CPU path"
+    if ct2_cuda_devices > 0:
+        return "ctranslate2", f"auto: CTranslate2 sees {ct2_cuda_devices} CUDA device(s)"
+    if torch_cuda:
+        return "transformers", "auto: torch has CUDA, this CTranslate2 build sees no CUDA device"
+    return "ctranslate2", "auto: no CUDA device, CTranslate2 int8 on the CPU"
+
+
+def select_backend(spec: ModelSpec) -> tuple[str, str]:
+    requested = str(spec.option("backend", "auto") or "auto")
+    device = str(spec.option("device", "auto") or "auto")
+    if requested != "auto":
+        return choose_backend(requested, device, 0, False)
+    import ctranslate2
+    import torch
+
+    from .asr_transformers import hf_model_dir, is_hf_whisper_dir
+
+    local = Path(spec.id).is_dir()
+    has_ct2 = (Path(spec.id) / "model.bin").is_file() or not local
+    return choose_backend(requested, device, 0 if device == "cpu" else ctranslate2.get_cuda_device_count(),
+                          device != "cpu" and torch.cuda.is_available(), has_ct2=has_ct2,
+                          has_hf=is_hf_whisper_dir(hf_model_dir(spec.id)))
+
+
+def load_asr(spec: ModelSpec):
+    backend, why = select_backend(spec)
+    log.info("ASR backend %s (%s)", backend, why)
+    if backend == "transformers":
+        from .asr_transformers import TransformersWhisperASR
+
+        return TransformersWhisperASR(spec, selection=why)
+    return WhisperASR(spec, selection=why)

@@ -1,0 +1,635 @@
+"""ASR backend: Whisper on PyTorch (transformers' ``WhisperForConditionalGeneration``), for
+machines where CTranslate2 has no CUDA but torch has (the GB10: CTranslate2's linux-aarch64
+wheels are CPU-only).  ``models.asr.backend`` picks it (``asr.choose_backend``).
+
+It decodes the way the CTranslate2 backend (faster-whisper's batched pipeline) does, so the
+two give the same transcript from the same weights (``voiceman models prepare`` writes the
+shipped CTranslate2 models in this form too, losslessly: ``voiceman.whisper_convert``):
+
+- the same VAD and the same chunks (``asr.merge_speech``), decoded ``batch_size`` chunks at a
+  time; each chunk's log-mel (WhisperProcessor's feature extractor) padded to 30 s;
+- temperature 0 only: beam search (``beam_size``, patience 1, length penalty 1) or greedy,
+  never sampling (``do_sample=False``); the CTranslate2 decoding rules (suppressed tokens,
+  blank suppression at the start, Whisper's timestamp rules with the first timestamp at most
+  1 s) as one logits processor that also renormalises, as CTranslate2 does;
+- segments split at consecutive timestamp tokens exactly as faster-whisper does;
+- word times from the cross-attention of the model's alignment heads
+  (``generation_config.alignment_heads``): a teacher-forced pass over the text tokens, the
+  attention of those heads (softmax over the chunk's frames, normalised over tokens,
+  median-filtered, averaged), dynamic time warping, then faster-whisper's word grouping,
+  punctuation merging and long-word clipping;
+- float16 on CUDA (``compute_type: bfloat16`` possible), float32 on a CPU; SDPA attention;
+  ``eval()``, no gradients.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceman.audio import SAMPLE_RATE
+from voiceman.hashing import sha256_weights
+
+from .asr import TEMPERATURE, VAD_METHODS, PyannoteVad, SileroVad, merge_speech, pick_device
+from .registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+N_FRAMES = 3000              # mel frames in Whisper's 30 s window
+FRAMES_PER_SECOND = 100      # mel frames (hop 160 at 16 kHz)
+TOKENS_PER_SECOND = 50       # encoder positions (the second conv has stride 2)
+TIME_PRECISION = 0.02        # seconds per timestamp token
+MAX_NEW_TOKENS = 224         # CTranslate2: min(448 / 2, 448 - prompt)
+MAX_INITIAL_TIMESTAMP_INDEX = 50   # the first timestamp is at most 1.0 s (CTranslate2's default)
+MEDIAN_FILTER_WIDTH = 7
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+COMPUTE_TYPES = {"float16", "bfloat16", "float32"}
+
+
+# -- where the transformers form lives -----------------------------------------------------------
+def is_hf_whisper_dir(path: str | Path) -> bool:
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("model_type") == "whisper"
+
+
+def hf_model_dir(model_id: str | Path) -> Path:
+    """The transformers Whisper directory for ``models.asr.id``: the id itself when it is one,
+    else ``<id>-hf`` (what ``voiceman models prepare`` / ``voiceman.whisper_convert`` write
+    next to a CTranslate2 directory)."""
+    path = Path(model_id)
+    if is_hf_whisper_dir(path):
+        return path
+    return path.with_name(path.name.rstrip("/") + "-hf")
+
+
+def conversion_source(hf_dir: Path, model_id: str) -> dict[str, Any] | None:
+    """The CTranslate2 model a converted directory came from; refuses a conversion that no
+    longer matches its source (the CTranslate2 weights changed after ``models prepare``)."""
+    from voiceman.whisper_convert import read_record, source_digests
+
+    record = read_record(hf_dir)
+    if record is None:
+        return None
+    source = Path(model_id)
+    if source.resolve() != hf_dir.resolve() and (source / "model.bin").is_file():
+        now = source_digests(source)
+        if record.get("source", {}).get("sha256") != now:
+            raise ValueError(f"{hf_dir} was converted from other weights than {source}'s current ones: "
+                             f"run `voiceman models prepare` (or python -m voiceman.whisper_convert {source}) again")
+    return {"path": record.get("source", {}).get("path"), "format": record.get("source", {}).get("format"),
+            "model_bin_sha256": record.get("source", {}).get("sha256", {}).get("model.bin"),
+            "converter_version": record.get("converter_version"), "lossless": record.get("lossless")}
+
+
+# -- decoding rules -----------------------------------------------------------------------------
+class DecodingRules:
+    """CTranslate2's Whisper decoding rules as one vectorised logits processor (works on any
+    number of rows: batch x beams), returning renormalised log-probabilities.
+
+    It also keeps, per step, each running prefix's cumulative log-probability, so the final
+    hypotheses' scores (CTranslate2's ``avg_logprob``) come out without storing per-step
+    score tensors."""
+
+    def __init__(self, *, vocab_size: int, sample_begin: int, eot: int, no_timestamps: int, timestamp_begin: int,
+                 suppress: list[int], suppress_begin: list[int], device, rows_per_item: int = 1):
+        import torch
+
+        self.rows_per_item = rows_per_item  # beams: rows of one batch item are consecutive
+        self.sample_begin, self.eot, self.ts_begin = sample_begin, eot, timestamp_begin
+        self.always = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        self.always[[t for t in suppress if 0 <= t < vocab_size]] = True
+        self.always[no_timestamps] = True
+        self.at_begin = self.always.clone()
+        self.at_begin[[t for t in suppress_begin if 0 <= t < vocab_size]] = True
+        self.at_begin[:timestamp_begin] = True  # the first token is a timestamp ...
+        self.at_begin[timestamp_begin + MAX_INITIAL_TIMESTAMP_INDEX + 1:] = True  # ... at most 1 s in
+        self.positions = torch.arange(vocab_size, device=device)
+        self.history: list[tuple[Any, Any, Any]] = []  # per step: (prefixes, cumulative logprob, logprob of eot)
+        self._last: tuple[Any, Any] | None = None       # (prefixes, logprobs) of the latest step
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        step = input_ids.shape[1]
+        scores = scores.float()
+        if step == self.sample_begin:
+            mask = self.at_begin.expand_as(scores)
+            scores = scores.masked_fill(mask, -math.inf)
+        else:
+            generated = input_ids[:, self.sample_begin:]
+            is_ts = generated >= self.ts_begin
+            last = is_ts[:, -1]
+            penultimate = is_ts[:, -2] if generated.shape[1] >= 2 else last
+            pair = last & penultimate          # has to be text next
+            opened = last & ~penultimate       # has to be a timestamp (or the end) next
+            mask = self.always.expand_as(scores).clone()
+            mask |= pair[:, None] & (self.positions >= self.ts_begin)
+            mask |= opened[:, None] & (self.positions < self.eot)
+            # timestamps do not decrease: forbid those below the last one
+            last_ts = torch.where(is_ts, generated, torch.full_like(generated, -1)).max(dim=1).values
+            mask |= (last_ts >= 0)[:, None] & (self.positions >= self.ts_begin) & (self.positions < last_ts[:, None])
+            scores = scores.masked_fill(mask, -math.inf)
+            # when the timestamps together are likelier than any text token, take a timestamp
+            logprobs = torch.log_softmax(scores, dim=-1)
+            ts_mass = torch.logsumexp(logprobs[:, self.ts_begin:], dim=-1)
+            best_text = logprobs[:, :self.ts_begin].max(dim=-1).values
+            force = ~pair & (ts_mass > best_text)
+            scores = scores.masked_fill(force[:, None] & (self.positions < self.ts_begin), -math.inf)
+        logprobs = torch.log_softmax(scores, dim=-1)
+        self._track(input_ids, logprobs)
+        return logprobs
+
+    def _track(self, input_ids, logprobs) -> None:
+        import torch
+
+        if self._last is None:
+            cumulative = torch.zeros(input_ids.shape[0], device=logprobs.device)
+        else:
+            prev_ids, prev_logprobs, prev_cum = self._last
+            same = (input_ids[:, None, :-1] == prev_ids[None, :, :]).all(dim=-1)  # row -> its parent row ...
+            item = torch.arange(input_ids.shape[0], device=input_ids.device) // self.rows_per_item
+            same &= item[:, None] == item[None, :]  # ... within its own batch item
+            parent = same.float().argmax(dim=1)
+            cumulative = prev_cum[parent] + prev_logprobs[parent, input_ids[:, -1]]
+        self._last = (input_ids, logprobs, cumulative)
+        self.history.append((input_ids, cumulative, logprobs[:, self.eot]))
+
+    def _row(self, ids, prefix, item: int) -> int | None:
+        first = item * self.rows_per_item
+        rows = (ids[first:first + self.rows_per_item] == prefix[None, :]).all(dim=1).nonzero()
+        return first + int(rows[0]) if rows.numel() else None
+
+    def sequence_logprob(self, sequence, item: int) -> float | None:
+        """Cumulative log-probability of batch item ``item``'s finished hypothesis
+        (prompt + tokens [+ eot])."""
+        prefix = sequence[:-1]
+        if int(sequence[-1]) == self.eot:
+            for ids, cumulative, eot_logprob in self.history:
+                if ids.shape[1] == prefix.shape[0]:
+                    row = self._row(ids, prefix, item)
+                    if row is not None:
+                        return float(cumulative[row] + eot_logprob[row])
+        if self._last is not None:  # stopped at the length limit: its last token came from the last step
+            ids, logprobs, cumulative = self._last
+            if ids.shape[1] == prefix.shape[0]:
+                row = self._row(ids, prefix, item)
+                if row is not None:
+                    return float(cumulative[row] + logprobs[row, int(sequence[-1])])
+        return None
+
+
+# -- word alignment ------------------------------------------------------------------------------
+def median_filter(x, width: int):
+    """Median over the last axis with reflect padding (openai-whisper's timing.median_filter)."""
+    import torch.nn.functional as F
+
+    pad = width // 2
+    if x.shape[-1] <= pad:
+        return x
+    shape = x.shape
+    padded = F.pad(x.reshape(-1, 1, shape[-1]), (pad, pad), mode="reflect").reshape(*shape[:-1], shape[-1] + 2 * pad)
+    return padded.unfold(-1, width, 1).sort(dim=-1).values[..., pad]
+
+
+def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dynamic time warping over ``cost`` (tokens x frames), vectorised along anti-diagonals;
+    the same recurrence and tie-breaking as openai-whisper's / CTranslate2's."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf, dtype=np.float64)
+    acc[0, 0] = 0.0
+    trace = np.full((n + 1, m + 1), -1, dtype=np.int8)
+    for d in range(2, n + m + 1):
+        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
+        j = d - i
+        c0, c1, c2 = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
+        t = np.where((c0 < c1) & (c0 < c2), 0, np.where((c1 < c0) & (c1 < c2), 1, 2))
+        acc[i, j] = cost[i - 1, j - 1] + np.choose(t, (c0, c1, c2))
+        trace[i, j] = t
+    trace[0, :] = 2
+    trace[:, 0] = 1
+    i, j, path = n, m, []
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        t = trace[i, j]
+        if t == 0:
+            i, j = i - 1, j - 1
+        elif t == 1:
+            i -= 1
+        else:
+            j -= 1
+    path = np.array(path[::-1])
+    return path[:, 0], path[:, 1]
+
+
+def words_from_alignment(tokenizer, text_tokens: list[int], text_indices, time_indices, token_probs) -> list[dict]:
+    """faster-whisper's ``find_alignment`` after the DTW: token path -> words with times."""
+    words, word_tokens = tokenizer.split_to_word_tokens(text_tokens + [tokenizer.eot])
+    if len(word_tokens) <= 1:
+        return []
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] / TOKENS_PER_SECOND
+    starts, ends = jump_times[boundaries[:-1]], jump_times[boundaries[1:]]
+    probs = [float(np.mean(token_probs[i:j])) for i, j in zip(boundaries[:-1], boundaries[1:])]
+    return [dict(word=w, tokens=t, start=float(s), end=float(e), probability=p)
+            for w, t, s, e, p in zip(words, word_tokens, starts, ends, probs)]
+
+
+def place_words(chunks: list[list[dict]], alignments: list[list[dict]], offsets: list[float],
+                last_speech: float) -> float:
+    """faster-whisper's ``add_word_timestamps`` after the alignment: clip overlong words at
+    sentence and segment boundaries, merge punctuation into words, and hand each segment its
+    words (times relative to the recording).  Returns the last speech time."""
+    from faster_whisper.transcribe import merge_punctuations
+
+    stats = []
+    for alignment in alignments:
+        durations = np.array([w["end"] - w["start"] for w in alignment])
+        durations = durations[durations.nonzero()]
+        median = min(0.7, float(np.median(durations))) if len(durations) else 0.0
+        longest = median * 2
+        if len(durations):
+            for i in range(1, len(alignment)):
+                if alignment[i]["end"] - alignment[i]["start"] > longest:
+                    if alignment[i]["word"] in ".。!！?？":
+                        alignment[i]["end"] = alignment[i]["start"] + longest
+                    elif alignment[i - 1]["word"] in ".。!！?？":
+                        alignment[i]["start"] = alignment[i]["end"] - longest
+        merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
+        stats.append((median, longest))
+    for segments, alignment, offset, (median, longest) in zip(chunks, alignments, offsets, stats):
+        index = 0
+        for segment in segments:
+            saved, words = 0, []
+            while index < len(alignment) and saved < len(segment["text_tokens"]):
+                timing = alignment[index]
+                if timing["word"]:
+                    words.append(dict(word=timing["word"], start=round(offset + timing["start"], 2),
+                                      end=round(offset + timing["end"], 2), probability=timing["probability"]))
+                saved += len(timing["tokens"])
+                index += 1
+            if words:
+                if words[0]["end"] - last_speech > median * 4 and (
+                        words[0]["end"] - words[0]["start"] > longest
+                        or (len(words) > 1 and words[1]["end"] - words[0]["start"] > longest * 2)):
+                    if len(words) > 1 and words[1]["end"] - words[1]["start"] > longest:
+                        boundary = max(words[1]["end"] / 2, words[1]["end"] - longest)
+                        words[0]["end"] = words[1]["start"] = boundary
+                    words[0]["start"] = max(0, words[0]["end"] - longest)
+                if segment["start"] < words[0]["end"] and segment["start"] - 0.5 > words[0]["start"]:
+                    words[0]["start"] = max(0, min(words[0]["end"] - median, segment["start"]))
+                else:
+                    segment["start"] = words[0]["start"]
+                if segment["end"] > words[-1]["start"] and segment["end"] + 0.5 < words[-1]["end"]:
+                    words[-1]["end"] = max(words[-1]["start"] + median, segment["end"])
+                else:
+                    segment["end"] = words[-1]["end"]
+                last_speech = segment["end"]
+            segment["words"] = words
+    return last_speech
+
+
+def split_by_timestamps(tokens: list[int], timestamp_begin: int, offset: float, duration: float) -> list[dict]:
+    """faster-whisper's ``_split_segments_by_timestamps`` for one chunk: a segment ends at each
+    pair of consecutive timestamp tokens (an unfinished last segment is dropped, as there)."""
+    single_ending = len(tokens) >= 2 and tokens[-2] < timestamp_begin <= tokens[-1]
+    pairs = [i for i in range(1, len(tokens)) if tokens[i] >= timestamp_begin and tokens[i - 1] >= timestamp_begin]
+    if not pairs:
+        stamps = [t for t in tokens if t >= timestamp_begin]
+        if stamps and stamps[-1] != timestamp_begin:
+            duration = (stamps[-1] - timestamp_begin) * TIME_PRECISION
+        return [dict(start=offset, end=offset + duration, tokens=tokens)]
+    cuts = pairs + ([len(tokens)] if single_ending else [])
+    segments, last = [], 0
+    for cut in cuts:
+        piece = tokens[last:cut]
+        segments.append(dict(start=offset + (piece[0] - timestamp_begin) * TIME_PRECISION,
+                             end=offset + (piece[-1] - timestamp_begin) * TIME_PRECISION, tokens=piece))
+        last = cut
+    return segments
+
+
+# -- the backend ---------------------------------------------------------------------------------
+def pick_dtype(requested: str | None, device: str):
+    import torch
+
+    requested = requested or "auto"
+    if requested == "auto":
+        requested = "float16" if device.startswith("cuda") else "float32"
+    if requested not in COMPUTE_TYPES:
+        raise ValueError(f"models.asr.compute_type '{requested}' is a CTranslate2 type; the transformers backend "
+                         f"takes auto, {', '.join(sorted(COMPUTE_TYPES))}")
+    if requested != "float32" and not device.startswith("cuda"):
+        raise ValueError(f"models.asr.compute_type {requested} needs CUDA; on the CPU the transformers backend runs float32")
+    return requested, getattr(torch, requested)
+
+
+class TransformersWhisperASR:
+    """One loaded Whisper (transformers) + VAD, warmed up; the same interface and output as
+    ``asr.WhisperASR``."""
+
+    backend = "transformers"
+
+    def __init__(self, spec: ModelSpec, selection: str = "configured"):
+        import torch
+        from faster_whisper.tokenizer import Tokenizer
+        from transformers import GenerationConfig, WhisperForConditionalGeneration, WhisperProcessor
+
+        self.spec = spec
+        self.selection = selection
+        self.hf_dir = hf_model_dir(spec.id)
+        if not is_hf_whisper_dir(self.hf_dir):
+            raise FileNotFoundError(
+                f"no transformers Whisper model for '{spec.id}': expected {self.hf_dir} "
+                "(`voiceman models prepare` writes it for the shipped models; for your own CTranslate2 model run "
+                f"python -m voiceman.whisper_convert {spec.id}), or set models.asr.id to a transformers Whisper directory")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.source = conversion_source(self.hf_dir, spec.id)
+        self.device = pick_device(spec.option("device", "auto"))
+        self.compute_type, dtype = pick_dtype(spec.option("compute_type", "auto"), self.device)
+        self.language = spec.option("language")
+        self.vad_method = str(spec.option("vad_method", "silero"))
+        if self.vad_method not in VAD_METHODS:
+            raise ValueError(f"models.asr.vad_method must be one of {VAD_METHODS}, not '{self.vad_method}'")
+        self.vad_onset = float(spec.option("vad_onset", 0.5))
+        self.vad_offset = spec.option("vad_offset")
+        self.chunk_size = float(spec.option("chunk_size", 30))
+        self.beam_size = int(spec.option("beam_size", 5))
+        self.min_silence_ms = int(spec.option("vad_min_silence_ms", 160))
+        self.speech_pad_ms = int(spec.option("vad_speech_pad_ms", 200))
+        if self.device == "cpu" and int(spec.option("cpu_threads", 0)):
+            torch.set_num_threads(int(spec.option("cpu_threads")))
+
+        self.processor = WhisperProcessor.from_pretrained(self.hf_dir, local_files_only=True)
+        self.model = WhisperForConditionalGeneration.from_pretrained(
+            self.hf_dir, local_files_only=True, dtype=dtype, attn_implementation="sdpa").to(self.device)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.torch_device = torch.device(self.device)
+        self.dtype = dtype
+        config, generation = self.model.config, self.model.generation_config
+        # generate() merges a model's own generation config into the one it is given (its
+        # suppress lists, forced ids, timestamp settings); every rule here is DecodingRules',
+        # so the model keeps a bare one.
+        self.model.generation_config = GenerationConfig(
+            decoder_start_token_id=config.decoder_start_token_id, bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)
+        self.multilingual = bool(getattr(generation, "is_multilingual", config.vocab_size >= 51865))
+        self.hf_tokenizer = self.processor.tokenizer.backend_tokenizer
+        self.lang_ids = sorted((getattr(generation, "lang_to_id", None) or {}).values())
+        heads = getattr(generation, "alignment_heads", None)
+        if not heads:
+            n, h = config.decoder_layers, config.decoder_attention_heads
+            heads = [[layer, head] for layer in range(n // 2, n) for head in range(h)]
+        self.alignment_heads = [(int(layer), int(head)) for layer, head in heads]
+        self.suppress_begin = list(getattr(generation, "begin_suppress_tokens", None) or config.begin_suppress_tokens or [])
+        if self.vad_method == "silero":
+            offset = float(self.vad_offset) if self.vad_offset is not None else None
+            self.vad = SileroVad(self.vad_onset, offset, self.min_silence_ms, self.speech_pad_ms)
+        else:
+            offset = float(self.vad_offset) if self.vad_offset is not None else 0.363
+            self.vad = PyannoteVad(self.vad_onset, offset, self.device)
+        self._tokenizer_cls = Tokenizer
+        self.weights_sha256 = sha256_weights(self.hf_dir)
+        self._warm_up()
+
+    # -- custody -----------------------------------------------------------------------------
+    def decoding(self) -> dict[str, Any]:
+        import transformers
+
+        return {"backend": "transformers", "engine": f"transformers {transformers.__version__} "
+                "WhisperForConditionalGeneration (sdpa)", "beam_size": self.beam_size, "patience": 1.0,
+                "length_penalty": 1.0, "temperature": TEMPERATURE, "temperature_fallback": False,
+                "do_sample": False, "compute_type": self.compute_type, "chunk_size_s": self.chunk_size,
+                "condition_on_previous_text": False, "max_initial_timestamp_s": MAX_INITIAL_TIMESTAMP_INDEX * TIME_PRECISION,
+                "word_alignment": {"heads": [list(h) for h in self.alignment_heads],
+                                   "median_filter_width": MEDIAN_FILTER_WIDTH},
+                "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset,
+                        "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
+                        "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None}}
+
+    def custody(self) -> dict[str, Any]:
+        return {
+            "kind": "asr",
+            "id": self.spec.id,
+            "revision": self.spec.revision,
+            "path": str(self.hf_dir.resolve()),
+            "sha256": self.weights_sha256,
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "backend": "transformers",
+            "backend_selection": self.selection,
+            "converted_from": self.source,
+            "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset},
+            "decoding": self.decoding(),
+        }
+
+    # -- helpers -----------------------------------------------------------------------------
+    def tokenizer(self, language: str | None):
+        return self._tokenizer_cls(self.hf_tokenizer, self.multilingual, task="transcribe",
+                                   language=language if self.multilingual else None)
+
+    def chunks(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        return merge_speech(self.vad.regions(audio), self.chunk_size)
+
+    def features(self, pieces: list[np.ndarray]):
+        """Log-mel of each piece on its own (as faster-whisper's batched pipeline computes it),
+        zero-padded to the 30 s window: (batch, mels, 3000)."""
+        import torch
+
+        extractor = self.processor.feature_extractor
+        out = torch.zeros((len(pieces), extractor.feature_size, N_FRAMES), dtype=torch.float32)
+        for i, piece in enumerate(pieces):
+            mel = extractor(piece[: N_FRAMES * extractor.hop_length], sampling_rate=SAMPLE_RATE, padding="longest",
+                            return_tensors="pt", device=self.device if self.device.startswith("cuda") else "cpu"
+                            ).input_features[0][:, :N_FRAMES]
+            out[i, :, :mel.shape[1]] = mel.cpu()
+        return out.to(self.torch_device, self.dtype)
+
+    def encode(self, features):
+        return self.model.model.encoder(features).last_hidden_state
+
+    def detect_language(self, encoded) -> tuple[str, float]:
+        import torch
+
+        tokenizer = self.tokenizer("en")
+        start = torch.full((encoded.shape[0], 1), tokenizer.sot, dtype=torch.long, device=self.torch_device)
+        hidden = self.model.model.decoder(input_ids=start, encoder_hidden_states=encoded, use_cache=False).last_hidden_state
+        logits = self.model.proj_out(hidden[:, -1]).float()
+        ids = torch.tensor(self.lang_ids, device=self.torch_device)
+        probs = torch.softmax(logits[:, ids], dim=-1)[0]
+        best = int(probs.argmax())
+        token = self.hf_tokenizer.id_to_token(self.lang_ids[best])
+        return token[2:-2], float(probs[best])
+
+    def generate(self, encoded, tokenizer) -> list[tuple[list[int], float]]:
+        """Decode a batch of encoded chunks: [(tokens without prompt and eot, avg_logprob)]."""
+        import torch
+        from transformers import GenerationConfig, GenerationMixin, LogitsProcessorList
+        from transformers.modeling_outputs import BaseModelOutput
+
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        prompt = list(tokenizer.sot_sequence)
+        rules = DecodingRules(vocab_size=self.model.config.vocab_size, sample_begin=len(prompt), eot=tokenizer.eot,
+                              no_timestamps=tokenizer.no_timestamps, timestamp_begin=tokenizer.timestamp_begin,
+                              suppress=list(get_suppressed_tokens(tokenizer, [-1])), suppress_begin=self.suppress_begin,
+                              device=self.torch_device, rows_per_item=self.beam_size)
+        config = GenerationConfig(
+            decoder_start_token_id=tokenizer.sot, bos_token_id=tokenizer.eot, eos_token_id=tokenizer.eot,
+            pad_token_id=tokenizer.eot, max_new_tokens=min(MAX_NEW_TOKENS, self.model.config.max_target_positions - len(prompt)),
+            num_beams=self.beam_size, do_sample=False, num_return_sequences=1, use_cache=True,
+            **({"length_penalty": 1.0, "early_stopping": True} if self.beam_size > 1 else {}))
+        batch = encoded.shape[0]
+        start = torch.tensor([prompt] * batch, dtype=torch.long, device=self.torch_device)
+        sequences = GenerationMixin.generate(
+            self.model, encoder_outputs=BaseModelOutput(last_hidden_state=encoded), decoder_input_ids=start,
+            generation_config=config, logits_processor=LogitsProcessorList([rules]))
+        results = []
+        for item, row in enumerate(sequences):
+            row = row.cpu()
+            generated = row[len(prompt):].tolist()
+            end = generated.index(tokenizer.eot) if tokenizer.eot in generated else len(generated)
+            tokens = generated[:end]
+            finished = row[: len(prompt) + end + (1 if end < len(generated) else 0)]
+            cumulative = rules.sequence_logprob(finished.to(self.torch_device), item)
+            results.append((tokens, (cumulative / (len(tokens) + 1)) if cumulative is not None else float("nan")))
+        return results
+
+    def align(self, encoded, tokenizer, text_tokens: list[list[int]], num_frames: list[int]) -> list[list[dict]]:
+        """Word timings for each chunk's text tokens (faster-whisper's ``find_alignment``)."""
+        import torch
+        import torch.nn.functional as F
+
+        sot_sequence = list(tokenizer.sot_sequence)
+        inputs = [sot_sequence + [tokenizer.no_timestamps] + tokens + [tokenizer.eot] for tokens in text_tokens]
+        width = max(len(x) for x in inputs)
+        ids = torch.tensor([x + [tokenizer.eot] * (width - len(x)) for x in inputs], device=self.torch_device)
+        decoder = self.model.model.decoder
+        layers = sorted({layer for layer, _ in self.alignment_heads})
+        captured: dict[int, Any] = {}
+        hooks = [decoder.layers[layer].encoder_attn.register_forward_pre_hook(
+            lambda module, args, kwargs, layer=layer: captured.__setitem__(layer, kwargs.get("hidden_states")),
+            with_kwargs=True) for layer in layers]
+        try:
+            hidden = decoder(input_ids=ids, encoder_hidden_states=encoded, use_cache=False).last_hidden_state
+        finally:
+            for hook in hooks:
+                hook.remove()
+        logits = self.model.proj_out(hidden).float()
+        token_probs = torch.softmax(logits[..., :tokenizer.eot], dim=-1)
+        qk = []
+        keys: dict[int, Any] = {}
+        for layer, head in self.alignment_heads:
+            attention = decoder.layers[layer].encoder_attn
+            size = attention.head_dim
+            rows = slice(head * size, (head + 1) * size)
+            if layer not in keys:
+                keys[layer] = attention.k_proj(encoded)
+            query = F.linear(captured[layer], attention.q_proj.weight[rows], attention.q_proj.bias[rows]) * attention.scaling
+            qk.append(torch.matmul(query.float(), keys[layer][..., rows].float().transpose(1, 2)))
+        weights_all = torch.stack(qk, dim=1)  # (batch, heads, tokens, frames)
+        results = []
+        for b, tokens in enumerate(text_tokens):
+            if not tokens:
+                results.append([])
+                continue
+            length = len(inputs[b])
+            frames = min(num_frames[b], N_FRAMES) // 2
+            weights = torch.softmax(weights_all[b, :, :length, :frames], dim=-1)
+            std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
+            weights = median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
+            matrix = weights.mean(dim=0)[len(sot_sequence):-1]
+            text_indices, time_indices = dtw(-matrix.double().cpu().numpy())
+            offset = len(sot_sequence) + 1
+            probs = token_probs[b, offset - 1:offset - 1 + len(tokens)].gather(
+                -1, torch.tensor(tokens, device=self.torch_device)[:, None])[:, 0].cpu().numpy()
+            results.append(words_from_alignment(tokenizer, tokens, text_indices, time_indices, probs))
+        return results
+
+    def _warm_up(self) -> None:
+        import torch
+
+        started = time.perf_counter()
+        noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32)
+        self.vad.regions(noise)
+        with torch.inference_mode():
+            encoded = self.encode(self.features([noise]))
+            tokenizer = self.tokenizer(self.language if self.language else "en")
+            self.model.model.decoder(input_ids=torch.tensor([list(tokenizer.sot_sequence)], device=self.torch_device),
+                                     encoder_hidden_states=encoded, use_cache=False)
+        log.info("ASR (transformers, %s %s) warm-up done in %.2f s", self.device, self.compute_type,
+                 time.perf_counter() - started)
+
+    # -- requests ----------------------------------------------------------------------------
+    def transcribe(self, audio: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        language = options.get("language") or self.language
+        word_timestamps = bool(options.get("word_timestamps", True))
+        batch_size = max(1, int(options.get("batch_size") or 8))
+        chunks = self.chunks(audio)
+        if not chunks:
+            return {"language": language, "language_probability": None, "segments": [], "vad_chunks": 0,
+                    "batch_size_used": None, "word_timestamps": word_timestamps}
+        pieces = [audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in chunks]
+        segments: list[dict] = []
+        with torch.inference_mode():
+            if not self.multilingual:
+                if language not in (None, "en"):
+                    log.warning("the model is English-only; language '%s' requested, using 'en'", language)
+                language, probability = "en", 1.0
+            elif language is None:
+                speech = np.concatenate(pieces)[: N_FRAMES * 160]
+                language, probability = self.detect_language(self.encode(self.features([speech])))
+            else:
+                probability = 1.0
+            tokenizer = self.tokenizer(language)
+            last_speech = 0.0
+            for first in range(0, len(chunks), batch_size):
+                batch = chunks[first:first + batch_size]
+                encoded = self.encode(self.features(pieces[first:first + batch_size]))
+                decoded = self.generate(encoded, tokenizer)
+                per_chunk, sizes, offsets = [], [], []
+                for (start, end), (tokens, avg_logprob) in zip(batch, decoded):
+                    duration = end - start
+                    parts = split_by_timestamps(tokens, tokenizer.timestamp_begin, start, duration)
+                    for part in parts:
+                        part["text_tokens"] = [t for t in part["tokens"] if t < tokenizer.eot]
+                        part["text"] = tokenizer.decode(part["tokens"])
+                        part["avg_logprob"] = avg_logprob
+                        part["words"] = []
+                    per_chunk.append(parts)
+                    sizes.append(int(math.ceil(duration) * FRAMES_PER_SECOND))
+                    offsets.append(start)
+                if word_timestamps:
+                    text_tokens = [[t for part in parts for t in part["text_tokens"]] for parts in per_chunk]
+                    alignments = self.align(encoded, tokenizer, text_tokens, sizes)
+                    last_speech = place_words(per_chunk, alignments, offsets, last_speech)
+                segments.extend(part for parts in per_chunk for part in parts)
+        out = [_segment(s) for s in segments]
+        return {"language": language, "language_probability": round(float(probability), 4),
+                "segments": [s for s in out if s["text"]], "vad_chunks": len(chunks),
+                "batch_size_used": min(batch_size, len(chunks)), "word_timestamps": word_timestamps}
+
+
+def _segment(s: dict) -> dict[str, Any]:
+    words = [{"word": w["word"].strip(), "start": round(float(w["start"]), 3), "end": round(float(w["end"]), 3),
+              "probability": round(float(w["probability"]), 4)} for w in s["words"]]
+    return {"start": round(float(s["start"]), 3), "end": round(float(s["end"]), 3), "text": s["text"].strip(),
+            "speaker": None, "words": words, "avg_logprob": round(float(s["avg_logprob"]), 4)}
+
+
+def import_backend() -> None:
+    """The transformers Whisper modules, imported before the daemon's socket binds."""
+    import transformers.models.whisper.modeling_whisper  # noqa: F401
