@@ -314,7 +314,7 @@ def test_bad_manifest_version_names_manifest(tmp_path):
     directory = _copy_db(tmp_path)
     manifest = directory / "manifest.yaml"
     manifest.write_text(manifest.read_text(encoding="utf-8").replace(
-        'version: "1.0.0"', 'version: "one"'), encoding="utf-8")
+        f'version: "{DB.version}"', 'version: "one"'), encoding="utf-8")
     with pytest.raises(PatternDatabaseError) as caught:
         load_database(directory)
     assert caught.value.file.name == "manifest.yaml" and caught.value.line == 3

@@ -110,10 +110,15 @@ def patterns(transcript: dict[str, Any], language: str = "auto",
     failure = upstream_failure(transcript)
     if failure:
         return {"file": transcript["file"], **failure}
+    from .patterns.language import model_info
+
     db = load_database(database)
-    lang = language if language != "auto" else {"ko": "ko", "en": "en"}.get(transcript.get("language"), "auto")
-    return {"file": transcript["file"], "status": "ok", "database": db.to_dict(), "language": lang,
-            "segments": [[h.to_dict() for h in db.scan(s["text"], lang=lang)] for s in transcript["segments"]]}
+    # "auto": the language is chosen per segment (mixed Korean/English calls), not per file.
+    scanned = [db.scan_segment(s["text"], lang=language) for s in transcript["segments"]]
+    return {"file": transcript["file"], "status": "ok", "database": db.to_dict(), "language": language,
+            "language_id": model_info() if language == "auto" else None,
+            "segment_languages": [record for _, record in scanned],
+            "segments": [[h.to_dict() for h in hits] for hits, _ in scanned]}
 
 
 def _model_entry(custody: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +178,8 @@ def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, 
         report = assemble_file_report(
             file=meta["file"], custody=custody, segments=transcript["segments"], emotions=ser["segments"],
             voices=voice_features["segments"], patterns=hits["segments"], duration_s=meta["duration_s"],
-            language=transcript.get("language"), rules=rules)
+            language=transcript.get("language"), rules=rules,
+            segment_languages=hits.get("segment_languages"))  # the pattern language of each segment
         report["speaker_baselines"] = voice_features["speakers"]
         report["notes"] = _notes(ser, transcript)
     if differing and report["custody"].get("input_unchanged") is not None:

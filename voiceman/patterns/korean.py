@@ -283,11 +283,15 @@ def _context(morphemes: list[Morpheme], first: int, last: int,
         return CONTEXT_REPORTED
     if category in _THIRD_PARTY_CATEGORIES and _third_party(morphemes, first, last):
         return CONTEXT_REPORTED
+    if category == "intimidation" and _third_party(morphemes, first, last, strict=True):
+        return CONTEXT_REPORTED
     return CONTEXT_DIRECT
 
 
-def _third_party(morphemes: list[Morpheme], first: int, last: int) -> bool:
-    """팀장님이 나 죽일 거야: a third-person subject, the speaker as object, no listener."""
+def _third_party(morphemes: list[Morpheme], first: int, last: int, strict: bool = False) -> bool:
+    """팀장님이 나 죽일 거야: a third-person subject, the speaker as object, no listener.
+    strict (intimidation): a third-person subject and neither speaker nor listener at all
+    (선생님이 걔 가만 안 둘 거야)."""
     begin = first
     while begin > 0 and morphemes[begin - 1].tag not in _SENTENCE_END_TAGS:
         begin -= 1
@@ -301,6 +305,8 @@ def _third_party(morphemes: list[Morpheme], first: int, last: int) -> bool:
     if not third_subject:
         return False
     first_person = [i for i, m in enumerate(sentence) if m.form in _FIRST_PERSON and m.tag == "NP"]
+    if strict:
+        return not first_person
     # the speaker as object: a first-person pronoun not marked as subject or topic
     speaker_object = any(
         i + 1 >= len(sentence) or not (sentence[i + 1].tag in _SUBJECT_PARTICLES
