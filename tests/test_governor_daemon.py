@@ -92,7 +92,9 @@ def serve(tmp_path):
         specs = {"asr": ModelSpec.from_dict("asr", {"id": "light-asr"}),
                  "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": "slow-ser", "device": "auto"})}
         endpoint = f"ipc://{tmp_path}/d.sock"
-        core = DaemonCore(registry, specs, governor=governor, backpressure=backpressure)
+        # One request per batch: these tests count SER predictions per file (cross-file
+        # batching has its own test, tests/test_cross_file_batching.py).
+        core = DaemonCore(registry, specs, governor=governor, backpressure=backpressure, batch_max_items=1)
         server = DaemonServer(endpoint, core, heartbeat_interval_s=0.2)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

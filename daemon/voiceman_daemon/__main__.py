@@ -60,6 +60,9 @@ def build_core(config: dict) -> DaemonCore:
         governor=build_governor(config),
         backpressure=SerBackpressure(pause_at, resume_below),
         handlers=build_handlers(evidence),
+        # Cross-file batching: requests of one kind that arrive within the wait share a pass.
+        batch_wait_s=float(config["daemon"]["batch_wait_ms"]) / 1000.0,
+        batch_max_items=int(config["daemon"]["batch_max_items"]),
     )
 
 

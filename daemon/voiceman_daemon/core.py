@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,8 @@ class DaemonCore:
         handlers: dict[str, Handler] | None = None,
         governor: Governor | None = None,
         backpressure: SerBackpressure | None = None,
+        batch_wait_s: float = 0.05,
+        batch_max_items: int = 64,
     ):
         self.registry = registry
         self.default_specs = default_specs
@@ -121,6 +124,10 @@ class DaemonCore:
         self.started_unix = time.time()
         self._io_pool = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="io")
         self._queue: queue.Queue[LoadModel | UnloadModels | RunJob] = queue.Queue()
+        # Items met while gathering a batch, run before the queue's next ones (inference thread).
+        self._deferred: deque[LoadModel | UnloadModels | RunJob] = deque()
+        self.batch_wait_s = batch_wait_s
+        self.batch_max_items = batch_max_items
         self._stop = threading.Event()
         self._lock = threading.Lock()          # counters, backpressure, pending loads
         self._counters: dict[str, RequestCounters] = {}
@@ -282,7 +289,7 @@ class DaemonCore:
         try:
             while not self._stop.is_set():
                 try:
-                    item = self._queue.get(timeout=QUEUE_POLL_S)
+                    item = self._deferred.popleft() if self._deferred else self._queue.get(timeout=QUEUE_POLL_S)
                 except queue.Empty:
                     continue
                 if isinstance(item, LoadModel):
@@ -290,7 +297,7 @@ class DaemonCore:
                 elif isinstance(item, UnloadModels):
                     item.future.set_result(self.registry.unload(item.kind))
                 else:
-                    self._run_guarded(item.job)
+                    self._run_guarded(self._gather(item.job))
         except BaseException as exc:  # never silently: the service must restart us
             self._inference_error = f"{type(exc).__name__}: {exc}"
             log.critical("inference thread died: %s", self._inference_error, exc_info=True)
@@ -307,19 +314,47 @@ class DaemonCore:
             with self._lock:
                 self._pending_loads -= 1
 
-    def _run_guarded(self, job: Job) -> None:
-        try:
-            outcome = self._run(job)
-        except Exception as exc:  # a bug on this request's path fails this request only
-            log.exception("%s %s failed outside its handler", job.kind, job.request_id[:8])
-            outcome = Outcome.failure(job.request_id, job.kind, f"internal error: {type(exc).__name__}", "request")
-        finally:
-            job.payload = None  # drop the decoded audio now, not when the job is collected
-        if not job.future.done():
-            job.future.set_result(outcome)
+    def _gather(self, first: Job) -> list[Job]:
+        """Cross-file batching: ``first`` plus the requests of the same kind and models that
+        arrive within ``batch_wait_s``, up to ``batch_max_items`` units of work.  Anything else
+        met meanwhile (other kinds, loads) is kept, in order, for the next turns."""
+        jobs = [first]
+        if first.handler.run_many is None or self.batch_max_items <= 1:
+            return jobs
+        items = _item_count(first.payload) or 1
+        deadline = time.monotonic() + self.batch_wait_s
+        while items < self.batch_max_items and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, RunJob) and item.job.kind == first.kind and item.job.specs == first.specs:
+                jobs.append(item.job)
+                items += _item_count(item.job.payload) or 1
+            else:
+                self._deferred.append(item)
+        return jobs
 
-    def _run(self, job: Job) -> Outcome:
-        self.board.move(job.request_id, job.kind, "running")
+    def _run_guarded(self, jobs: list[Job]) -> None:
+        try:
+            outcomes = self._run(jobs)
+        except Exception as exc:  # a bug on this path fails these requests only
+            log.exception("%s failed outside its handler", jobs[0].kind)
+            outcomes = [Outcome.failure(j.request_id, j.kind, f"internal error: {type(exc).__name__}", "request")
+                        for j in jobs]
+        finally:
+            for job in jobs:
+                job.payload = None  # drop the decoded audio now, not when the job is collected
+        for job, outcome in zip(jobs, outcomes):
+            if not job.future.done():
+                job.future.set_result(outcome)
+
+    def _run(self, jobs: list[Job]) -> list[Outcome]:
+        """One governed batch: one request, or several of one kind gathered across files."""
+        job = jobs[0]
+        for j in jobs:
+            self.board.move(j.request_id, j.kind, "running")
         try:
             # May wait (N2 halt, E2 cooldown delay) and move models between devices (E3).
             ticket = self.runner.before_batch(job.kind, job.specs, job.content)
@@ -332,29 +367,38 @@ class DaemonCore:
             # "degraded" only when a kind has no model at all.
             if isinstance(exc, ModelLoadError) and not self.registry.is_loaded(exc.kind):
                 self._load_errors[exc.kind] = str(exc)
-            return Outcome.failure(job.request_id, job.kind, str(exc), "daemon")
+            return [Outcome.failure(j.request_id, j.kind, str(exc), "daemon") for j in jobs]
         started = time.monotonic()
-        ok, items = False, _item_count(job.payload)
+        lengths = [len(w) for j in jobs for w in ((j.payload or {}).get("waveforms") or [])]
+        items = len(lengths) or None
+        ok = False
         try:
-            done: HandlerResult = self.runner.run_batch(
-                ticket, lambda: job.handler.run(models, job.payload, ticket.content))
-            if done.batch_size:  # the handler says what it really batched
-                items, ticket.batch_size = done.items, done.batch_size
-            content = {**done.content, "timings": {
-                "queue_s": round(started - job.prepared, 3),
-                "prepare_s": round(job.prepared - job.accepted, 3),
-                "inference_s": round(time.monotonic() - started, 3),
+            if len(jobs) == 1:
+                results = [self.runner.run_batch(ticket, lambda: job.handler.run(models, job.payload, ticket.content))]
+            else:
+                results = self.runner.run_batch(ticket, lambda: job.handler.run_many(
+                    models, [j.payload for j in jobs], ticket.content))
+            if len(jobs) == 1 and results[0].batch_size:  # the handler says what it really batched
+                items, ticket.batch_size = results[0].items, results[0].batch_size
+            inference_s = round(time.monotonic() - started, 3)
+            outcomes = [Outcome(j.request_id, j.kind, True, {**done.content, "timings": {
+                "queue_s": round(started - j.prepared, 3),
+                "prepare_s": round(j.prepared - j.accepted, 3),
+                "inference_s": inference_s,
                 "halted_wait_s": round(ticket.halted_wait_s, 3),
-            }, "governor": ticket.to_dict()}
-            outcome = Outcome(job.request_id, job.kind, True, content)
+                "batched_requests": len(jobs),
+            }, "governor": ticket.to_dict()}) for j, done in zip(jobs, results)]
             ok = True
-        except Exception as exc:  # one bad input must not take the batch or the daemon down
+        except Exception as exc:  # one bad input must not take the daemon down
             log.exception("%s failed", job.kind)
-            outcome = Outcome.failure(job.request_id, job.kind, f"{type(exc).__name__}: {exc}", "request")
-        self.runner.after_batch(ticket, ok, items)
-        for kind in ticket.specs:
-            self.registry.record_request(kind, time.monotonic() - started, ok)
-        return outcome
+            outcomes = [Outcome.failure(j.request_id, j.kind, f"{type(exc).__name__}: {exc}", "request")
+                        for j in jobs]
+        self.runner.after_batch(ticket, ok, items, requests=len(jobs), lengths=lengths)
+        busy = (time.monotonic() - started) / len(jobs)
+        for j in jobs:
+            for kind in ticket.specs:
+                self.registry.record_request(kind, busy, ok)
+        return outcomes
 
     def _fail_remaining(self, reason: str) -> None:
         with self._lock:

@@ -118,6 +118,8 @@ class Handler:
     model_kinds: tuple[str, ...]  # kinds this request type may use; the request picks among them
     prepare: Callable[[dict[str, Any]], Any]
     run: Callable[[dict[str, LoadedModel], Any, dict[str, Any]], HandlerResult]
+    # Several prepared requests in one model pass (cross-file batching); results in order.
+    run_many: Callable[[dict[str, LoadedModel], list[Any], dict[str, Any]], list[HandlerResult]] | None = None
 
 
 def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
@@ -143,7 +145,15 @@ def _prepare_segments(evidence: Evidence, content: dict[str, Any]) -> dict[str, 
 
 
 def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
-    waveforms = payload["waveforms"]
+    return _run_ser_many(models, [payload], content)[0]
+
+
+def _run_ser_many(models: dict[str, LoadedModel], payloads: list[dict[str, Any]],
+                  content: dict[str, Any]) -> list[HandlerResult]:
+    """The segments of several requests (files) in one pass per model: the models sort them
+    by length and batch them, and every segment's result is independent of its neighbours,
+    so each request gets exactly what it would get alone (a test checks it)."""
+    waveforms = [w for p in payloads for w in p["waveforms"]]
     batch_size = content["options"].get("batch_size")
     none = [None] * len(waveforms)  # a kind the request did not ask for
     per_model = {kind: model.predict(waveforms, batch_size=batch_size) for kind, model in models.items()}
@@ -155,15 +165,22 @@ def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: d
             "categorical": cat if cat and "error" not in cat else None,
             "errors": errors,
         })
-    return HandlerResult({"segments": segments, "models": [m.custody() for m in models.values()],
-                          "audio": payload["info"], "decoded_sha256": payload["sha256"]})
+    custody = [m.custody() for m in models.values()]
+    results, start = [], 0
+    for p in payloads:
+        n = len(p["waveforms"])
+        results.append(HandlerResult({"segments": segments[start:start + n], "models": custody,
+                                      "audio": p["info"], "decoded_sha256": p["sha256"]}))
+        start += n
+    return results
 
 
 def build_handlers(evidence: Evidence | None = None) -> dict[str, Handler]:
     evidence = evidence or Evidence()
     return {
         "transcribe": Handler("transcribe", ("asr",), partial(_prepare_audio, evidence), _run_transcribe),
-        "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser),
+        "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser,
+                       run_many=_run_ser_many),
     }
 
 

@@ -39,6 +39,9 @@ class StageStats:
     requests: int = 0
     ok: int = 0
     failed: int = 0
+    batches: int = 0             # governed batches; > requests means nothing, < means cross-file batching
+    samples: int = 0             # audio samples of the batched items (SER segments)
+    padded_samples: int = 0      # what the length-sorted forward batches padded them to
     batch_size_sum: int = 0      # planned batch size, summed over requests
     items: int = 0               # units of work where the request says (SER: segments)
     forward_batches: int = 0     # ceil(items / batch size), summed
@@ -47,8 +50,8 @@ class StageStats:
     cooldown_delay_s: float = 0.0
     cpu_requests: int = 0        # requests the governor moved to CPU (E3 fallback)
     last_batch_size: int | None = None
-    last_device: str | None = None    # governor plan: cuda (allowed on GPU) | cpu (fallback)
-    last_model_devices: str | None = None  # where the models really ran
+    last_device: str | None = None    # where the models really ran (cpu, cuda, or "cpu,cuda")
+    last_planned_device: str | None = None  # governor plan: cuda (GPU allowed) | cpu (E3 fallback)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -57,6 +60,9 @@ class StageStats:
         # Real mean batch where the items are known, else what the governor planned.
         out["mean_batch_size"] = (round(self.items / self.forward_batches, 3) if self.forward_batches
                                   else out["mean_planned_batch_size"])
+        out["requests_per_batch"] = round(self.requests / self.batches, 3) if self.batches else None
+        out["padding_fraction"] = (round(1 - self.samples / self.padded_samples, 4)
+                                   if self.padded_samples else None)
         for key in ("busy_s", "halted_wait_s", "cooldown_delay_s"):
             out[key] = round(out[key], 3)
         return out
@@ -98,6 +104,14 @@ class Ticket:
 def _with_device(spec: ModelSpec, device: str) -> ModelSpec:
     options = {**dict(spec.options), "device": device}
     return ModelSpec(spec.kind, spec.id, spec.revision, tuple(sorted(options.items())))
+
+
+def padded_size(lengths: list[int], batch_size: int) -> int:
+    """Samples after padding: items sorted longest first, cut into batches of ``batch_size``,
+    each padded to its longest item (what the SER backends do, ser/batching.run_batched)."""
+    ordered = sorted(lengths, reverse=True)
+    return sum(max(ordered[i:i + batch_size]) * len(ordered[i:i + batch_size])
+               for i in range(0, len(ordered), batch_size))
 
 
 class GovernedRunner:
@@ -172,23 +186,32 @@ class GovernedRunner:
         finally:
             self.governor.batch_finished(ticket.stage)
 
-    def after_batch(self, ticket: Ticket, ok: bool, items: int | None) -> None:
+    def after_batch(self, ticket: Ticket, ok: bool, items: int | None, requests: int = 1,
+                    lengths: list[int] | None = None) -> None:
+        """Count one governed batch of ``requests`` requests; ``lengths`` (samples per item)
+        give the padding the models' length-sorted forward batches add."""
         if ticket.stage is None:
             return
         with self._lock:
             stats = self._stats.setdefault(ticket.stage, StageStats())
-            stats.requests += 1
-            stats.ok += int(ok)
-            stats.failed += int(not ok)
+            stats.requests += requests
+            stats.batches += 1
+            stats.ok += requests * int(ok)
+            stats.failed += requests * int(not ok)
+            if lengths:  # the forward batch size: the governor's, else the request's, else all at once
+                size = ticket.batch_size or (ticket.content.get("options") or {}).get("batch_size") or len(lengths)
+                stats.samples += sum(lengths)
+                stats.padded_samples += padded_size(lengths, int(size))
             stats.busy_s += time.monotonic() - ticket.started
             stats.halted_wait_s += ticket.halted_wait_s
             stats.cooldown_delay_s += ticket.extra_delay_s
             if ticket.batch_size is not None:
-                stats.batch_size_sum += ticket.batch_size
+                stats.batch_size_sum += ticket.batch_size * requests
                 stats.last_batch_size = ticket.batch_size
-                stats.last_device = ticket.device
+                stats.last_planned_device = ticket.device
                 stats.cpu_requests += int(ticket.device == "cpu")
-                stats.last_model_devices = ",".join(sorted(set(ticket.model_devices.values()))) or None
+                # The plan's "cuda" only means "not moved to the CPU": report where it really ran.
+                stats.last_device = ",".join(sorted(set(ticket.model_devices.values()))) or ticket.device
                 if items:
                     stats.items += items
                     stats.forward_batches += math.ceil(items / ticket.batch_size)
