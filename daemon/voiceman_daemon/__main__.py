@@ -36,7 +36,11 @@ def build_core(config: dict) -> DaemonCore:
     # What requests may reach (confinement.py): models configured here or inside the model
     # roots, evidence files under the case roots, decoded within a time limit.
     daemon = config.get("daemon") or {}
-    registry = ModelRegistry(LOADERS, ModelTrust(model_roots_from_config(config)))
+    governor = build_governor(config)
+    # S1/N3: a load that would take the held models past the governor's budget is refused.
+    registry = ModelRegistry(LOADERS, ModelTrust(model_roots_from_config(config)),
+                             admits=governor.admits_model if governor else None,
+                             budget_gb=(lambda: governor.memory_budget_gb) if governor else None)
     evidence = Evidence(case_roots_from_config(config),
                         float(daemon.get("decode_timeout_s") or DEFAULT_DECODE_TIMEOUT_S))
     logging.getLogger(__name__).info("case roots: %s; model roots: %s",
@@ -57,7 +61,7 @@ def build_core(config: dict) -> DaemonCore:
         registry=registry,
         default_specs=specs,
         preload=preload,
-        governor=build_governor(config),
+        governor=governor,
         backpressure=SerBackpressure(pause_at, resume_below),
         handlers=build_handlers(evidence),
         # Cross-file batching: requests of one kind that arrive within the wait share a pass.

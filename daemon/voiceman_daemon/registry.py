@@ -92,13 +92,37 @@ class ModelLoadError(RuntimeError):
         self.kind = kind
 
 
+WEIGHT_SUFFIXES = (".bin", ".safetensors", ".ckpt", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
+
+
+class MemoryBudgetExceeded(RuntimeError):
+    """Loading this model would take the held models past the governor's memory budget."""
+
+
+def model_size_gb(model_id: str) -> float:
+    """What a model will hold in memory, estimated from its weight files (0 for a hub id:
+    unknown until loaded).  Weights load at their stored precision, so the file size is the
+    closest estimate available before loading."""
+    root = Path(model_id)
+    if not root.is_dir():
+        return 0.0
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    return total / 1e9
+
+
 class ModelRegistry:
     """Thread-safe; in practice loads happen on the inference thread only.  ``trust`` decides
     which model ids requests may name (default: only each kind's configured id)."""
 
-    def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]], trust: "ModelTrust | None" = None):
+    def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]], trust: "ModelTrust | None" = None,
+                 admits: Callable[[float, float], bool] | None = None,
+                 budget_gb: Callable[[], float] | None = None):
         self._loaders = loaders
         self.trust = trust or ModelTrust()
+        # S1/N3: the governor's memory budget, enforced at load (None = no budget).
+        self._admits = admits
+        self._budget_gb = budget_gb
+        self._sizes_gb: dict[str, float] = {}  # weight size of each held model
         self._models: dict[str, LoadedModel] = {}
         self._stats: dict[str, ModelStats] = {kind: ModelStats(kind) for kind in loaders}
         self._lock = threading.Lock()
@@ -119,6 +143,7 @@ class ModelRegistry:
             started = time.perf_counter()
             try:
                 _check_pin(spec)
+                size_gb = self._admit(spec)
                 # Loading may import code from the model directory (SpeechBrain's custom
                 # interface): never write byte code there, so a pin stays valid after a load.
                 sys.dont_write_bytecode = True
@@ -129,6 +154,7 @@ class ModelRegistry:
                 raise ModelLoadError(spec.kind, f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
             if held is not None:
                 self._drop(spec.kind)
+            self._sizes_gb[spec.kind] = size_gb
             stats.loads += 1
             stats.load_s += time.perf_counter() - started
             stats.loaded = True
@@ -137,6 +163,20 @@ class ModelRegistry:
             self._models[spec.kind] = model
             log.info("%s model loaded: %s (%.1f s)", spec.kind, spec.id, time.perf_counter() - started)
             return model
+
+    def _admit(self, spec: ModelSpec) -> float:
+        """The model's weight size (GB, from its files); refuses a load that would take the
+        held models past the memory budget (a replaced model of the same kind does not count)."""
+        size_gb = model_size_gb(spec.id)
+        if self._admits is None:
+            return size_gb
+        held_gb = sum(gb for kind, gb in self._sizes_gb.items() if kind != spec.kind and kind in self._models)
+        if not self._admits(size_gb, held_gb):
+            budget = f" of {self._budget_gb():g} GB" if self._budget_gb is not None else ""
+            raise MemoryBudgetExceeded(
+                f"refused: {size_gb:.2f} GB of weights next to {held_gb:.2f} GB already loaded would exceed "
+                f"the memory budget{budget} (S1; governor memory.budget_gb)")
+        return size_gb
 
     def is_loaded(self, kind: str) -> bool:
         with self._lock:
@@ -161,6 +201,7 @@ class ModelRegistry:
 
     def _drop(self, kind: str) -> None:
         model = self._models.pop(kind)
+        self._sizes_gb.pop(kind, None)
         release = getattr(model, "release", None)
         if callable(release):
             release()
