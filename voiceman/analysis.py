@@ -143,7 +143,8 @@ def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, 
     before = meta.get("sha256")
     decoded = {stage: rec.get("decoded_sha256") for stage, rec in
                (("transcribe", transcript), ("ser", ser), ("voice", voice_features)) if rec.get("decoded_sha256")}
-    models = [transcript.get("model")] + list(ser.get("models") or [])
+    diarization = transcript.get("diarization") or {}
+    models = [transcript.get("model"), diarization.get("model")] + list(ser.get("models") or [])
     custody = {
         "input_path": meta["path"],
         "input_size_bytes": meta.get("size_bytes"),
@@ -154,6 +155,8 @@ def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, 
         "input_sha256_after": after,
         "models": [_model_entry(m) for m in models if m],
         "pattern_database": {k: hits["database"][k] for k in ("version", "sha256")} if hits.get("database") else None,
+        # who spoke when: method, settings, estimated speaker count (the model itself is in models[])
+        "diarization": {k: v for k, v in diarization.items() if k != "model"} or None,
         "config_sha256": config_sha256(config),
         "software_version": voiceman.__version__,
         "host": socket.gethostname(),
@@ -189,6 +192,12 @@ def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, 
 
 def _notes(ser: dict, transcript: dict) -> list[str]:
     notes = [f"emotion {m}" for m in ser.get("missing_models", [])]
+    diarization = transcript.get("diarization")
     if all(s.get("speaker") is None for s in transcript["segments"]):
-        notes.append("speakers not diarised: no diarization model configured (all segments 'unknown')")
+        if not diarization:
+            notes.append("speakers not diarised: no diarization model configured (models.diarization); "
+                         "all segments 'unknown'")
+        elif diarization.get("status") != "ok":
+            notes.append(f"speakers not diarised: {diarization.get('method')} diarization failed "
+                         f"({diarization.get('reason')}); all segments 'unknown'")
     return notes

@@ -109,10 +109,15 @@ def ingest(audio_path: str | Path, name: str | None = None, key: str | None = No
 
 
 def asr_request(config: dict[str, Any]) -> dict[str, Any]:
-    """What the transcribe rule asks of the daemon: the model it expects and the options."""
+    """What the transcribe rule asks of the daemon: the models it expects (ASR, and the
+    diarization model when one is configured) and the options."""
     asr = config["models"]["asr"]
+    models = {"asr": model_request(config, "asr")}
+    diarization = model_request(config, "diarization")
+    if diarization:  # models.diarization.id null = no speakers
+        models["diarization"] = diarization
     return {
-        "models": {"asr": model_request(config, "asr")},
+        "models": models,
         "options": {"language": asr.get("language"), "word_timestamps": asr["word_timestamps"],
                     "batch_size": asr["batch_size"]},
     }

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 
 from voiceman import runtime, transport
-from voiceman.config import MODEL_KINDS, ConfigError, load_config, model_options
+from voiceman.config import ConfigError, load_config, model_options
 
 from .admission import SerBackpressure
 from .asr import import_backend, load_asr
 from .confinement import case_roots_from_config, model_roots_from_config
 from .core import DaemonCore
+from .diarize import load_diarization
 from .device_probe import DeviceError, check_requested_device, log_report, probe
 from .governor_setup import backpressure_thresholds, build_governor
 from .handlers import DEFAULT_DECODE_TIMEOUT_S, Evidence, build_handlers
@@ -27,7 +28,8 @@ from .registry import ModelRegistry, ModelSpec, ModelTrust
 from .ser_backend import load_ser_categorical, load_ser_dimensional
 from .server import DEFAULT_MAX_MESSAGE_BYTES, DaemonServer
 
-LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical}
+LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical,
+           "diarization": load_diarization}
 
 
 def build_core(config: dict) -> DaemonCore:
@@ -46,14 +48,16 @@ def build_core(config: dict) -> DaemonCore:
     logging.getLogger(__name__).info("case roots: %s; model roots: %s",
                                      [str(r) for r in evidence.case_roots.roots], [str(r) for r in registry.trust.roots])
     specs = {}
-    for kind in MODEL_KINDS:
+    for kind in LOADERS:
         options = model_options(config, kind)
         if options:
             specs[kind] = ModelSpec.from_dict(kind, options)
     # E1: every configured model is loaded and warmed up at start, not on the first file.
     # A configured SER directory that does not exist is not preloaded: the SER rule reports
-    # "not analysed: no model at <path>" for it instead of failing the whole run.
-    preload = [k for k, spec in specs.items() if k == "asr" or Path(spec.id).is_dir()]
+    # "not analysed: no model at <path>" for it instead of failing the whole run.  Diarization
+    # (resemblyzer's bundled encoder, or a pyannote directory) is preloaded like ASR: a missing
+    # pyannote directory is a load error the daemon reports, not a silent loss of speakers.
+    preload = [k for k, spec in specs.items() if k in ("asr", "diarization") or Path(spec.id).is_dir()]
     # The daemon owns the GPU, so the governor (thermal/memory policy, per-stage batch sizes)
     # lives here; config errors raise ValueError naming the file and key.
     pause_at, resume_below = backpressure_thresholds(config)

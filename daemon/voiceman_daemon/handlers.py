@@ -28,6 +28,7 @@ import numpy as np
 from voiceman.audio import SAMPLE_RATE, AudioInfo, DecodeTimeout, decode_fd, open_evidence
 
 from .confinement import CaseRoots
+from .diarize import diarize_transcript
 from .registry import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], con
     result["model"] = model.custody()
     result["audio"] = payload["info"]
     result["decoded_sha256"] = payload["sha256"]
+    if "diarization" in models:  # speakers from the same decoded audio, after ASR (diarize.py)
+        result["segments"], result["diarization"] = diarize_transcript(models["diarization"], payload["audio"],
+                                                                       result["segments"])
     return HandlerResult(result, items=result.get("vad_chunks") or None,
                          batch_size=result.get("batch_size_used") if result.get("vad_chunks") else None)
 
@@ -178,7 +182,7 @@ def _run_ser_many(models: dict[str, LoadedModel], payloads: list[dict[str, Any]]
 def build_handlers(evidence: Evidence | None = None) -> dict[str, Handler]:
     evidence = evidence or Evidence()
     return {
-        "transcribe": Handler("transcribe", ("asr",), partial(_prepare_audio, evidence), _run_transcribe),
+        "transcribe": Handler("transcribe", ("asr", "diarization"), partial(_prepare_audio, evidence), _run_transcribe),
         "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser,
                        run_many=_run_ser_many),
     }
