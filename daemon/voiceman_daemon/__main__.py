@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voiceman-daemon: {exc}", file=sys.stderr)
         return 2
     server.core.device_report = devices
+    server.idle_exit_s = config["daemon"].get("idle_exit_s")  # null = no idle exit
     pid_file = runtime.pid_file()
     pid_file.write_text(f"{os.getpid()}\n")
     # SIGTERM (systemd stop, `voiceman daemon stop` fallback) = orderly shutdown.

@@ -45,6 +45,10 @@ class Answer:
 
 
 class DaemonServer:
+    # daemon.idle_exit_s (set by __main__): stop after this many seconds without a message while
+    # no request is in flight; None = serve until told to stop (per-node cluster daemons use it).
+    idle_exit_s: float | None = None
+
     def __init__(self, endpoint: str, core: DaemonCore, heartbeat_interval_s: float = 2.0,
                  curve: transport.CurveSettings | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
@@ -84,13 +88,22 @@ class DaemonServer:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         next_beat = time.monotonic() + self.heartbeat_interval_s
+        last_activity = time.monotonic()
         try:
             while not self.core.stopping or not self._answers.empty():
                 if poller.poll(POLL_MS):
                     identity, frame = self._recv(sock)
+                    last_activity = time.monotonic()
                     if identity is not None:
                         self._dispatch(sock, identity, frame)
                 self._flush_answers(sock)
+                if self._waiting:
+                    last_activity = time.monotonic()  # a request in flight keeps the daemon busy
+                elif (self.idle_exit_s and not self.core.stopping
+                      and time.monotonic() - last_activity >= self.idle_exit_s):
+                    log.info("no message for %.0f s and nothing in flight (daemon.idle_exit_s): stopping",
+                             self.idle_exit_s)
+                    self.request_stop()
                 if time.monotonic() >= next_beat:
                     self._heartbeat(sock)
                     next_beat = time.monotonic() + self.heartbeat_interval_s
