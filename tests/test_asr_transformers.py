@@ -13,7 +13,6 @@ weights: the shipped float16 CTranslate2 tiny.en, mapped back into a transformer
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -147,34 +146,15 @@ def test_converted_model_computes_what_ctranslate2_computes(tiny_model, speech_c
 
 
 # -- the two backends on the demo case -------------------------------------------------------
-def _norm(text: str) -> list[str]:
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
-
-
-def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
-    d = np.arange(len(hypothesis) + 1)
-    for i, ref in enumerate(reference, 1):
-        prev, d[0] = d.copy(), i
-        for j, hyp in enumerate(hypothesis, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (ref != hyp))
-    return float(d[-1]) / max(1, len(reference))
+sys.path.insert(0, str(REPO / "bench"))
+from gpu_check import agreement as _agreement  # noqa: E402  (the GPU check's metric, the same here)
 
 
 def agreement(a: dict, b: dict) -> tuple[float, float, int]:
     """(WER of b against a, mean |start difference| over words both heard, words compared)."""
-    words_a = [w for s in a["segments"] for w in s["words"]]
-    words_b = [w for s in b["segments"] for w in s["words"]]
-    wer = word_error_rate(_norm(" ".join(s["text"] for s in a["segments"])),
-                          _norm(" ".join(s["text"] for s in b["segments"])))
-    import difflib
-
-    keys_a = [_norm(w["word"])[0] if _norm(w["word"]) else "" for w in words_a]
-    keys_b = [_norm(w["word"])[0] if _norm(w["word"]) else "" for w in words_b]
-    diffs = []
-    for block in difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            diffs.append(abs(words_a[block.a + k]["start"] - words_b[block.b + k]["start"]))
-    return wer, (float(np.mean(diffs)) if diffs else float("inf")), len(diffs)
+    result = _agreement(a, b)
+    diff = result["mean_word_start_diff_s"]
+    return result["wer"], (diff if diff is not None else float("inf")), result["words_compared"]
 
 
 @pytest.fixture(scope="module")

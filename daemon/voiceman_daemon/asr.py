@@ -201,6 +201,11 @@ def import_backend() -> None:
     import faster_whisper  # noqa: F401
     import torch  # noqa: F401
 
+    import ctranslate2
+
+    if torch.cuda.is_available() and ctranslate2.get_cuda_device_count() == 0:  # auto picks transformers
+        import transformers.models.whisper.modeling_whisper  # noqa: F401
+
 
 def choose_backend(requested: str, device: str, ct2_cuda_devices: int, torch_cuda: bool,
                    has_ct2: bool = True, has_hf: bool = False) -> tuple[str, str]:

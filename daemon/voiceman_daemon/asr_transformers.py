@@ -629,7 +629,3 @@ def _segment(s: dict) -> dict[str, Any]:
     return {"start": round(float(s["start"]), 3), "end": round(float(s["end"]), 3), "text": s["text"].strip(),
             "speaker": None, "words": words, "avg_logprob": round(float(s["avg_logprob"]), 4)}
 
-
-def import_backend() -> None:
-    """The transformers Whisper modules, imported before the daemon's socket binds."""
-    import transformers.models.whisper.modeling_whisper  # noqa: F401
