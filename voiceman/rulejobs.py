@@ -77,7 +77,9 @@ def report(job: RuleJob) -> None:
         result = analysis.build_report(parts["meta"], parts["transcript"], parts["emotion"], parts["features"],
                                        parts["hits"], job.config)
         atomic.write_json(job.output.report, result)
-        atomic.write_text(job.output.html, render_file_report(result))
+        # Play controls link the evidence relative to the page; the codec says whether a browser can play it.
+        atomic.write_text(job.output.html, render_file_report(result, page_dir=Path(job.output.html).parent,
+                                                              audio=parts["meta"].get("audio")))
 
 
 def case_summary(job: RuleJob) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from voiceman.htmlreport import media
 from voiceman.htmlreport.html_parts import (
     esc, evidence_table, fmt_num, fmt_time, highlight_text, json_block, key_value_table, page,
 )
@@ -61,7 +63,7 @@ def _hits_list(hits: list[dict[str, Any]], text: str) -> str:
     return f"<ul>{''.join(items)}</ul>"
 
 
-def _segment_row(seg: dict[str, Any]) -> str:
+def _segment_row(seg: dict[str, Any], play: tuple[str | None, tuple[str, str]] | None = None) -> str:
     check = seg.get("crosscheck") or {}
     flagged = bool(check.get("flagged"))
     badge = f'<span class="badge{" flag" if flagged else ""}">{esc(check.get("outcome"))}</span>'
@@ -70,7 +72,9 @@ def _segment_row(seg: dict[str, Any]) -> str:
         f'<tr class="segment{" flagged" if flagged else ""}" id="seg-{int(seg.get("index", 0))}">'
         f'<td class="num">{int(seg.get("index", 0))}</td>'
         f'<td class="mono time">{esc(fmt_time(seg.get("start")))}–{esc(fmt_time(seg.get("end")))}</td>'
-        f'<td>{esc(seg.get("speaker") or "unassigned")}</td>'
+        + (f'<td class="play-cell">{media.segment_player(play[0], seg.get("start"), seg.get("end"), play[1])}</td>'
+           if play else "")
+        + f'<td>{esc(seg.get("speaker") or "unassigned")}</td>'
         f'<td><div class="text">{highlight_text(text, seg.get("patterns") or [])}</div>{_hits_list(seg.get("patterns") or [], text)}</td>'
         f'<td>{_emotion_html(seg.get("emotion"))}</td>'
         f'<td>{_voice_html(seg.get("voice"))}</td>'
@@ -121,9 +125,18 @@ def _custody_html(custody: dict[str, Any]) -> str:
     return key_value_table(rows) + model_table
 
 
-def render_file_report(report: dict[str, Any]) -> str:
-    """Self-contained HTML (inline CSS and SVG, no scripts) for one file's report dict."""
+def render_file_report(report: dict[str, Any], page_dir: str | Path | None = None,
+                       audio: dict[str, Any] | None = None) -> str:
+    """Self-contained HTML (inline CSS and SVG, no scripts) for one file's report dict.
+
+    ``page_dir``: the folder the page is written to; with it, every segment gets a play
+    control for its time range of the original recording (``custody.input_path``, linked
+    relative to the page, never copied).  ``audio``: the ingest record's audio facts
+    (``codec``), to say when a browser cannot play the file."""
     segments = report.get("segments") or []
+    href = media.evidence_href((report.get("custody") or {}).get("input_path"), page_dir)
+    play = (href, media.playable((report.get("custody") or {}).get("input_path"), (audio or {}).get("codec"))) \
+        if href else None
     status = report.get("status")
     status_cls = "status-done" if status == "done" else "status-failed"
     header = [
@@ -157,11 +170,18 @@ def render_file_report(report: dict[str, Any]) -> str:
         for spk in speakers:
             body.append(f"<h3>{esc(spk.get('speaker') or 'unassigned')}</h3>{_aggregate_html(spk)}")
     body.append("<h2>Transcript</h2>")
+    if segments and play:
+        level, why = play[1]
+        body.append(f'<p class="explain">▶ plays the segment\'s time range of the original recording, read in place from '
+                    f'<a class="evidence" href="{esc(href)}">{esc(report.get("file"))}</a> (a link relative to this page: '
+                    "it works while the results folder stays where it is beside the case folder; no copy is made)"
+                    + (f'. <span class="media-note">{esc(why)}.</span>' if level != media.YES else ".") + "</p>")
     if segments:
         body.append(
-            "<table class=\"transcript\"><thead><tr><th>#</th><th>time</th><th>speaker</th><th>text and pattern hits</th>"
+            "<table class=\"transcript\"><thead><tr><th>#</th><th>time</th>" + ("<th>listen</th>" if play else "")
+            + "<th>speaker</th><th>text and pattern hits</th>"
             "<th>emotion</th><th>voice</th><th>cross-check</th><th>score</th></tr></thead><tbody>"
-            + "".join(_segment_row(s) for s in segments) + "</tbody></table>"
+            + "".join(_segment_row(s, play) for s in segments) + "</tbody></table>"
         )
     else:
         body.append("<p>No transcript segments.</p>")
@@ -172,4 +192,4 @@ def render_file_report(report: dict[str, Any]) -> str:
         "segments", "speakers", "file_score", "summary"}}
     if extra:
         body.append("<h2>Other fields</h2>" + json_block(extra))
-    return page(f"voiceman report – {report.get('file')}", "\n".join(body))
+    return page(f"voiceman report – {report.get('file')}", "\n".join(body), media=play is not None)

@@ -2,12 +2,20 @@
 
 Everything that came from a recording (transcript text, speaker labels, file names,
 reasons) goes through `esc` before it reaches the page. The page also carries a
-Content-Security-Policy that forbids scripts and any network fetch, so even a missed
+Content-Security-Policy that forbids any network fetch and every script but the page's own
+inline one (allowed by its SHA-256, so an injected script never runs), so even a missed
 escape cannot run code or phone home, and the report opens the same offline.
+
+Pages with play controls also allow media from the page's own origin (`media-src 'self'
+file:`): the original recording, read in place by a relative link -- never a copy. For a
+page opened from disk Chromium counts every file: URL as 'self'; `file:` is named as well
+for browsers that give each file its own origin.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from typing import Any, Iterable
@@ -16,6 +24,22 @@ CATEGORIES = ("threat", "intimidation", "coercion", "gaslighting", "insult")
 CONTEXTS = ("direct", "reported", "negated")
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+MEDIA_SRC = "media-src 'self' file:"
+
+
+def script_hash(script: str) -> str:
+    """The CSP source that allows exactly this inline script: 'sha256-<base64>'."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def csp(script: str | None = None, media: bool = False) -> str:
+    """The page's policy: CSP, plus media from its own origin and its one inline script."""
+    parts = [CSP]
+    if media:
+        parts.append(MEDIA_SRC)
+    if script is not None:
+        parts.append(f"script-src {script_hash(script)}")
+    return "; ".join(parts)
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans KR",sans-serif;margin:1.5em;color:#1b1b1b;background:#fff;line-height:1.4}
@@ -40,6 +64,8 @@ details{margin:.2em 0}summary{cursor:pointer}
 .time{white-space:nowrap;word-break:normal}
 svg{max-width:100%;height:auto;background:#fff}
 .legend span{margin-right:1em;white-space:nowrap}
+.media-note{color:#8a5a00;font-size:.85em}
+details.play summary{white-space:nowrap}details.play audio{width:16em;display:block}
 """
 
 
@@ -73,13 +99,16 @@ def safe_class(value: Any, allowed: Iterable[str], fallback: str = "other") -> s
     return str(value) if value in tuple(allowed) else fallback
 
 
-def page(title: str, body: str) -> str:
-    """A complete HTML document with inline CSS and the no-script, no-network policy."""
+def page(title: str, body: str, script: str | None = None, media: bool = False, style: str = "") -> str:
+    """A complete HTML document with inline CSS and the no-network policy; ``script`` (a
+    constant: data reaches it only through escaped attributes) is the one inline script the
+    policy allows, ``media`` allows play controls for the evidence."""
+    tail = f"<script>{script}</script>\n" if script is not None else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp(script, media)}\">"
         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<title>{esc(title)}</title><style>{STYLE}{style}</style></head>\n<body>\n{body}\n{tail}</body></html>\n"
     )
 
 
