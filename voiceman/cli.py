@@ -8,6 +8,8 @@
     voiceman governor simulate TRACE.csv  replay a sensor trace through the governor policy
     voiceman bench [--files N] [--seconds S] [--out bench.json]   naive / in-process / pipeline
     voiceman keys generate [--dir DIR]    CURVE key pairs for a daemon on a tcp:// endpoint
+    voiceman review import FILE [--results DIR] [--skip-stale]   store verdicts saved from case.html
+    voiceman review export --format csv|json [--results DIR] [--out FILE]   findings with verdicts
 """
 from __future__ import annotations
 
@@ -146,6 +148,39 @@ def cmd_dashboard(args) -> int:
                config["audio_extensions"], client, interval_s=args.interval, once=args.once)
 
 
+def cmd_review(args) -> int:
+    from . import atomic, review
+
+    results = Path(args.results)
+    try:
+        if args.action == "import":
+            if not args.file:
+                print("voiceman review import: name the verdicts file saved from case.html", file=sys.stderr)
+                return 2
+            result = review.import_file(args.file, results, skip_stale=args.skip_stale)
+            if result.already:
+                print(f"{args.file}: already imported (import {result.already}); nothing changed")
+                return 0
+            print(f"import {result.import_id}: {result.added} new, {result.changed} changed, {result.unchanged} unchanged "
+                  f"verdicts; stored in {review.state_path(results)} (this import kept as {result.record})")
+            for v in result.stale:
+                print(f"  not imported (made on an earlier analysis): {v['file']} segment {v['segment']}: "
+                      f"{v['stale_reason']}", file=sys.stderr)
+            print("run the workflow again to show them in case.html and count them in case.json "
+                  "(only the case summary reruns)")
+            return 0
+        text = review.export(results, args.format)
+        if args.out:
+            atomic.write_text(args.out, text)
+            print(f"{args.out}: findings with verdicts ({args.format})")
+        else:
+            sys.stdout.write(text)
+        return 0
+    except review.ReviewError as exc:
+        print(f"voiceman review {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceman", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     dash.add_argument("--once", action="store_true", help="print one frame and exit")
     dash.set_defaults(func=cmd_dashboard)
+
+    r = sub.add_parser("review", help="reviewer verdicts: import the file saved from case.html, export findings")
+    r.add_argument("action", choices=["import", "export"])
+    r.add_argument("file", nargs="?", help="import: the verdicts JSON file saved from case.html")
+    r.add_argument("--results", default="results", help="results folder of the case (default: results)")
+    r.add_argument("--skip-stale", action="store_true",
+                   help="import: import the verdicts that match the current reports and record the others as "
+                        "refused (default: refuse the whole file when any verdict was made on an earlier analysis)")
+    r.add_argument("--format", choices=["csv", "json"], default="csv", help="export: csv (one row per finding) or json")
+    r.add_argument("--out", help="export: write to this file (default: standard output)")
+    r.set_defaults(func=cmd_review)
     return parser
 
 
