@@ -83,14 +83,28 @@ def report(job: RuleJob) -> None:
 
 
 def case_summary(job: RuleJob) -> None:
+    from . import review
     from .htmlreport import render_case_report
 
-    with job_logging(job):
+    with job_logging(job) as log:
         recordings = list(job.params.recordings)  # [{key, name, kind}], in the order of the reports
         paths = dict(zip([r["key"] for r in recordings], job.input.reports))
         reports = {key: atomic.read_json(path) for key, path in paths.items()}
         summary = case.summarize(reports, paths, list(job.params.entries), job.config["case_dir"],
                                  job.params.config_sha256, voiceman.__version__, recordings=recordings)
+        # The findings queue and the reviewer verdicts (results/review/, an input once imported:
+        # an import reruns this job); each verdict attaches only to the report hash it was made on.
+        results = job.config["results_dir"]
+        findings = review.case_findings(reports, paths, {r["key"]: r["name"] for r in recordings},
+                                        {key: review.ingest_codec(results, key) for key in paths})
+        try:
+            state, error = review.load_state(results), None
+        except review.ReviewError as exc:
+            log.error("%s", exc)
+            state, error = review.empty_state(), str(exc)
+        findings, stale = review.attach(findings, state)
+        summary["review"] = {**review.counts(findings, stale, state, results), **({"error": error} if error else {})}
         atomic.write_json(job.output.case, summary)
-        page = case.with_links_from(summary, Path(job.output.html).parent)
-        atomic.write_text(job.output.html, render_case_report(page))
+        page_dir = Path(job.output.html).parent
+        page = case.with_links_from(summary, page_dir)
+        atomic.write_text(job.output.html, render_case_report(page, findings, stale, page_dir))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from voiceman.htmlreport.findings import FINDINGS_STYLE, SCRIPT, render_findings
 from voiceman.htmlreport.html_parts import esc, fmt_num, json_block, key_value_table, page
 
 # Only plain relative paths become links: no scheme (javascript:, http:), no absolute
@@ -87,8 +89,13 @@ def _score_chart(files: list[dict[str, Any]]) -> str:
             + "".join(rows) + ticks + "</svg>")
 
 
-def render_case_report(case: dict[str, Any]) -> str:
-    """Self-contained HTML for case.json = {"files": [{"name","status","reason","report","file_score"}], ...}."""
+def render_case_report(case: dict[str, Any], findings: list[dict[str, Any]] | None = None,
+                       stale: list[dict[str, Any]] | None = None, page_dir: str | Path | None = None) -> str:
+    """Self-contained HTML for case.json = {"files": [{"name","status","reason","report","file_score"}], ...}.
+
+    ``findings`` (voiceman.review.case_findings + attach: with their verdicts) adds the findings
+    queue -- and with it the page's one script and its play controls, linked relative to
+    ``page_dir``; ``stale``: stored verdicts made on an earlier analysis (listed, not applied)."""
     files = list(case.get("files") or [])
     done = [f for f in files if f.get("status") == "done"]
     failed = [f for f in files if f.get("status") != "done"]
@@ -102,10 +109,15 @@ def render_case_report(case: dict[str, Any]) -> str:
             ("failed", f'<span class="status-failed">{esc(len(failed))}</span>'),
             ("highest file score", fmt_num(max(scores)) if scores else "—"),
             *([("entries of the case folder", esc(len(case["entries"])))] if case.get("entries") else []),
+            *([("findings", esc(_review_line(case["review"])))] if isinstance(case.get("review"), dict) else []),
         ]),
     ]
     if files:
         body.append("<h2>File scores</h2>" + _score_chart(files))
+    if findings:
+        body.append(render_findings(findings, stale or [], page_dir, case, case.get("review")))
+    elif findings is not None:
+        body.append("<h2>Findings (0)</h2><p>No segment of any recording was flagged or has a pattern hit.</p>")
     if failed:
         items = "".join(f"<li><b>{esc(_visible(f.get('name')))}</b> ({esc(f.get('status'))}): {esc(_visible(f.get('reason') or 'no reason given'))}</li>" for f in failed)
         body.append(f"<h2>Failed files</h2><ul class=\"failures\">{items}</ul>")
@@ -130,4 +142,17 @@ def render_case_report(case: dict[str, Any]) -> str:
     extra = {k: v for k, v in case.items() if k not in ("files", "entries")}
     if extra:
         body.append("<h2>Case details</h2>" + json_block(extra))
+    if findings:
+        return page(f"voiceman case report – {title}", "\n".join(body), script=SCRIPT, media=True, style=FINDINGS_STYLE)
     return page(f"voiceman case report – {title}", "\n".join(body))
+
+
+def _review_line(review: dict[str, Any]) -> str:
+    line = (f"{review.get('findings', 0)} ({review.get('flagged', 0)} flagged): {review.get('confirmed', 0)} confirmed, "
+            f"{review.get('rejected', 0)} rejected, {review.get('unsure', 0)} unsure, "
+            f"{review.get('unreviewed', 0)} unreviewed")
+    if review.get("stale_verdicts"):
+        line += f"; {review['stale_verdicts']} verdicts on earlier analyses (not applied)"
+    if review.get("error"):
+        line += f"; stored verdicts not read: {review['error']}"
+    return line

@@ -1,3 +1,6 @@
+from voiceman.review import verdict_inputs
+
+
 rule report:
     """Per-file forensic report: cross-check, explained scores, chain of custody; JSON + HTML."""
     input:
@@ -24,6 +27,8 @@ rule case_summary:
     """case.json + case.html: every recording with its status (done / failed and why) and score."""
     input:
         reports=per_file("report"),
+        # Reviewer verdicts (voiceman review import), once there are any: an import reruns this rule.
+        verdicts=lambda wildcards: verdict_inputs(RESULTS),
     output:
         case=f"{RESULTS}/case.json",
         html=f"{RESULTS}/case.html",
