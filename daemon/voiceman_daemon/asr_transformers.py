@@ -519,7 +519,8 @@ class TransformersWhisperASR:
         layers = sorted({layer for layer, _ in self.alignment_heads})
         captured: dict[int, Any] = {}
         hooks = [decoder.layers[layer].encoder_attn.register_forward_pre_hook(
-            lambda module, args, kwargs, layer=layer: captured.__setitem__(layer, kwargs.get("hidden_states")),
+            lambda module, args, kwargs, layer=layer: captured.__setitem__(
+                layer, kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]),
             with_kwargs=True) for layer in layers]
         try:
             hidden = decoder(input_ids=ids, encoder_hidden_states=encoded, use_cache=False).last_hidden_state
