@@ -23,7 +23,8 @@ def test_bench_smoke_three_modes_agree(tmp_path, runtime_dir):
     assert set(result["modes"]) == {"naive", "inprocess", "pipeline"}
     for mode in result["modes"].values():
         assert mode["wall_s"] > 0 and mode["failures"] == {}
-    assert result["modes"]["pipeline"]["model_loads"] == {"asr": 1, "ser_dimensional": 1, "ser_categorical": 1}
+    assert result["modes"]["pipeline"]["model_loads"] == {"asr": 1, "diarization": 1, "ser_dimensional": 1,
+                                                           "ser_categorical": 1}
     assert set(result["ratios"]) == {"naive/pipeline", "inprocess/pipeline", "naive/inprocess"}
     agreement = result["agreement"]
     assert agreement["transcripts_identical"] is True

@@ -42,7 +42,12 @@ def test_forensic_case_end_to_end(speech_case, tiny_model, runtime_dir, tmp_path
     report = json.loads((results / "report" / "threat.flac.json").read_text())
     validate_report(report)
     roles = {m["role"]: m for m in report["custody"]["models"]}
-    assert set(roles) == {"asr", "ser_dimensional"}
+    assert set(roles) == {"asr", "diarization", "ser_dimensional"}
+    # one synthetic voice: diarised (default resemblyzer) as one speaker, recorded in custody
+    assert roles["diarization"]["method"] == "resemblyzer" and roles["diarization"]["sha256"]
+    assert report["custody"]["diarization"]["speaker_count"] == 1
+    assert {s["speaker"] for s in report["segments"]} == {"SPEAKER_00"}
+    assert not any("not diarised" in note for note in report["notes"])
     assert roles["ser_dimensional"]["sha256"] and roles["ser_dimensional"]["path"] == str(dim)
     assert report["custody"]["input_unchanged"] is True
     assert any(f"no model at {missing}" in note for note in report["notes"])
