@@ -89,7 +89,33 @@ class PyannoteVad:
         return [(float(s.start), float(s.end)) for s in scores.get_timeline().support()]
 
 
-class WhisperASR:
+class SharedWhisperSettings:
+    """What both Whisper backends read the same way (language, VAD, chunking, beam), so the
+    two cut the same chunks and decode under the same rules."""
+
+    device: str
+
+    def _read_shared_settings(self, spec: ModelSpec) -> None:
+        self.language = spec.option("language")
+        self.vad_method = str(spec.option("vad_method", "silero"))
+        if self.vad_method not in VAD_METHODS:
+            raise ValueError(f"models.asr.vad_method must be one of {VAD_METHODS}, not '{self.vad_method}'")
+        self.vad_onset = float(spec.option("vad_onset", 0.5))
+        self.vad_offset = spec.option("vad_offset")
+        self.chunk_size = float(spec.option("chunk_size", 30))
+        self.beam_size = int(spec.option("beam_size", 5))
+        self.min_silence_ms = int(spec.option("vad_min_silence_ms", 160))
+        self.speech_pad_ms = int(spec.option("vad_speech_pad_ms", 200))
+
+    def _make_vad(self) -> "SileroVad | PyannoteVad":
+        if self.vad_method == "silero":
+            offset = float(self.vad_offset) if self.vad_offset is not None else None
+            return SileroVad(self.vad_onset, offset, self.min_silence_ms, self.speech_pad_ms)
+        offset = float(self.vad_offset) if self.vad_offset is not None else 0.363
+        return PyannoteVad(self.vad_onset, offset, self.device)
+
+
+class WhisperASR(SharedWhisperSettings):
     """One loaded ASR model (Whisper + VAD), warmed up, ready for requests."""
 
     backend = "ctranslate2"
@@ -104,27 +130,13 @@ class WhisperASR:
         self.selection = selection  # why this backend (models.asr.backend; choose_backend)
         self.device = pick_device(spec.option("device", "auto"))
         self.compute_type = pick_compute_type(spec.option("compute_type", "auto"), self.device)
-        self.language = spec.option("language")
-        self.vad_method = str(spec.option("vad_method", "silero"))
-        if self.vad_method not in VAD_METHODS:
-            raise ValueError(f"models.asr.vad_method must be one of {VAD_METHODS}, not '{self.vad_method}'")
-        self.vad_onset = float(spec.option("vad_onset", 0.5))
-        self.vad_offset = spec.option("vad_offset")
-        self.chunk_size = float(spec.option("chunk_size", 30))
-        self.beam_size = int(spec.option("beam_size", 5))
-        self.min_silence_ms = int(spec.option("vad_min_silence_ms", 160))
-        self.speech_pad_ms = int(spec.option("vad_speech_pad_ms", 200))
+        self._read_shared_settings(spec)
         threads = int(spec.option("cpu_threads", 0)) or (os.cpu_count() or 2)
         self.model = WhisperModel(spec.id, device=self.device, compute_type=self.compute_type,
                                   cpu_threads=threads, local_files_only=local,
                                   download_root=spec.option("download_root"))
         self.pipeline = BatchedInferencePipeline(self.model)
-        if self.vad_method == "silero":
-            offset = float(self.vad_offset) if self.vad_offset is not None else None
-            self.vad = SileroVad(self.vad_onset, offset, self.min_silence_ms, self.speech_pad_ms)
-        else:
-            offset = float(self.vad_offset) if self.vad_offset is not None else 0.363
-            self.vad = PyannoteVad(self.vad_onset, offset, self.device)
+        self.vad = self._make_vad()
         self.weights_sha256 = sha256_weights(spec.id)
         self._warm_up()
 

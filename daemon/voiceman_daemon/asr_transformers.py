@@ -36,7 +36,7 @@ import numpy as np
 from voiceman.audio import SAMPLE_RATE
 from voiceman.hashing import sha256_weights
 
-from .asr import TEMPERATURE, VAD_METHODS, PyannoteVad, SileroVad, merge_speech, pick_device
+from .asr import TEMPERATURE, SharedWhisperSettings, merge_speech, pick_device
 from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ def pick_dtype(requested: str | None, device: str):
     return requested, getattr(torch, requested)
 
 
-class TransformersWhisperASR:
+class TransformersWhisperASR(SharedWhisperSettings):
     """One loaded Whisper (transformers) + VAD, warmed up; the same interface and output as
     ``asr.WhisperASR``."""
 
@@ -357,16 +357,7 @@ class TransformersWhisperASR:
         self.source = conversion_source(self.hf_dir, spec.id)
         self.device = pick_device(spec.option("device", "auto"))
         self.compute_type, dtype = pick_dtype(spec.option("compute_type", "auto"), self.device)
-        self.language = spec.option("language")
-        self.vad_method = str(spec.option("vad_method", "silero"))
-        if self.vad_method not in VAD_METHODS:
-            raise ValueError(f"models.asr.vad_method must be one of {VAD_METHODS}, not '{self.vad_method}'")
-        self.vad_onset = float(spec.option("vad_onset", 0.5))
-        self.vad_offset = spec.option("vad_offset")
-        self.chunk_size = float(spec.option("chunk_size", 30))
-        self.beam_size = int(spec.option("beam_size", 5))
-        self.min_silence_ms = int(spec.option("vad_min_silence_ms", 160))
-        self.speech_pad_ms = int(spec.option("vad_speech_pad_ms", 200))
+        self._read_shared_settings(spec)
         if self.device == "cpu" and int(spec.option("cpu_threads", 0)):
             torch.set_num_threads(int(spec.option("cpu_threads")))
 
@@ -393,12 +384,7 @@ class TransformersWhisperASR:
             heads = [[layer, head] for layer in range(n // 2, n) for head in range(h)]
         self.alignment_heads = [(int(layer), int(head)) for layer, head in heads]
         self.suppress_begin = list(getattr(generation, "begin_suppress_tokens", None) or config.begin_suppress_tokens or [])
-        if self.vad_method == "silero":
-            offset = float(self.vad_offset) if self.vad_offset is not None else None
-            self.vad = SileroVad(self.vad_onset, offset, self.min_silence_ms, self.speech_pad_ms)
-        else:
-            offset = float(self.vad_offset) if self.vad_offset is not None else 0.363
-            self.vad = PyannoteVad(self.vad_onset, offset, self.device)
+        self.vad = self._make_vad()
         self._tokenizer_cls = Tokenizer
         self.weights_sha256 = sha256_weights(self.hf_dir)
         self._warm_up()
