@@ -2,6 +2,7 @@
 daemon runtime directory, and a running daemon process."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,21 +72,23 @@ def daemon_overrides(tiny_model: Path, **daemon) -> dict:
                        "case_roots": [tmp], **daemon}}
 
 
-@pytest.fixture
-def daemon_process(runtime_dir, tiny_model):
-    """A real daemon process with the real tiny.en model, ready to serve."""
+@contextlib.contextmanager
+def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 180,
+                   heartbeat_timeout_s: float = 10):
+    """``python -m voiceman_daemon`` with ``overrides``, answering and with its models loaded;
+    yields (process, client) and stops it afterwards (SIGTERM, then SIGKILL)."""
     from voiceman.client import DaemonClient
     from voiceman.daemonctl import wait_until_answering, wait_until_ready
 
     log = runtime_dir / "daemon.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides",
-                                 json.dumps(daemon_overrides(tiny_model))],
+        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5, heartbeat_timeout_s=5)
+    client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5,
+                          heartbeat_timeout_s=heartbeat_timeout_s)
     try:
         wait_until_answering(client, proc, 60, log)
-        assert wait_until_ready(client, 120)["state"] == "ready", log.read_text()[-2000:]
+        assert wait_until_ready(client, ready_timeout_s)["state"] == "ready", log.read_text()[-3000:]
         yield proc, client
     finally:
         if proc.poll() is None:
@@ -94,6 +97,14 @@ def daemon_process(runtime_dir, tiny_model):
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def daemon_process(runtime_dir, tiny_model):
+    """A real daemon process with the real tiny.en model, ready to serve."""
+    with running_daemon(runtime_dir, daemon_overrides(tiny_model), ready_timeout_s=120,
+                        heartbeat_timeout_s=5) as (proc, client):
+        yield proc, client
 
 
 def run_snakemake(results: Path, case: Path, tiny_model: Path, *extra: str, check: bool = True,

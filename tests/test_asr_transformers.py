@@ -13,15 +13,13 @@ weights: the shipped float16 CTranslate2 tiny.en, mapped back into a transformer
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, daemon_overrides
+from conftest import REPO, daemon_overrides, running_daemon
 
 sys.path.insert(0, str(REPO / "daemon"))
 
@@ -236,19 +234,9 @@ def test_transformers_backend_without_converted_weights_says_how_to_make_them(tm
 # -- a real daemon ------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["ctranslate2", "transformers"])
 def test_daemon_serves_the_demo_case_with_either_backend(backend, runtime_dir, tiny_model, speech_case):
-    from voiceman.client import DaemonClient
-    from voiceman.daemonctl import wait_until_answering, wait_until_ready
-
     overrides = daemon_overrides(tiny_model)
     overrides["models"]["asr"]["backend"] = backend
-    log = runtime_dir / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5, heartbeat_timeout_s=10)
-        wait_until_answering(client, proc, 60, log)
-        assert wait_until_ready(client, 180)["state"] == "ready", log.read_text()[-3000:]
+    with running_daemon(runtime_dir, overrides) as (_, client):
         heard = {}
         for clip in sorted(speech_case.iterdir()):
             result = client.call("transcribe", deadline_s=300, audio_path=str(clip), options={"language": "en"})
@@ -267,9 +255,3 @@ def test_daemon_serves_the_demo_case_with_either_backend(backend, runtime_dir, t
         stats = client.stats()["models"]["asr"]
         assert stats["loads"] == 1 and stats["custody"]["backend"] == backend
         assert "backend" in stats["custody"]["backend_selection"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -106,28 +106,15 @@ def test_killed_daemon_is_reported_clearly(daemon_process, speech_case, tmp_path
 def test_ser_request_uses_both_resident_models(runtime_dir, tiny_model, speech_case, tmp_path):
     """SER models of the real architectures (random weights) served by a real daemon process:
     loaded once at start, per-segment results, too-short segments get their own error."""
-    import json
-    import subprocess
-    import sys
-
     from ser_fixtures import build_dimensional_model, build_speechbrain_iemocap_model
 
-    from conftest import REPO, daemon_overrides
-    from voiceman.client import DaemonClient
-    from voiceman.daemonctl import wait_until_answering, wait_until_ready
+    from conftest import daemon_overrides, running_daemon
 
     dim = build_dimensional_model(tmp_path / "dim")
     cat = build_speechbrain_iemocap_model(tmp_path / "cat")
     overrides = daemon_overrides(tiny_model)
     overrides["models"].update({"ser_dimensional": {"id": str(dim)}, "ser_categorical": {"id": str(cat)}})
-    log = runtime_dir / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5, heartbeat_timeout_s=10)
-        wait_until_answering(client, proc, 60, log)
-        assert wait_until_ready(client, 180)["state"] == "ready", log.read_text()[-3000:]
+    with running_daemon(runtime_dir, overrides) as (_, client):
         segments = [{"start": 0.5, "end": 2.0}, {"start": 2.0, "end": 4.0}, {"start": 4.0, "end": 4.05}]
         reply = client.call("ser", deadline_s=120, audio_path=str(speech_case / "call-01.wav"), segments=segments)
         first, second, short = reply["segments"]
@@ -140,6 +127,4 @@ def test_ser_request_uses_both_resident_models(runtime_dir, tiny_model, speech_c
         assert stats["ser_dimensional"]["loads"] == 1 and stats["ser_categorical"]["loads"] == 1
         assert {m["kind"] for m in reply["models"]} == {"ser_dimensional", "ser_categorical"}
         assert all(m["sha256"] and m["device"] == "cpu" for m in reply["models"])
-    finally:
-        proc.terminate()
-        proc.wait(30)
+

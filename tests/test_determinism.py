@@ -4,14 +4,10 @@ no sampling fallback); the settings that change the output are in the model's cu
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import msgpack
 
-from conftest import REPO, daemon_overrides
-from voiceman.client import DaemonClient
-from voiceman.daemonctl import wait_until_answering, wait_until_ready
+from conftest import daemon_overrides, running_daemon
 
 REPEATS = 5
 
@@ -26,14 +22,7 @@ def test_same_file_five_times_gives_identical_bytes(runtime_dir, tiny_model, spe
     overrides = daemon_overrides(tiny_model)
     overrides["models"].update({"ser_dimensional": {"id": str(build_dimensional_model(tmp_path / "dim"))},
                                 "ser_categorical": {"id": str(build_speechbrain_iemocap_model(tmp_path / "cat"))}})
-    log = runtime_dir / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5, heartbeat_timeout_s=10)
-        wait_until_answering(client, proc, 60, log)
-        assert wait_until_ready(client, 180)["state"] == "ready", log.read_text()[-3000:]
+    with running_daemon(runtime_dir, overrides) as (_, client):
         clip = str(speech_case / "call-02.mp3")
         transcripts, emotions = set(), set()
         for _ in range(REPEATS):
@@ -49,6 +38,4 @@ def test_same_file_five_times_gives_identical_bytes(runtime_dir, tiny_model, spe
         for setting in ("beam_size", "compute_type", "chunk_size_s", "vad"):
             assert setting in decoding
         assert {"method", "onset", "offset"} <= set(decoding["vad"])
-    finally:
-        proc.terminate()
-        proc.wait(30)
+
