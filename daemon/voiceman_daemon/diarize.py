@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,7 @@ METHODS = ("resemblyzer", "pyannote")
 RESEMBLYZER_ID = "resemblyzer"  # models.diarization.id for the encoder bundled in the package
 MEL_FRAMES_PER_S = 100          # resemblyzer's mel hop is 10 ms
 EMBED_BATCH = 64                # windows per encoder forward pass
+MEL_BLOCK_FRAMES = 6000         # 60 s of mel frames per STFT block
 MAX_CLUSTER_WINDOWS = 2000      # clustering is O(n^2) in memory: longer files cluster an even subset
 
 
@@ -404,9 +406,13 @@ class ResemblyzerDiarizer:
         import importlib.metadata
 
         import torch
-        from resemblyzer import VoiceEncoder
-        from resemblyzer import audio as rz_audio
-        from resemblyzer import hparams
+
+        with warnings.catch_warnings():  # the package's imports, not ours: webrtcvad, scipy.ndimage
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*scipy.ndimage.morphology", category=DeprecationWarning)
+            from resemblyzer import VoiceEncoder
+            from resemblyzer import audio as rz_audio
+            from resemblyzer import hparams
 
         from .asr import pick_device
 
@@ -443,20 +449,30 @@ class ResemblyzerDiarizer:
         """(frames, 40) power mel spectrogram: resemblyzer.audio.wav_to_mel_spectrogram's
         (librosa: 25 ms Hann window, 10 ms hop, centred with zero padding, Slaney mel scale and
         norm), computed with torch on the model's device instead -- equal to librosa's within
-        float32 rounding (tests/test_diarization.py), without librosa's numba start-up cost."""
+        float32 rounding (tests/test_diarization.py), without librosa's numba start-up cost.
+        Done in blocks of MEL_BLOCK_FRAMES frames, so a long recording never holds its whole
+        complex spectrogram (the blocks are exact: the padding is the whole signal's)."""
         import torchaudio
 
         torch, hp = self._torch, self._hparams
         n_fft = int(SAMPLE_RATE * hp.mel_window_length / 1000)
         hop = int(SAMPLE_RATE * hp.mel_window_step / 1000)
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.encoder.device)
+        device = self.encoder.device
+        x = np.ascontiguousarray(audio, dtype=np.float32)
+        padded = np.pad(x, (n_fft // 2, n_fft // 2))  # center=True, pad_mode="constant"
+        frames = 1 + len(x) // hop
+        window = torch.hann_window(n_fft, periodic=True, device=device)
+        banks = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, SAMPLE_RATE / 2, hp.mel_n_channels,
+                                                      SAMPLE_RATE, norm="slaney", mel_scale="slaney").to(device)
+        out = np.zeros((frames, hp.mel_n_channels), dtype=np.float32)
         with torch.inference_mode():
-            spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=n_fft, center=True, pad_mode="constant",
-                              window=torch.hann_window(n_fft, periodic=True, device=x.device), return_complex=True)
-            banks = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, SAMPLE_RATE / 2, hp.mel_n_channels,
-                                                          SAMPLE_RATE, norm="slaney", mel_scale="slaney")
-            mel = spec.abs().pow(2).T @ banks.to(x.device)
-        return mel.cpu().numpy()
+            for f0 in range(0, frames, MEL_BLOCK_FRAMES):
+                f1 = min(frames, f0 + MEL_BLOCK_FRAMES)
+                block = torch.from_numpy(padded[f0 * hop:(f1 - 1) * hop + n_fft]).to(device)
+                spec = torch.stft(block, n_fft=n_fft, hop_length=hop, win_length=n_fft, window=window,
+                                  center=False, return_complex=True)
+                out[f0:f1] = (spec.abs().pow(2).T @ banks).cpu().numpy()
+        return out
 
     def embed(self, audio: np.ndarray, windows: list[tuple[float, float]]) -> np.ndarray:
         """One L2-normalised 256-d embedding per window (seconds)."""
