@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import itertools
-import json
 import shutil
 import socket
 import subprocess
@@ -16,12 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from voiceman_daemon.diarize import (
+    DiarizationSettings,
+    cluster_embeddings,
+    diarize_transcript,
+    label_segments,
+    load_diarization,
+    silhouette,
+    speech_regions,
+)
+from voiceman_daemon.registry import ModelSpec
 
 from voiceman.audio import SAMPLE_RATE, decode
 from voiceman.demo import encode
-from voiceman_daemon.diarize import (DiarizationSettings, cluster_embeddings, diarize_transcript, label_segments,
-                                     load_diarization, silhouette, speech_regions)
-from voiceman_daemon.registry import ModelSpec
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -100,9 +106,10 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
     """A real daemon process (tiny.en + the default resemblyzer diarization) transcribes the
     dialogue: >= 80 % of the words go to the right speaker, two speakers are counted, a
     single speaker is counted once; then the report is per speaker."""
+    from conftest import daemon_overrides
+
     from voiceman import analysis, stages
     from voiceman.config import load_config
-    from conftest import daemon_overrides
 
     proc, client = daemon_process
     config = load_config(None, daemon_overrides(tiny_model))
@@ -272,8 +279,7 @@ def test_encoder_loads_offline_from_the_wheel_frozen(monkeypatch):
 def test_mel_spectrogram_equals_the_packages_librosa_one(dialogues, monkeypatch):
     """The torch mel the daemon computes (in blocks) is resemblyzer.audio.wav_to_mel_spectrogram's."""
     from resemblyzer import audio as rz_audio
-
-    import voiceman_daemon.diarize as diarize
+    from voiceman_daemon import diarize
 
     model = load_diarization(ModelSpec("diarization", "resemblyzer", options=(("device", "cpu"),)))
     monkeypatch.setattr(diarize, "MEL_BLOCK_FRAMES", 777)  # several blocks, one ragged
@@ -310,8 +316,9 @@ def test_config_enables_resemblyzer_by_default_and_null_turns_it_off():
 
 
 def test_a_pyannote_config_without_its_directory_is_a_load_error_the_daemon_reports(tmp_path, tiny_model):
-    from voiceman.config import load_config
     from voiceman_daemon.__main__ import build_core
+
+    from voiceman.config import load_config
 
     config = load_config(None, {"models": {"asr": {"id": str(tiny_model)},
                                            "diarization": {"method": "pyannote", "id": str(tmp_path / "nope")}},

@@ -30,9 +30,10 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class DiarizationSettings:
     min_window_s: float = 0.5      # shortest window embedded (a shorter stretch is widened)
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> "DiarizationSettings":
+    def from_spec(cls, spec: ModelSpec) -> DiarizationSettings:
         defaults = cls()
         values = {name: type(getattr(defaults, name))(spec.option(name, getattr(defaults, name)))
                   for name in cls.__dataclass_fields__}
@@ -410,9 +411,8 @@ class ResemblyzerDiarizer:
         with warnings.catch_warnings():  # the package's imports, not ours: webrtcvad, scipy.ndimage
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
             warnings.filterwarnings("ignore", message=".*scipy.ndimage.morphology", category=DeprecationWarning)
-            from resemblyzer import VoiceEncoder
+            from resemblyzer import VoiceEncoder, hparams
             from resemblyzer import audio as rz_audio
-            from resemblyzer import hparams
 
         from .asr import pick_device
 
