@@ -11,6 +11,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v tmux >/dev/null || need_apt+=(tmux)
 # systemd-analyze checks the sandbox of daemon/voiceman.service (tests/test_service_unit.py).
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# webrtcvad (Resemblyzer's dependency) ships only as source: it needs a C compiler.
+command -v cc >/dev/null || need_apt+=(build-essential)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
