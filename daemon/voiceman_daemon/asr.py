@@ -89,6 +89,12 @@ class PyannoteVad:
         return [(float(s.start), float(s.end)) for s in scores.get_timeline().support()]
 
 
+def no_speech(language: str | None, word_timestamps: bool) -> dict[str, Any]:
+    """The reply for a recording in which the VAD found no speech."""
+    return {"language": language, "language_probability": None, "segments": [], "vad_chunks": 0,
+            "batch_size_used": None, "word_timestamps": word_timestamps}
+
+
 class SharedWhisperSettings:
     """What both Whisper backends read the same way (language, VAD, chunking, beam), so the
     two cut the same chunks and decode under the same rules."""
@@ -106,6 +112,15 @@ class SharedWhisperSettings:
         self.beam_size = int(spec.option("beam_size", 5))
         self.min_silence_ms = int(spec.option("vad_min_silence_ms", 160))
         self.speech_pad_ms = int(spec.option("vad_speech_pad_ms", 200))
+
+    def chunks(self, audio: np.ndarray) -> list[tuple[float, float]]:
+        """The VAD's speech regions merged into chunks of at most ``chunk_size`` seconds."""
+        return merge_speech(self.vad.regions(audio), self.chunk_size)
+
+    def _plan(self, audio: np.ndarray, options: dict[str, Any]) -> tuple[str | None, bool, int, list]:
+        """One request's language, word-timestamp flag, batch size and speech chunks."""
+        return (options.get("language") or self.language, bool(options.get("word_timestamps", True)),
+                max(1, int(options.get("batch_size") or 8)), self.chunks(audio))
 
     def _make_vad(self) -> "SileroVad | PyannoteVad":
         if self.vad_method == "silero":
@@ -179,17 +194,10 @@ class WhisperASR(SharedWhisperSettings):
             "decoding": self.decoding(),
         }
 
-    def chunks(self, audio: np.ndarray) -> list[tuple[float, float]]:
-        return merge_speech(self.vad.regions(audio), self.chunk_size)
-
     def transcribe(self, audio: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
-        language = options.get("language") or self.language
-        word_timestamps = bool(options.get("word_timestamps", True))
-        batch_size = max(1, int(options.get("batch_size") or 8))
-        chunks = self.chunks(audio)
+        language, word_timestamps, batch_size, chunks = self._plan(audio, options)
         if not chunks:
-            return {"language": language, "language_probability": None, "segments": [], "vad_chunks": 0,
-                    "batch_size_used": None, "word_timestamps": word_timestamps}
+            return no_speech(language, word_timestamps)
         seg_iter, info = self.pipeline.transcribe(
             audio, language=language, beam_size=self.beam_size, temperature=TEMPERATURE,
             word_timestamps=word_timestamps, without_timestamps=False, batch_size=batch_size,

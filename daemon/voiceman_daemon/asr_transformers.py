@@ -36,7 +36,7 @@ import numpy as np
 from voiceman.audio import SAMPLE_RATE
 from voiceman.hashing import sha256_weights
 
-from .asr import TEMPERATURE, SharedWhisperSettings, merge_speech, pick_device
+from .asr import TEMPERATURE, SharedWhisperSettings, no_speech, pick_device
 from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -425,9 +425,6 @@ class TransformersWhisperASR(SharedWhisperSettings):
         return self._tokenizer_cls(self.hf_tokenizer, self.multilingual, task="transcribe",
                                    language=language if self.multilingual else None)
 
-    def chunks(self, audio: np.ndarray) -> list[tuple[float, float]]:
-        return merge_speech(self.vad.regions(audio), self.chunk_size)
-
     def features(self, pieces: list[np.ndarray]):
         """Log-mel of each piece on its own (as faster-whisper's batched pipeline computes it),
         zero-padded to the 30 s window: (batch, mels, 3000)."""
@@ -562,13 +559,9 @@ class TransformersWhisperASR(SharedWhisperSettings):
     def transcribe(self, audio: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
         import torch
 
-        language = options.get("language") or self.language
-        word_timestamps = bool(options.get("word_timestamps", True))
-        batch_size = max(1, int(options.get("batch_size") or 8))
-        chunks = self.chunks(audio)
+        language, word_timestamps, batch_size, chunks = self._plan(audio, options)
         if not chunks:
-            return {"language": language, "language_probability": None, "segments": [], "vad_chunks": 0,
-                    "batch_size_used": None, "word_timestamps": word_timestamps}
+            return no_speech(language, word_timestamps)
         pieces = [audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in chunks]
         segments: list[dict] = []
         with torch.inference_mode():
