@@ -74,21 +74,23 @@ def daemon_overrides(tiny_model: Path, **daemon) -> dict:
 
 @contextlib.contextmanager
 def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 180,
-                   heartbeat_timeout_s: float = 10):
-    """``python -m voiceman_daemon`` with ``overrides``, answering and with its models loaded;
-    yields (process, client) and stops it afterwards (SIGTERM, then SIGKILL)."""
+                   heartbeat_timeout_s: float = 10, expect_state: str = "ready", retries: int = 2):
+    """``python -m voiceman_daemon`` with ``overrides`` and its runtime dir in ``runtime_dir``,
+    answering and done loading (``expect_state``); yields (process, client) and stops it
+    afterwards (SIGTERM, then SIGKILL).  Its log is ``runtime_dir / "daemon.log"``."""
     from voiceman.client import DaemonClient
     from voiceman.daemonctl import wait_until_answering, wait_until_ready
 
     log = runtime_dir / "daemon.log"
+    env = {**os.environ, "VOICEMAN_RUNTIME_DIR": str(runtime_dir)}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5,
-                          heartbeat_timeout_s=heartbeat_timeout_s)
+                          heartbeat_timeout_s=heartbeat_timeout_s, retries=retries)
     try:
         wait_until_answering(client, proc, 60, log)
-        assert wait_until_ready(client, ready_timeout_s)["state"] == "ready", log.read_text()[-3000:]
+        assert wait_until_ready(client, ready_timeout_s)["state"] == expect_state, log.read_text()[-3000:]
         yield proc, client
     finally:
         if proc.poll() is None:
@@ -97,6 +99,7 @@ def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
 
 
 @pytest.fixture

@@ -3,12 +3,8 @@ a raw DEALER socket that sends any bytes, RSS of a process, and a SpeechBrain mo
 directory that runs attacker code when it is loaded."""
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +15,8 @@ import zmq
 from voiceman import protocol
 from voiceman.protocol import Message
 
-from conftest import REPO, daemon_overrides
+from conftest import daemon_overrides
+from conftest import running_daemon as daemon_process_in
 
 
 @contextmanager
@@ -29,31 +26,15 @@ def running_daemon(tiny_model: Path, case_roots: list[Path], model_roots: list[P
     """``python -m voiceman_daemon`` with the real tiny.en model (plus ``models``), confined to
     ``case_roots`` (and ``model_roots``), in a runtime dir of its own; yields (process, client,
     log file) once its models are loaded (``expect_state``)."""
-    from voiceman.client import DaemonClient
-    from voiceman.daemonctl import wait_until_answering, wait_until_ready
-
     runtime = Path(tempfile.mkdtemp(prefix="vm-sec-", dir="/tmp"))
     overrides = daemon_overrides(tiny_model, case_roots=[str(p) for p in case_roots],
                                  model_roots=[str(p) for p in (model_roots or [])], **daemon)
     overrides["models"].update(models or {})
-    log = runtime / "daemon.log"
-    env = {**os.environ, "VOICEMAN_RUNTIME_DIR": str(runtime)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    client = DaemonClient(f"ipc://{runtime / 'daemon.sock'}", connect_timeout_s=5, heartbeat_timeout_s=10, retries=0)
     try:
-        wait_until_answering(client, proc, 60, log)
-        assert wait_until_ready(client, 120)["state"] == expect_state, log.read_text()[-3000:]
-        yield proc, client, log
+        with daemon_process_in(runtime, overrides, ready_timeout_s=120, expect_state=expect_state,
+                               retries=0) as (proc, client):
+            yield proc, client, runtime / "daemon.log"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
         shutil.rmtree(runtime, ignore_errors=True)
 
 
