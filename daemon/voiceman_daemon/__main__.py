@@ -71,6 +71,7 @@ def build_core(config: dict) -> DaemonCore:
         # Cross-file batching: requests of one kind that arrive within the wait share a pass.
         batch_wait_s=float(config["daemon"]["batch_wait_ms"]) / 1000.0,
         batch_max_items=int(config["daemon"]["batch_max_items"]),
+        lanes=str(config["daemon"]["lanes"]),
     )
 
 

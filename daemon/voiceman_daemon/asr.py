@@ -122,6 +122,11 @@ class SharedWhisperSettings:
         return (options.get("language") or self.language, bool(options.get("word_timestamps", True)),
                 max(1, int(options.get("batch_size") or 8)), self.chunks(audio))
 
+    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any]) -> list[dict[str, Any]]:
+        """Several recordings one after the other (a backend without cross-file batching)."""
+        self.last_run = None
+        return [self.transcribe(audio, options) for audio in audios]
+
     def _make_vad(self) -> "SileroVad | PyannoteVad":
         if self.vad_method == "silero":
             offset = float(self.vad_offset) if self.vad_offset is not None else None
@@ -136,7 +141,9 @@ class WhisperASR(SharedWhisperSettings):
     backend = "ctranslate2"
 
     def __init__(self, spec: ModelSpec, selection: str = "configured"):
-        from faster_whisper import BatchedInferencePipeline, WhisperModel
+        from faster_whisper import WhisperModel
+
+        from .asr_batching import CrossFilePipeline
 
         local = Path(spec.id).is_dir()
         if local:  # a local model must never trigger a hub lookup (evidence machines are offline)
@@ -150,7 +157,7 @@ class WhisperASR(SharedWhisperSettings):
         self.model = WhisperModel(spec.id, device=self.device, compute_type=self.compute_type,
                                   cpu_threads=threads, local_files_only=local,
                                   download_root=spec.option("download_root"))
-        self.pipeline = BatchedInferencePipeline(self.model)
+        self.pipeline = CrossFilePipeline(self.model)
         self.vad = self._make_vad()
         self.weights_sha256 = sha256_weights(spec.id)
         self._warm_up()
@@ -195,24 +202,41 @@ class WhisperASR(SharedWhisperSettings):
         }
 
     def transcribe(self, audio: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
-        language, word_timestamps, batch_size, chunks = self._plan(audio, options)
-        if not chunks:
-            return no_speech(language, word_timestamps)
-        seg_iter, info = self.pipeline.transcribe(
+        return self.transcribe_many([audio], options)[0]
+
+    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any]) -> list[dict[str, Any]]:
+        """Several recordings under the same request options, their speech chunks decoded in
+        shared batches (asr_batching); each reply equals that recording transcribed alone."""
+        plans = [self._plan(audio, options) for audio in audios]
+        prepared = [self.pipeline.prepare(
             audio, language=language, beam_size=self.beam_size, temperature=TEMPERATURE,
             word_timestamps=word_timestamps, without_timestamps=False, batch_size=batch_size,
             clip_timestamps=[{"start": a, "end": b} for a, b in chunks], vad_filter=False)
-        segments = [_segment(s) for s in seg_iter]
-        return {"language": info.language, "language_probability": round(float(info.language_probability), 4),
-                "segments": [s for s in segments if s["text"]], "vad_chunks": len(chunks),
-                "batch_size_used": min(batch_size, len(chunks)), "word_timestamps": word_timestamps}
+            if chunks else None for audio, (language, word_timestamps, batch_size, chunks) in zip(audios, plans)]
+        batch_size = plans[0][2]
+        run = self.pipeline.run([p for p in prepared if p is not None], batch_size)
+        decoded = iter(run.segments)
+        replies = []
+        for (language, word_timestamps, _, chunks), prep in zip(plans, prepared):
+            if prep is None:
+                replies.append(no_speech(language, word_timestamps))
+                continue
+            segments = [transcript_segment(s) for s in next(decoded)]
+            replies.append({"language": prep.info.language,
+                            "language_probability": round(float(prep.info.language_probability), 4),
+                            "segments": [s for s in segments if s["text"]], "vad_chunks": len(chunks),
+                            "batch_size_used": min(batch_size, len(chunks)),
+                            "word_timestamps": word_timestamps})
+        self.last_run = run
+        return replies
 
 
-def _segment(s) -> dict[str, Any]:
-    words = [{"word": w.word.strip(), "start": round(float(w.start), 3), "end": round(float(w.end), 3),
-              "probability": round(float(w.probability), 4)} for w in (s.words or [])]
-    return {"start": round(float(s.start), 3), "end": round(float(s.end), 3), "text": s.text.strip(), "speaker": None,
-            "words": words, "avg_logprob": round(float(s.avg_logprob), 4)}
+def transcript_segment(s: dict[str, Any]) -> dict[str, Any]:
+    """One of the library's segment dicts, as the transcript stores it."""
+    words = [{"word": w["word"].strip(), "start": round(float(w["start"]), 3), "end": round(float(w["end"]), 3),
+              "probability": round(float(w["probability"]), 4)} for w in (s.get("words") or [])]
+    return {"start": round(float(s["start"]), 3), "end": round(float(s["end"]), 3), "text": s["text"].strip(),
+            "speaker": None, "words": words, "avg_logprob": round(float(s["avg_logprob"]), 4)}
 
 
 def import_backend() -> None:

@@ -36,7 +36,7 @@ import numpy as np
 from voiceman.audio import SAMPLE_RATE
 from voiceman.hashing import sha256_weights
 
-from .asr import TEMPERATURE, SharedWhisperSettings, no_speech, pick_device
+from .asr import TEMPERATURE, SharedWhisperSettings, no_speech, pick_device, transcript_segment
 from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -597,15 +597,7 @@ class TransformersWhisperASR(SharedWhisperSettings):
                     alignments = self.align(encoded, tokenizer, text_tokens, sizes)
                     last_speech = place_words(per_chunk, alignments, offsets, last_speech)
                 segments.extend(part for parts in per_chunk for part in parts)
-        out = [_segment(s) for s in segments]
+        out = [transcript_segment(s) for s in segments]
         return {"language": language, "language_probability": round(float(probability), 4),
                 "segments": [s for s in out if s["text"]], "vad_chunks": len(chunks),
                 "batch_size_used": min(batch_size, len(chunks)), "word_timestamps": word_timestamps}
-
-
-def _segment(s: dict) -> dict[str, Any]:
-    words = [{"word": w["word"].strip(), "start": round(float(w["start"]), 3), "end": round(float(w["end"]), 3),
-              "probability": round(float(w["probability"]), 4)} for w in s["words"]]
-    return {"start": round(float(s["start"]), 3), "end": round(float(s["end"]), 3), "text": s["text"].strip(),
-            "speaker": None, "words": words, "avg_logprob": round(float(s["avg_logprob"]), 4)}
-

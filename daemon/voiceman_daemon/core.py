@@ -7,16 +7,20 @@ its outcomes back; the in-process benchmark and tests drive the very same core d
 
 Threads:
 - callers (the server's main thread, a benchmark) ``submit`` requests;
-- the I/O pool decodes evidence files (N4: no file I/O on the inference thread);
-- the inference thread owns the models: loads them once, runs one request at a time under
-  the GPU governor (scheduler.GovernedRunner), and is the only thread that touches the
-  accelerator.  Every exception it meets becomes that request's error outcome; if the
-  thread itself ever dies, the core reports state "failed" so the service exits non-zero.
+- the I/O pool decodes evidence files (N4: no file I/O on an inference thread);
+- one inference thread per lane owns its lane's models: loads them once, runs one batch at a
+  time under the GPU governor (scheduler.GovernedRunner), and only these threads touch the
+  accelerator.  With ``lanes="per_stage"`` ASR (with diarization) and SER are two lanes, so
+  their batches overlap (E4), each on a CUDA stream of its own when torch has CUDA;
+  ``lanes="single"`` runs everything on one thread.  Every exception a lane meets becomes
+  that request's error outcome; if a lane's thread ever dies, the core reports state
+  "failed" so the service exits non-zero.
 - S5 backpressure: while too many files wait for SER, new transcription requests are held
   and started when the SER backlog drains.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -25,12 +29,13 @@ import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .admission import SerBackpressure
 from .governor import Governor
 from .governor_setup import governor_stats
-from .handlers import HANDLERS, Handler, HandlerResult
+from .handlers import HANDLERS, BatchRun, Handler
 from .registry import ModelLoadError, ModelRegistry, ModelSpec
 from .confinement import Refused
 from .requests import ModelRef, RequestInvalid, parse_work
@@ -39,6 +44,8 @@ from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoar
 log = logging.getLogger(__name__)
 
 QUEUE_POLL_S = 0.2  # how often an idle inference thread looks at the stop flag
+LANE_MODES = ("per_stage", "single")
+SINGLE_LANE = "all"
 
 
 class RequestRejected(ValueError):
@@ -96,6 +103,17 @@ class RunJob:
 
 
 @dataclass
+class Lane:
+    """One inference thread, its queue, and the items it met while gathering a batch (run
+    before the queue's next ones)."""
+    name: str
+    queue: "queue.Queue[LoadModel | UnloadModels | RunJob]" = field(default_factory=queue.Queue)
+    deferred: "deque[LoadModel | UnloadModels | RunJob]" = field(default_factory=deque)
+    thread: threading.Thread | None = None
+    stream: Any = None  # torch.cuda.Stream of this lane, made on first use
+
+
+@dataclass
 class RequestCounters:
     accepted: int = 0
     ok: int = 0
@@ -114,6 +132,7 @@ class DaemonCore:
         backpressure: SerBackpressure | None = None,
         batch_wait_s: float = 0.05,
         batch_max_items: int = 64,
+        lanes: str = "per_stage",
     ):
         self.registry = registry
         self.default_specs = default_specs
@@ -123,9 +142,20 @@ class DaemonCore:
         self.backpressure = backpressure or SerBackpressure()
         self.started_unix = time.time()
         self._io_pool = ThreadPoolExecutor(max_workers=io_workers, thread_name_prefix="io")
-        self._queue: queue.Queue[LoadModel | UnloadModels | RunJob] = queue.Queue()
-        # Items met while gathering a batch, run before the queue's next ones (inference thread).
-        self._deferred: deque[LoadModel | UnloadModels | RunJob] = deque()
+        if lanes not in LANE_MODES:
+            raise ValueError(f"daemon.lanes must be one of {LANE_MODES}, not '{lanes}'")
+        # Which lane serves each request type and model kind: a request type's stage, and the
+        # model kinds its handler uses (per_stage), or everything on one lane (single).
+        self._lane_of: dict[str, str] = {}
+        for name, handler in self.handlers.items():
+            lane = REQUEST_STAGES.get(name, name) if lanes == "per_stage" else SINGLE_LANE
+            self._lane_of[name] = lane
+            for kind in handler.model_kinds:
+                self._lane_of.setdefault(kind, lane)
+        self._lanes = {name: Lane(name) for name in dict.fromkeys(self._lane_of.values() or [SINGLE_LANE])}
+        for lane in self._lanes.values():
+            lane.thread = threading.Thread(target=self._inference_loop, args=(lane,),
+                                           name=f"inference-{lane.name}", daemon=True)
         self.batch_wait_s = batch_wait_s
         self.batch_max_items = batch_max_items
         self._stop = threading.Event()
@@ -134,7 +164,6 @@ class DaemonCore:
         self._in_flight: dict[str, Job] = {}
         self._pending_loads = 0
         self._load_errors: dict[str, str] = {}
-        self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self._inference_error: str | None = None
         self.runner = GovernedRunner(governor, registry, self._stop)
         self.board = StageBoard()
@@ -143,13 +172,14 @@ class DaemonCore:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> "DaemonCore":
-        self._inference.start()
+        for lane in self._lanes.values():
+            lane.thread.start()
         if self.governor is not None:
             self.governor.start_sampler()  # U2: samples (and logs) every interval from now on
         for kind in self.preload:  # E1: configured models load at start, not on the first file
             with self._lock:
                 self._pending_loads += 1
-            self._queue.put(LoadModel(self.default_specs[kind]))
+            self._lane(kind).queue.put(LoadModel(self.default_specs[kind]))
         return self
 
     def request_stop(self) -> None:
@@ -165,8 +195,10 @@ class DaemonCore:
         if self.governor is not None:
             self.governor.stop_sampler()
         self._io_pool.shutdown(wait=False, cancel_futures=True)
-        if self._inference.is_alive():
-            self._inference.join(timeout=join_timeout_s)
+        deadline = time.monotonic() + join_timeout_s
+        for lane in self._lanes.values():
+            if lane.thread.is_alive():
+                lane.thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._fail_remaining("daemon stopped before this request ran")
         self.registry.unload()
 
@@ -224,9 +256,21 @@ class DaemonCore:
 
     def unload(self, kind: str | None) -> Future:
         """Drop a model (or all): the only way a model leaves memory (N1)."""
-        future: Future = Future()
-        self._queue.put(UnloadModels(kind, future))
-        return future
+        if kind is not None:
+            future: Future = Future()
+            self._lane(kind).queue.put(UnloadModels(kind, future))
+            return future
+        # Every lane drops its own models; the caller gets all the kinds dropped.
+        parts = []
+        for lane in self._lanes.values():
+            part: Future = Future()
+            lane.queue.put(UnloadModels(None, part))
+            parts.append(part)
+        return _joined(parts)
+
+    def _lane(self, name: str) -> Lane:
+        """The lane of a request type or model kind (unknown ones: the first lane)."""
+        return self._lanes.get(self._lane_of.get(name, ""), next(iter(self._lanes.values())))
 
     def _resolved(self, outcome: Outcome) -> Future:
         with self._lock:
@@ -282,26 +326,39 @@ class DaemonCore:
             return
         job.prepared = time.monotonic()
         self.board.move(job.request_id, job.kind, "queued")
-        self._queue.put(RunJob(job))
+        self._lane(job.kind).queue.put(RunJob(job))
 
     # ------------------------------------------------------------------ inference thread
-    def _inference_loop(self) -> None:
+    def _inference_loop(self, lane: Lane) -> None:
         try:
             while not self._stop.is_set():
                 try:
-                    item = self._deferred.popleft() if self._deferred else self._queue.get(timeout=QUEUE_POLL_S)
+                    item = lane.deferred.popleft() if lane.deferred else lane.queue.get(timeout=QUEUE_POLL_S)
                 except queue.Empty:
                     continue
                 if isinstance(item, LoadModel):
                     self._preload(item.spec)
                 elif isinstance(item, UnloadModels):
-                    item.future.set_result(self.registry.unload(item.kind))
+                    kinds = [item.kind] if item.kind else [k for k in self.registry.stats() if self._lane(k) is lane]
+                    item.future.set_result([k for kind in kinds for k in self.registry.unload(kind)])
                 else:
-                    self._run_guarded(self._gather(item.job))
+                    with self._stream(lane):
+                        self._run_guarded(self._gather(item.job, lane))
         except BaseException as exc:  # never silently: the service must restart us
-            self._inference_error = f"{type(exc).__name__}: {exc}"
-            log.critical("inference thread died: %s", self._inference_error, exc_info=True)
+            self._inference_error = f"{lane.name}: {type(exc).__name__}: {exc}"
+            log.critical("inference thread %s died: %s", lane.name, self._inference_error, exc_info=True)
             self._stop.set()
+
+    def _stream(self, lane: Lane) -> Any:
+        """The lane's own CUDA stream (torch work of concurrent lanes overlaps on the GPU);
+        nothing on a machine where torch has no CUDA, or with a single lane."""
+        if len(self._lanes) < 2 or not _torch_has_cuda():
+            return contextlib.nullcontext()
+        import torch
+
+        if lane.stream is None:
+            lane.stream = torch.cuda.Stream()
+        return torch.cuda.stream(lane.stream)
 
     def _preload(self, spec: ModelSpec) -> None:
         try:
@@ -314,26 +371,27 @@ class DaemonCore:
             with self._lock:
                 self._pending_loads -= 1
 
-    def _gather(self, first: Job) -> list[Job]:
-        """Cross-file batching: ``first`` plus the requests of the same kind and models that
-        arrive within ``batch_wait_s``, up to ``batch_max_items`` units of work.  Anything else
-        met meanwhile (other kinds, loads) is kept, in order, for the next turns."""
+    def _gather(self, first: Job, lane: Lane) -> list[Job]:
+        """Cross-file batching: ``first`` plus the requests of the same kind, models and
+        options that arrive within ``batch_wait_s``, up to ``batch_max_items`` units of work
+        (SER segments; one per ASR request).  Anything else met meanwhile (other kinds,
+        loads) is kept, in order, for the next turns."""
         jobs = [first]
-        if first.handler.run_many is None or self.batch_max_items <= 1:
+        if not first.handler.cross_file or self.batch_max_items <= 1:
             return jobs
         items = _item_count(first.payload) or 1
         deadline = time.monotonic() + self.batch_wait_s
         while items < self.batch_max_items and not self._stop.is_set():
             remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                item = lane.queue.get(timeout=remaining) if remaining > 0 else lane.queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, RunJob) and item.job.kind == first.kind and item.job.specs == first.specs:
+            if isinstance(item, RunJob) and _same_batch(item.job, first):
                 jobs.append(item.job)
                 items += _item_count(item.job.payload) or 1
             else:
-                self._deferred.append(item)
+                lane.deferred.append(item)
         return jobs
 
     def _run_guarded(self, jobs: list[Job]) -> None:
@@ -370,30 +428,28 @@ class DaemonCore:
             return [Outcome.failure(j.request_id, j.kind, str(exc), "daemon") for j in jobs]
         started = time.monotonic()
         lengths = [len(w) for j in jobs for w in ((j.payload or {}).get("waveforms") or [])]
-        items = len(lengths) or None
+        batch = BatchRun([])
         ok = False
         try:
-            if len(jobs) == 1:
-                results = [self.runner.run_batch(ticket, lambda: job.handler.run(models, job.payload, ticket.content))]
-            else:
-                results = self.runner.run_batch(ticket, lambda: job.handler.run_many(
-                    models, [j.payload for j in jobs], ticket.content))
-            if len(jobs) == 1 and results[0].batch_size:  # the handler says what it really batched
-                items, ticket.batch_size = results[0].items, results[0].batch_size
+            batch = self.runner.run_batch(ticket, lambda: job.handler.run(models, [j.payload for j in jobs],
+                                                                          ticket.content))
+            if len(batch.replies) != len(jobs):
+                raise RuntimeError(f"handler returned {len(batch.replies)} replies for {len(jobs)} requests")
             inference_s = round(time.monotonic() - started, 3)
-            outcomes = [Outcome(j.request_id, j.kind, True, {**done.content, "timings": {
+            outcomes = [Outcome(j.request_id, j.kind, True, {**reply, "timings": {
                 "queue_s": round(started - j.prepared, 3),
                 "prepare_s": round(j.prepared - j.accepted, 3),
                 "inference_s": inference_s,
                 "halted_wait_s": round(ticket.halted_wait_s, 3),
                 "batched_requests": len(jobs),
-            }, "governor": ticket.to_dict()}) for j, done in zip(jobs, results)]
+            }, "governor": ticket.to_dict()}) for j, reply in zip(jobs, batch.replies)]
             ok = True
         except Exception as exc:  # one bad input must not take the daemon down
             log.exception("%s failed", job.kind)
             outcomes = [Outcome.failure(j.request_id, j.kind, f"{type(exc).__name__}: {exc}", "request")
                         for j in jobs]
-        self.runner.after_batch(ticket, ok, items, requests=len(jobs), lengths=lengths)
+        self.runner.after_batch(ticket, ok, batch.items, requests=len(jobs), lengths=lengths,
+                                forward_batches=batch.forward_batches)
         busy = (time.monotonic() - started) / len(jobs)
         for j in jobs:
             for kind in ticket.specs:
@@ -429,7 +485,8 @@ class DaemonCore:
             "uptime_s": round(time.time() - self.started_unix, 3),
             "models": self.registry.stats(),
             "requests": requests,
-            "queue_depth": self._queue.qsize(),
+            "queue_depth": sum(lane.queue.qsize() for lane in self._lanes.values()),
+            "lanes": {name: lane.queue.qsize() for name, lane in self._lanes.items()},
             "in_flight": in_flight,
             "load_errors": self.load_errors(),
             "inference_error": self._inference_error,
@@ -442,6 +499,35 @@ class DaemonCore:
         while self.state() == "loading" and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.state()
+
+
+def _joined(parts: list[Future]) -> Future:
+    """A future for the concatenated results of ``parts``."""
+    joined: Future = Future()
+    results: dict[int, list[str]] = {}
+    lock = threading.Lock()
+
+    def done(index: int, part: Future) -> None:
+        with lock:
+            results[index] = part.result()
+            if len(results) == len(parts):
+                joined.set_result([k for i in sorted(results) for k in results[i]])
+
+    for index, part in enumerate(parts):
+        part.add_done_callback(partial(done, index))
+    return joined
+
+
+def _torch_has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _same_batch(job: Job, first: Job) -> bool:
+    """May ``job`` share ``first``'s model passes: same kind, models and request options."""
+    return (job.kind == first.kind and job.specs == first.specs
+            and job.content.get("options") == first.content.get("options"))
 
 
 def _item_count(payload: Any) -> int | None:

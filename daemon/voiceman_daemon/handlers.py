@@ -105,12 +105,13 @@ def _prepare_audio(evidence: Evidence, content: dict[str, Any]) -> dict[str, Any
 
 
 @dataclass(frozen=True)
-class HandlerResult:
-    """A handler's answer: the reply content, and what it really batched (for the stage's
-    mean batch size in ``stats`` and the run report) where it knows."""
-    content: dict[str, Any]
-    items: int | None = None
-    batch_size: int | None = None
+class BatchRun:
+    """A handler's answer for the requests it ran together: one reply content per request,
+    in order, and what it really batched (for the stage's mean batch size in ``stats`` and
+    the run report) where it knows."""
+    replies: list[dict[str, Any]]
+    items: int | None = None            # units of work: ASR speech chunks, SER segments
+    forward_batches: int | None = None  # model passes they took (None: items / batch size)
 
 
 @dataclass(frozen=True)
@@ -118,22 +119,34 @@ class Handler:
     name: str
     model_kinds: tuple[str, ...]  # kinds this request type may use; the request picks among them
     prepare: Callable[[dict[str, Any]], Any]
-    run: Callable[[dict[str, LoadedModel], Any, dict[str, Any]], HandlerResult]
-    # Several prepared requests in one model pass (cross-file batching); results in order.
-    run_many: Callable[[dict[str, LoadedModel], list[Any], dict[str, Any]], list[HandlerResult]] | None = None
+    # One or several prepared requests (cross-file batching: same kind, models and options)
+    # in shared model passes; each request's reply equals what it would get alone.
+    run: Callable[[dict[str, LoadedModel], list[Any], dict[str, Any]], BatchRun]
+    cross_file: bool = True
 
 
-def _run_transcribe(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
-    model = models["asr"]
-    result = model.transcribe(payload["audio"], content.get("options") or {})
-    result["model"] = model.custody()
-    result["audio"] = payload["info"]
-    result["decoded_sha256"] = payload["sha256"]
-    if "diarization" in models:  # speakers from the same decoded audio, after ASR (diarize.py)
-        result["segments"], result["diarization"] = diarize_transcript(models["diarization"], payload["audio"],
-                                                                       result["segments"])
-    return HandlerResult(result, items=result.get("vad_chunks") or None,
-                         batch_size=result.get("batch_size_used") if result.get("vad_chunks") else None)
+def _run_transcribe(models: dict[str, LoadedModel], payloads: list[dict[str, Any]],
+                    content: dict[str, Any]) -> BatchRun:
+    """The speech chunks of all the requests decoded in shared batches (asr_batching), then
+    speakers per recording from the same decoded audio (diarize.py)."""
+    model, options = models["asr"], content.get("options") or {}
+    if hasattr(model, "transcribe_many"):
+        replies = model.transcribe_many([p["audio"] for p in payloads], options)
+    else:  # an ASR model without cross-file batching: one recording after the other
+        replies = [model.transcribe(p["audio"], options) for p in payloads]
+    custody = model.custody()
+    for payload, reply in zip(payloads, replies):
+        reply["model"] = custody
+        reply["audio"] = payload["info"]
+        reply["decoded_sha256"] = payload["sha256"]
+        if "diarization" in models:
+            reply["segments"], reply["diarization"] = diarize_transcript(models["diarization"], payload["audio"],
+                                                                         reply["segments"])
+    run = getattr(model, "last_run", None)  # how the chunks were batched (CTranslate2 backend)
+    if run is not None:
+        return BatchRun(replies, items=run.chunks or None, forward_batches=run.forward_batches or None)
+    chunks = sum(r.get("vad_chunks") or 0 for r in replies)
+    return BatchRun(replies, items=chunks or None)
 
 
 def _prepare_segments(evidence: Evidence, content: dict[str, Any]) -> dict[str, Any]:
@@ -148,15 +161,10 @@ def _prepare_segments(evidence: Evidence, content: dict[str, Any]) -> dict[str, 
     return payload
 
 
-def _run_ser(models: dict[str, LoadedModel], payload: dict[str, Any], content: dict[str, Any]) -> HandlerResult:
-    return _run_ser_many(models, [payload], content)[0]
-
-
-def _run_ser_many(models: dict[str, LoadedModel], payloads: list[dict[str, Any]],
-                  content: dict[str, Any]) -> list[HandlerResult]:
-    """The segments of several requests (files) in one pass per model: the models sort them
-    by length and batch them, and every segment's result is independent of its neighbours,
-    so each request gets exactly what it would get alone (a test checks it)."""
+def _run_ser(models: dict[str, LoadedModel], payloads: list[dict[str, Any]], content: dict[str, Any]) -> BatchRun:
+    """The segments of one or several requests (files) in one pass per model: the models sort
+    them by length and batch them, and every segment's result is independent of its
+    neighbours, so each request gets exactly what it would get alone (a test checks it)."""
     waveforms = [w for p in payloads for w in p["waveforms"]]
     batch_size = content["options"].get("batch_size")
     none = [None] * len(waveforms)  # a kind the request did not ask for
@@ -170,21 +178,20 @@ def _run_ser_many(models: dict[str, LoadedModel], payloads: list[dict[str, Any]]
             "errors": errors,
         })
     custody = [m.custody() for m in models.values()]
-    results, start = [], 0
+    replies, start = [], 0
     for p in payloads:
         n = len(p["waveforms"])
-        results.append(HandlerResult({"segments": segments[start:start + n], "models": custody,
-                                      "audio": p["info"], "decoded_sha256": p["sha256"]}))
+        replies.append({"segments": segments[start:start + n], "models": custody,
+                        "audio": p["info"], "decoded_sha256": p["sha256"]})
         start += n
-    return results
+    return BatchRun(replies, items=len(waveforms) or None)
 
 
 def build_handlers(evidence: Evidence | None = None) -> dict[str, Handler]:
     evidence = evidence or Evidence()
     return {
         "transcribe": Handler("transcribe", ("asr", "diarization"), partial(_prepare_audio, evidence), _run_transcribe),
-        "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser,
-                       run_many=_run_ser_many),
+        "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser),
     }
 
 

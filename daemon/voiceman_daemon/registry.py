@@ -111,7 +111,9 @@ def model_size_gb(model_id: str) -> float:
 
 
 class ModelRegistry:
-    """Thread-safe; in practice loads happen on the inference thread only.  ``trust`` decides
+    """Thread-safe: each inference lane gets and loads its own kinds.  Loads are serialised
+    (``_load_lock``: the memory budget is checked against what is held), while a lane whose
+    model is already held gets it without waiting for another lane's load.  ``trust`` decides
     which model ids requests may name (default: only each kind's configured id)."""
 
     def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]], trust: "ModelTrust | None" = None,
@@ -125,10 +127,8 @@ class ModelRegistry:
         self._sizes_gb: dict[str, float] = {}  # weight size of each held model
         self._models: dict[str, LoadedModel] = {}
         self._stats: dict[str, ModelStats] = {kind: ModelStats(kind) for kind in loaders}
-        self._lock = threading.Lock()
-
-    def kinds(self) -> list[str]:
-        return list(self._loaders)
+        self._lock = threading.Lock()       # the dicts above
+        self._load_lock = threading.Lock()  # one load at a time
 
     def get(self, spec: ModelSpec) -> LoadedModel:
         if spec.kind not in self._loaders:
@@ -137,32 +137,45 @@ class ModelRegistry:
             held = self._models.get(spec.kind)
             if held is not None and held.spec.identity() == spec.identity():
                 return held
-            if held is not None:
-                log.info("%s: request names %s, holding %s: reloading once", spec.kind, spec.identity(), held.spec.identity())
+        with self._load_lock:
+            return self._load(spec)
+
+    def _load(self, spec: ModelSpec) -> LoadedModel:
+        """Under the load lock: load ``spec`` (unless another lane just did), then swap it in."""
+        with self._lock:
+            held = self._models.get(spec.kind)
             stats = self._stats[spec.kind]
-            started = time.perf_counter()
-            try:
-                _check_pin(spec)
+        if held is not None and held.spec.identity() == spec.identity():
+            return held  # loaded by another lane while this one waited
+        if held is not None:
+            log.info("%s: request names %s, holding %s: reloading once", spec.kind, spec.identity(), held.spec.identity())
+        started = time.perf_counter()
+        try:
+            _check_pin(spec)
+            with self._lock:
                 size_gb = self._admit(spec)
-                # Loading may import code from the model directory (SpeechBrain's custom
-                # interface): never write byte code there, so a pin stays valid after a load.
-                sys.dont_write_bytecode = True
-                model = self._loaders[spec.kind](spec)
-            except Exception as exc:  # the held model (if any) stays loaded and in use
+            # Loading may import code from the model directory (SpeechBrain's custom
+            # interface): never write byte code there, so a pin stays valid after a load.
+            sys.dont_write_bytecode = True
+            model = self._loaders[spec.kind](spec)
+        except Exception as exc:  # the held model (if any) stays loaded and in use
+            with self._lock:
                 stats.load_failures += 1
                 stats.last_error = f"{type(exc).__name__}: {exc}"
-                raise ModelLoadError(spec.kind, f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
-            if held is not None:
+            raise ModelLoadError(spec.kind, f"{spec.kind} model failed to load from '{spec.id}': {exc}") from exc
+        custody = model.custody()
+        with self._lock:
+            if spec.kind in self._models:
                 self._drop(spec.kind)
             self._sizes_gb[spec.kind] = size_gb
             stats.loads += 1
             stats.load_s += time.perf_counter() - started
             stats.loaded = True
-            stats.custody = model.custody()
+            stats.custody = custody
             stats.loaded_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._models[spec.kind] = model
-            log.info("%s model loaded: %s (%.1f s)", spec.kind, spec.id, time.perf_counter() - started)
-            return model
+        log.info("%s model loaded: %s (%.1f s)", spec.kind, spec.id, time.perf_counter() - started)
+        return model
 
     def _admit(self, spec: ModelSpec) -> float:
         """The model's weight size (GB, from its files); refuses a load that would take the

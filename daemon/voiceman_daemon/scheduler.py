@@ -26,7 +26,7 @@ from .registry import ModelRegistry, ModelSpec
 log = logging.getLogger(__name__)
 
 # Which governor stage a request type belongs to (the governor's batch_sizes keys).
-REQUEST_STAGES = {"transcribe": "asr", "align": "alignment", "ser": "ser"}
+REQUEST_STAGES = {"transcribe": "asr", "ser": "ser"}
 PHASES = ("held", "preparing", "queued", "running")
 
 
@@ -187,9 +187,10 @@ class GovernedRunner:
             self.governor.batch_finished(ticket.stage)
 
     def after_batch(self, ticket: Ticket, ok: bool, items: int | None, requests: int = 1,
-                    lengths: list[int] | None = None) -> None:
+                    lengths: list[int] | None = None, forward_batches: int | None = None) -> None:
         """Count one governed batch of ``requests`` requests; ``lengths`` (samples per item)
-        give the padding the models' length-sorted forward batches add."""
+        give the padding the models' length-sorted forward batches add; ``forward_batches``
+        is how many model passes the items took where the handler knows (else items / size)."""
         if ticket.stage is None:
             return
         with self._lock:
@@ -212,9 +213,10 @@ class GovernedRunner:
                 stats.cpu_requests += int(ticket.device == "cpu")
                 # The plan's "cuda" only means "not moved to the CPU": report where it really ran.
                 stats.last_device = ",".join(sorted(set(ticket.model_devices.values()))) or ticket.device
-                if items:
-                    stats.items += items
-                    stats.forward_batches += math.ceil(items / ticket.batch_size)
+            size = ticket.batch_size or (ticket.content.get("options") or {}).get("batch_size")
+            if items and (forward_batches or size):
+                stats.items += items
+                stats.forward_batches += forward_batches or math.ceil(items / int(size))
 
     def stats(self) -> dict[str, dict[str, Any]]:
         with self._lock:

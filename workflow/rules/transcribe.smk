@@ -8,6 +8,9 @@ rule transcribe:
         settings=settings_for(config, "transcribe"),
     log:
         f"{RESULTS}/logs/transcribe/{{file}}.log",
+    # The job only waits on the daemon: it takes no local core, so every recording's request
+    # can be in flight at once and the daemon batches them across files (daemon_slots bounds it).
+    threads: 0
     resources:
         daemon_slots=1,
     run:
