@@ -26,7 +26,7 @@ rule report:
 rule case_summary:
     """case.json + case.html: every recording with its status (done / failed and why) and score."""
     input:
-        reports=per_file("report"),
+        reports=case_reports,
         # Reviewer verdicts (voiceman review import), once there are any: an import reruns this rule.
         verdicts=lambda wildcards: verdict_inputs(RESULTS),
     output:
