@@ -4,12 +4,12 @@ rule ser:
         transcript=rules.transcribe.output.transcript,
     output:
         emotion=f"{RESULTS}/ser/{{file}}.json",
-    params:
-        settings=settings_for(config, "ser"),
     log:
         f"{RESULTS}/logs/ser/{{file}}.log",
     resources:
         daemon_slots=1,
+    params:
+        settings=settings_for(config, "ser"),
     run:
         rulejobs.ser(RuleJob(rule, input, output, params, log, wildcards, config))
 
@@ -20,10 +20,10 @@ rule voice:
         transcript=rules.transcribe.output.transcript,
     output:
         features=f"{RESULTS}/voice/{{file}}.json",
-    params:
-        settings=settings_for(config, "voice"),
     log:
         f"{RESULTS}/logs/voice/{{file}}.log",
+    params:
+        settings=settings_for(config, "voice"),
     run:
         rulejobs.voice(RuleJob(rule, input, output, params, log, wildcards, config))
 
@@ -35,9 +35,9 @@ rule patterns:
         database=PATTERN_DB_FILES,
     output:
         hits=f"{RESULTS}/patterns/{{file}}.json",
-    params:
-        settings=settings_for(config, "patterns"),
     log:
         f"{RESULTS}/logs/patterns/{{file}}.log",
+    params:
+        settings=settings_for(config, "patterns"),
     run:
         rulejobs.patterns(RuleJob(rule, input, output, params, log, wildcards, config))

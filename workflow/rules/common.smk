@@ -11,14 +11,15 @@ from voiceman.patterns import database_files
 from voiceman.rulekit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
 if "{" in RESULTS or "}" in RESULTS:
-    raise ValueError(f"results_dir '{RESULTS}' contains '{{' or '}}', which Snakemake reads as wildcards: "
-                     "choose a results folder without braces")
+    raise ValueError(
+        f"results_dir '{RESULTS}' contains '{{' or '}}', which Snakemake reads as wildcards: "
+        "choose a results folder without braces"
+    )
 # Every entry of the case folder: the recordings (each filed under a key, the file name unless
 # the name cannot be an output path -- see voiceman/case.py), and everything else with its
 # status (failed / ignored) and reason, for case.json.

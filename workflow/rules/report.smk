@@ -13,12 +13,12 @@ rule report:
     output:
         report=f"{RESULTS}/report/{{file}}.json",
         html=f"{RESULTS}/report/{{file}}.html",
+    log:
+        f"{RESULTS}/logs/report/{{file}}.log",
     params:
         # The report records the analysis config's hash: any analysis setting change rewrites it,
         # so no report ever carries another config hash than case.json.
         config_sha256=CONFIG_SHA256,
-    log:
-        f"{RESULTS}/logs/report/{{file}}.log",
     run:
         rulejobs.report(RuleJob(rule, input, output, params, log, wildcards, config))
 
@@ -32,11 +32,11 @@ rule case_summary:
     output:
         case=f"{RESULTS}/case.json",
         html=f"{RESULTS}/case.html",
+    log:
+        f"{RESULTS}/logs/case_summary.log",
     params:
         recordings=CASE_RECORDINGS,
         entries=CASE_ENTRIES,
         config_sha256=CONFIG_SHA256,
-    log:
-        f"{RESULTS}/logs/case_summary.log",
     run:
         rulejobs.case_summary(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -4,11 +4,11 @@ rule transcribe:
         meta=rules.ingest.output.meta,
     output:
         transcript=f"{RESULTS}/transcribe/{{file}}.json",
-    params:
-        settings=settings_for(config, "transcribe"),
     log:
         f"{RESULTS}/logs/transcribe/{{file}}.log",
     resources:
         daemon_slots=1,
+    params:
+        settings=settings_for(config, "transcribe"),
     run:
         rulejobs.transcribe(RuleJob(rule, input, output, params, log, wildcards, config))
