@@ -1,6 +1,7 @@
 """The workflow parses without a case folder (``snakemake --lint`` on a fresh clone), the committed
 ``.test`` case dry-runs, and a missing case folder still stops a run, naming the folder.
 A few seconds each: Snakemake only parses the workflow and builds the DAG."""
+
 from __future__ import annotations
 
 import subprocess
@@ -60,6 +61,9 @@ def test_committed_test_case_is_tiny_16k_mono_and_dry_runs():
     proc = _snakemake("--dry-run", "--quiet", "rules", "--configfile", str(TEST_CONFIG))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in out.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
     assert counts.get("ingest") == 2 and counts.get("report") == 2 and counts.get("case_summary") == 1, out
