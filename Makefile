@@ -1,7 +1,10 @@
-# The two commands of the README:
+# The README's commands:
 #   make demo   set up, synthesise the demo case, analyse it end to end
 #   make test   set up, run the test suite
-.PHONY: setup demo test bench
+#   make lint   set up, lint and dry-run the workflow on the committed .test case, check formatting
+.PHONY: setup demo test lint bench
+
+TEST_CONFIG = .test/config/config.yaml
 
 setup:
 	./scripts/setup.sh
@@ -13,6 +16,13 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/snakemake --profile profiles/local --configfile $(TEST_CONFIG) --lint
+	.venv/bin/snakemake --profile profiles/local --configfile $(TEST_CONFIG) --dry-run --quiet rules
+	.venv/bin/snakefmt --check Snakefile workflow/
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 bench: setup
 	.venv/bin/voiceman bench --out bench/bench.json

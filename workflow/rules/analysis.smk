@@ -4,8 +4,6 @@ rule ser:
         transcript=rules.transcribe.output.transcript,
     output:
         emotion=f"{RESULTS}/ser/{{file}}.json",
-    params:
-        settings=settings_for(config, "ser"),
     log:
         f"{RESULTS}/logs/ser/{{file}}.log",
     # The job only waits on the daemon: it takes no local core, so every recording's request
@@ -13,6 +11,8 @@ rule ser:
     threads: 0
     resources:
         daemon_slots=1,
+    params:
+        settings=settings_for(config, "ser"),
     run:
         rulejobs.ser(RuleJob(rule, input, output, params, log, wildcards, config))
 
@@ -23,10 +23,10 @@ rule voice:
         transcript=rules.transcribe.output.transcript,
     output:
         features=f"{RESULTS}/voice/{{file}}.json",
-    params:
-        settings=settings_for(config, "voice"),
     log:
         f"{RESULTS}/logs/voice/{{file}}.log",
+    params:
+        settings=settings_for(config, "voice"),
     run:
         rulejobs.voice(RuleJob(rule, input, output, params, log, wildcards, config))
 
@@ -38,9 +38,9 @@ rule patterns:
         database=PATTERN_DB_FILES,
     output:
         hits=f"{RESULTS}/patterns/{{file}}.json",
-    params:
-        settings=settings_for(config, "patterns"),
     log:
         f"{RESULTS}/logs/patterns/{{file}}.log",
+    params:
+        settings=settings_for(config, "patterns"),
     run:
         rulejobs.patterns(RuleJob(rule, input, output, params, log, wildcards, config))

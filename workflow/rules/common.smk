@@ -11,18 +11,26 @@ from voiceman.patterns import database_files
 from voiceman.rulekit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
 
-
 validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
 if "{" in RESULTS or "}" in RESULTS:
-    raise ValueError(f"results_dir '{RESULTS}' contains '{{' or '}}', which Snakemake reads as wildcards: "
-                     "choose a results folder without braces")
+    raise ValueError(
+        f"results_dir '{RESULTS}' contains '{{' or '}}', which Snakemake reads as wildcards: "
+        "choose a results folder without braces"
+    )
 # Every entry of the case folder: the recordings (each filed under a key, the file name unless
 # the name cannot be an output path -- see voiceman/case.py), and everything else with its
 # status (failed / ignored) and reason, for case.json.
-CASE = vm_case.inventory(CASE_DIR, config["audio_extensions"], results_dir=RESULTS)
+# A case folder that is missing (or not a folder) does not stop the parse: `snakemake --lint`
+# needs no case.  It is an empty inventory here, and the case summary's input function
+# (case_reports) raises the error, so a run or dry run still stops, naming the folder.
+try:
+    CASE = vm_case.inventory(CASE_DIR, config["audio_extensions"], results_dir=RESULTS)
+    CASE_ERROR = None
+except vm_case.CaseError as exc:
+    CASE, CASE_ERROR = vm_case.Inventory(case_dir=Path(CASE_DIR)), exc
 CASE_KEYS = CASE.keys
 CASE_FILES = CASE_KEYS  # the {file} wildcard's values
 CASE_RECORDINGS = CASE.recording_records()  # [{key, name, kind}]
@@ -49,6 +57,13 @@ def evidence(wildcards):
 def per_file(stage, ext="json"):
     """All per-file outputs of a stage, e.g. results/report/{file}.json for every file."""
     return expand(f"{RESULTS}/{stage}/{{file}}.{ext}", file=CASE_KEYS)
+
+
+def case_reports(wildcards):
+    """Every recording's report (the case summary's input); the case folder's error, if any."""
+    if CASE_ERROR is not None:
+        raise CASE_ERROR
+    return per_file("report")
 
 
 def daemon_up():

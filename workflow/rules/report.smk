@@ -13,12 +13,12 @@ rule report:
     output:
         report=f"{RESULTS}/report/{{file}}.json",
         html=f"{RESULTS}/report/{{file}}.html",
+    log:
+        f"{RESULTS}/logs/report/{{file}}.log",
     params:
         # The report records the analysis config's hash: any analysis setting change rewrites it,
         # so no report ever carries another config hash than case.json.
         config_sha256=CONFIG_SHA256,
-    log:
-        f"{RESULTS}/logs/report/{{file}}.log",
     run:
         rulejobs.report(RuleJob(rule, input, output, params, log, wildcards, config))
 
@@ -26,17 +26,17 @@ rule report:
 rule case_summary:
     """case.json + case.html: every recording with its status (done / failed and why) and score."""
     input:
-        reports=per_file("report"),
+        reports=case_reports,
         # Reviewer verdicts (voiceman review import), once there are any: an import reruns this rule.
         verdicts=lambda wildcards: verdict_inputs(RESULTS),
     output:
         case=f"{RESULTS}/case.json",
         html=f"{RESULTS}/case.html",
+    log:
+        f"{RESULTS}/logs/case_summary.log",
     params:
         recordings=CASE_RECORDINGS,
         entries=CASE_ENTRIES,
         config_sha256=CONFIG_SHA256,
-    log:
-        f"{RESULTS}/logs/case_summary.log",
     run:
         rulejobs.case_summary(RuleJob(rule, input, output, params, log, wildcards, config))

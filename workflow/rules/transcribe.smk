@@ -4,8 +4,6 @@ rule transcribe:
         meta=rules.ingest.output.meta,
     output:
         transcript=f"{RESULTS}/transcribe/{{file}}.json",
-    params:
-        settings=settings_for(config, "transcribe"),
     log:
         f"{RESULTS}/logs/transcribe/{{file}}.log",
     # The job only waits on the daemon: it takes no local core, so every recording's request
@@ -13,5 +11,7 @@ rule transcribe:
     threads: 0
     resources:
         daemon_slots=1,
+    params:
+        settings=settings_for(config, "transcribe"),
     run:
         rulejobs.transcribe(RuleJob(rule, input, output, params, log, wildcards, config))
