@@ -104,15 +104,23 @@ def ser_model(tmp_path_factory):
 
 
 def _timed_handlers(windows: list):
-    """The real handlers, each run recorded as (request type, lane thread, start, end)."""
-    from dataclasses import replace
+    """The real handlers, each run recorded as (request type, lane thread, start, end).  SER
+    first waits (up to 5 s) for a transcription to be running: with lanes of their own the
+    two then overlap for sure; on one thread they cannot, whatever the timing."""
     import threading
     import time
+    from dataclasses import replace
 
     from voiceman_daemon.handlers import build_handlers
 
+    asr_running = threading.Event()
+
     def timed(kind, run):
         def wrapper(models, payloads, content):
+            if kind == "transcribe":
+                asr_running.set()
+            else:
+                asr_running.wait(5)
             started = time.monotonic()
             try:
                 return run(models, payloads, content)
@@ -154,3 +162,19 @@ def test_asr_and_ser_lanes_overlap_only_when_per_stage(tiny_model, ser_model, re
     else:
         assert t1 == t2 == "inference-all" and set(stats["lanes"]) == {"all"}
         assert overlap <= 0, windows  # one after the other
+
+
+def test_speech_chunks_are_found_on_the_io_pool_as_the_model_would(tiny_model, recordings):
+    """N4: the VAD runs while the request is prepared (I/O pool), with the model's settings."""
+    from voiceman.audio import decode
+    from voiceman_daemon.asr import speech_chunker
+    from voiceman_daemon.handlers import build_handlers
+
+    paths, silent = recordings
+    spec = ModelSpec.from_dict("asr", {"id": str(tiny_model), "device": "cpu", "chunk_size": 5})
+    model = load_asr(spec)
+    payload = build_handlers()["transcribe"].prepare({"audio_path": str(paths[0])}, {"asr": spec})
+    assert payload["chunks"] == model.chunks(decode(paths[0])[0]) and len(payload["chunks"]) >= 2
+    assert build_handlers()["transcribe"].prepare({"audio_path": str(silent)}, {"asr": spec})["chunks"] == []
+    pyannote = ModelSpec.from_dict("asr", {"id": str(tiny_model), "vad_method": "pyannote"})
+    assert speech_chunker(pyannote) is None  # runs where the model does

@@ -14,6 +14,7 @@ in batches with word timestamps (from the model's cross-attention).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -117,15 +118,19 @@ class SharedWhisperSettings:
         """The VAD's speech regions merged into chunks of at most ``chunk_size`` seconds."""
         return merge_speech(self.vad.regions(audio), self.chunk_size)
 
-    def _plan(self, audio: np.ndarray, options: dict[str, Any]) -> tuple[str | None, bool, int, list]:
-        """One request's language, word-timestamp flag, batch size and speech chunks."""
+    def _plan(self, audio: np.ndarray, options: dict[str, Any],
+              chunks: list[tuple[float, float]] | None = None) -> tuple[str | None, bool, int, list]:
+        """One request's language, word-timestamp flag, batch size and speech chunks (found
+        here unless the I/O pool already did: SpeechChunker)."""
         return (options.get("language") or self.language, bool(options.get("word_timestamps", True)),
-                max(1, int(options.get("batch_size") or 8)), self.chunks(audio))
+                max(1, int(options.get("batch_size") or 8)), self.chunks(audio) if chunks is None else chunks)
 
-    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any]) -> list[dict[str, Any]]:
+    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any],
+                        chunks: list[list[tuple[float, float]] | None] | None = None) -> list[dict[str, Any]]:
         """Several recordings one after the other (a backend without cross-file batching)."""
         self.last_run = None
-        return [self.transcribe(audio, options) for audio in audios]
+        found = chunks or [None] * len(audios)
+        return [self.transcribe(audio, options, chunks=c) for audio, c in zip(audios, found)]
 
     def _make_vad(self) -> "SileroVad | PyannoteVad":
         if self.vad_method == "silero":
@@ -133,6 +138,25 @@ class SharedWhisperSettings:
             return SileroVad(self.vad_onset, offset, self.min_silence_ms, self.speech_pad_ms)
         offset = float(self.vad_offset) if self.vad_offset is not None else 0.363
         return PyannoteVad(self.vad_onset, offset, self.device)
+
+
+class SpeechChunker(SharedWhisperSettings):
+    """An ASR model's VAD and chunking without the model, for the I/O pool: the speech
+    chunks of a recording are found while the inference thread decodes others (N4).  Only
+    for Silero (ONNX on the CPU); pyannote's VAD runs where the model does."""
+
+    def __init__(self, spec: ModelSpec):
+        self.device = "cpu"
+        self._read_shared_settings(spec)
+        self.vad = self._make_vad()
+
+
+@functools.lru_cache(maxsize=8)
+def speech_chunker(spec: ModelSpec) -> SpeechChunker | None:
+    """The chunker for an ASR spec's VAD settings, made once (None: the VAD is not Silero)."""
+    if str(spec.option("vad_method", "silero")) != "silero":
+        return None
+    return SpeechChunker(spec)
 
 
 class WhisperASR(SharedWhisperSettings):
@@ -201,13 +225,16 @@ class WhisperASR(SharedWhisperSettings):
             "decoding": self.decoding(),
         }
 
-    def transcribe(self, audio: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
-        return self.transcribe_many([audio], options)[0]
+    def transcribe(self, audio: np.ndarray, options: dict[str, Any],
+                   chunks: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+        return self.transcribe_many([audio], options, [chunks])[0]
 
-    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any]) -> list[dict[str, Any]]:
+    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any],
+                        chunks: list[list[tuple[float, float]] | None] | None = None) -> list[dict[str, Any]]:
         """Several recordings under the same request options, their speech chunks decoded in
         shared batches (asr_batching); each reply equals that recording transcribed alone."""
-        plans = [self._plan(audio, options) for audio in audios]
+        found = chunks or [None] * len(audios)
+        plans = [self._plan(audio, options, c) for audio, c in zip(audios, found)]
         prepared = [self.pipeline.prepare(
             audio, language=language, beam_size=self.beam_size, temperature=TEMPERATURE,
             word_timestamps=word_timestamps, without_timestamps=False, batch_size=batch_size,

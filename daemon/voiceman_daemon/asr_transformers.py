@@ -556,10 +556,11 @@ class TransformersWhisperASR(SharedWhisperSettings):
                  time.perf_counter() - started)
 
     # -- requests ----------------------------------------------------------------------------
-    def transcribe(self, audio: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
+    def transcribe(self, audio: np.ndarray, options: dict[str, Any],
+                   chunks: list[tuple[float, float]] | None = None) -> dict[str, Any]:
         import torch
 
-        language, word_timestamps, batch_size, chunks = self._plan(audio, options)
+        language, word_timestamps, batch_size, chunks = self._plan(audio, options, chunks)
         if not chunks:
             return no_speech(language, word_timestamps)
         pieces = [audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in chunks]

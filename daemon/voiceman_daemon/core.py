@@ -319,7 +319,7 @@ class DaemonCore:
     # ------------------------------------------------------------------ I/O pool
     def _prepare(self, job: Job) -> None:
         try:
-            job.payload = job.handler.prepare(job.content)
+            job.payload = job.handler.prepare(job.content, job.specs)
         except Exception as exc:
             log.warning("%s %s: %s", job.kind, job.content.get("audio_path"), exc)
             job.future.set_result(Outcome.failure(job.request_id, job.kind, str(exc), "request"))
@@ -531,8 +531,10 @@ def _same_batch(job: Job, first: Job) -> bool:
 
 
 def _item_count(payload: Any) -> int | None:
-    """Units of work in a prepared request where the handler says (SER: segment waveforms)."""
-    if isinstance(payload, dict) and isinstance(payload.get("waveforms"), list):
-        return len(payload["waveforms"])
+    """Units of work in a prepared request where the handler says (SER: segment waveforms;
+    ASR: speech chunks when the I/O pool found them)."""
+    for key in ("waveforms", "chunks"):
+        if isinstance(payload, dict) and isinstance(payload.get(key), list):
+            return len(payload[key]) or 1
     return None
 

@@ -29,7 +29,8 @@ from voiceman.audio import SAMPLE_RATE, AudioInfo, DecodeTimeout, decode_fd, ope
 
 from .confinement import CaseRoots
 from .diarize import diarize_transcript
-from .registry import LoadedModel
+from .asr import speech_chunker
+from .registry import LoadedModel, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class Evidence:
         return outcome["value"]
 
 
-def _prepare_audio(evidence: Evidence, content: dict[str, Any]) -> dict[str, Any]:
+def _prepare_audio(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec] | None = None
+                   ) -> dict[str, Any]:
     path = content["audio_path"]
     audio, info, digest = evidence.decode(path)
     expected = content.get("sha256")
@@ -118,7 +120,8 @@ class BatchRun:
 class Handler:
     name: str
     model_kinds: tuple[str, ...]  # kinds this request type may use; the request picks among them
-    prepare: Callable[[dict[str, Any]], Any]
+    # On the I/O pool: the request's validated content and the models it will run on.
+    prepare: Callable[[dict[str, Any], dict[str, ModelSpec]], Any]
     # One or several prepared requests (cross-file batching: same kind, models and options)
     # in shared model passes; each request's reply equals what it would get alone.
     run: Callable[[dict[str, LoadedModel], list[Any], dict[str, Any]], BatchRun]
@@ -130,8 +133,9 @@ def _run_transcribe(models: dict[str, LoadedModel], payloads: list[dict[str, Any
     """The speech chunks of all the requests decoded in shared batches (asr_batching), then
     speakers per recording from the same decoded audio (diarize.py)."""
     model, options = models["asr"], content.get("options") or {}
+    chunks = [p.get("chunks") for p in payloads]
     if hasattr(model, "transcribe_many"):
-        replies = model.transcribe_many([p["audio"] for p in payloads], options)
+        replies = model.transcribe_many([p["audio"] for p in payloads], options, chunks)
     else:  # an ASR model without cross-file batching: one recording after the other
         replies = [model.transcribe(p["audio"], options) for p in payloads]
     custody = model.custody()
@@ -149,7 +153,18 @@ def _run_transcribe(models: dict[str, LoadedModel], payloads: list[dict[str, Any
     return BatchRun(replies, items=chunks or None)
 
 
-def _prepare_segments(evidence: Evidence, content: dict[str, Any]) -> dict[str, Any]:
+def _prepare_recording(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec]) -> dict[str, Any]:
+    """Decode, then find the speech chunks with the ASR model's VAD where it can run here
+    (Silero on the CPU), so the inference thread only decodes speech."""
+    payload = _prepare_audio(evidence, content)
+    chunker = speech_chunker(specs["asr"]) if "asr" in specs else None
+    if chunker is not None:
+        payload["chunks"] = chunker.chunks(payload["audio"])
+    return payload
+
+
+def _prepare_segments(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec] | None = None
+                      ) -> dict[str, Any]:
     """Decode once, then cut the transcript's segments out (the waveforms SER sees)."""
     payload = _prepare_audio(evidence, content)
     audio = payload.pop("audio")
@@ -190,7 +205,8 @@ def _run_ser(models: dict[str, LoadedModel], payloads: list[dict[str, Any]], con
 def build_handlers(evidence: Evidence | None = None) -> dict[str, Handler]:
     evidence = evidence or Evidence()
     return {
-        "transcribe": Handler("transcribe", ("asr", "diarization"), partial(_prepare_audio, evidence), _run_transcribe),
+        "transcribe": Handler("transcribe", ("asr", "diarization"), partial(_prepare_recording, evidence),
+                              _run_transcribe),
         "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser),
     }
 
