@@ -255,3 +255,25 @@ def test_daemon_serves_the_demo_case_with_either_backend(backend, runtime_dir, t
         stats = client.stats()["models"]["asr"]
         assert stats["loads"] == 1 and stats["custody"]["backend"] == backend
         assert "backend" in stats["custody"]["backend_selection"]
+
+
+def test_recordings_transcribed_together_equal_each_alone(both_backends, speech_case):
+    """Cross-file batching on the torch backend (the GB10's path): the chunks of several
+    recordings share batches that cut across recordings; each transcript -- text and word
+    times -- is the one the recording gets alone."""
+    from voiceman.audio import decode
+
+    _, torch_backend = both_backends
+    gap = np.zeros(16000, dtype=np.float32)
+    clips = [decode(clip)[0] for clip in sorted(speech_case.iterdir())]
+    audios = [np.concatenate([clips[0], gap, clips[1]]), clips[2], np.zeros(16000, dtype=np.float32), clips[1]]
+    torch_backend.chunk_size = 5.0
+    try:
+        together = torch_backend.transcribe_many(audios, {"language": "en", "batch_size": 3})
+        run = torch_backend.last_run
+        alone = [torch_backend.transcribe(a, {"language": "en", "batch_size": 3}) for a in audios]
+    finally:
+        torch_backend.chunk_size = 30.0
+    assert [r["vad_chunks"] for r in together][2] == 0 and together[0]["vad_chunks"] >= 2
+    assert run.chunks == sum(r["vad_chunks"] for r in together) and run.forward_batches == -(-run.chunks // 3)
+    assert together == alone

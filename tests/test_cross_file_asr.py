@@ -12,7 +12,7 @@ import pytest
 from voiceman.audio import SAMPLE_RATE
 from voiceman.demo import encode, speak
 from voiceman_daemon.asr import load_asr
-from voiceman_daemon.asr_batching import _runs
+from voiceman_daemon.asr_batching import owner_runs
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.registry import ModelRegistry, ModelSpec
 
@@ -92,8 +92,8 @@ def test_transcriptions_of_several_files_share_batches_and_equal_one_at_a_time(t
 
 
 def test_runs_of_equal_owners():
-    assert _runs([0, 0, 1, 2, 2, 2]) == [(0, 0, 2), (1, 2, 3), (2, 3, 6)]
-    assert _runs([]) == []
+    assert owner_runs([0, 0, 1, 2, 2, 2]) == [(0, 0, 2), (1, 2, 3), (2, 3, 6)]
+    assert owner_runs([]) == []
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ class CrossFilePipeline(BatchedInferencePipeline):
                 encoder_output, outputs = super().generate_segment_batched(
                     features[start:stop], first.tokenizer, first.options)
                 forward_batches += 1
-                for owner, a, b in _runs(owners[start:stop]):
+                for owner, a, b in owner_runs(owners[start:stop]):
                     whole = b - a == stop - start
                     rows, keep = (encoder_output, None) if whole else encoder_rows(encoder_output, a, b)
                     self._encoded = (rows, outputs[a:b])
@@ -147,7 +147,7 @@ def _groups(recordings: list[PreparedRecording]) -> list[list[int]]:
     return groups
 
 
-def _runs(owners: list[int]) -> list[tuple[int, int, int]]:
+def owner_runs(owners: list[int]) -> list[tuple[int, int, int]]:
     """(owner, start, stop) for each stretch of equal owners."""
     runs: list[tuple[int, int, int]] = []
     for i, owner in enumerate(owners):

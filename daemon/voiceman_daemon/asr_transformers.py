@@ -37,6 +37,7 @@ from voiceman.audio import SAMPLE_RATE
 from voiceman.hashing import sha256_weights
 
 from .asr import TEMPERATURE, SharedWhisperSettings, no_speech, pick_device, transcript_segment
+from .asr_batching import CrossFileRun, owner_runs
 from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -558,47 +559,77 @@ class TransformersWhisperASR(SharedWhisperSettings):
     # -- requests ----------------------------------------------------------------------------
     def transcribe(self, audio: np.ndarray, options: dict[str, Any],
                    chunks: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+        return self.transcribe_many([audio], options, [chunks])[0]
+
+    def _language(self, language: str | None, pieces: list[np.ndarray]) -> tuple[str, float]:
+        """The recording's language and its probability (detected from its first 30 s of speech)."""
+        if not self.multilingual:
+            if language not in (None, "en"):
+                log.warning("the model is English-only; language '%s' requested, using 'en'", language)
+            return "en", 1.0
+        if language is None:
+            speech = np.concatenate(pieces)[: N_FRAMES * 160]
+            return self.detect_language(self.encode(self.features([speech])))
+        return language, 1.0
+
+    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any],
+                        chunks: list[list[tuple[float, float]] | None] | None = None) -> list[dict[str, Any]]:
+        """Several recordings under the same request options: chunks of recordings in the same
+        language share encoder/decoder batches (each recording's chunks contiguous, in order),
+        word times carry their state per recording, so each reply equals the recording alone."""
         import torch
 
-        language, word_timestamps, batch_size, chunks = self._plan(audio, options, chunks)
-        if not chunks:
-            return no_speech(language, word_timestamps)
-        pieces = [audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in chunks]
-        segments: list[dict] = []
+        found = chunks or [None] * len(audios)
+        plans = [self._plan(audio, options, c) for audio, c in zip(audios, found)]
+        word_timestamps, batch_size = plans[0][1], plans[0][2]
+        work: list[tuple[int, tuple[float, float], np.ndarray]] = []  # (recording, chunk, samples)
+        languages: dict[int, tuple[str, float]] = {}
+        segments: dict[int, list[dict]] = {}
+        chunks_total = forward_batches = 0
         with torch.inference_mode():
-            if not self.multilingual:
-                if language not in (None, "en"):
-                    log.warning("the model is English-only; language '%s' requested, using 'en'", language)
-                language, probability = "en", 1.0
-            elif language is None:
-                speech = np.concatenate(pieces)[: N_FRAMES * 160]
-                language, probability = self.detect_language(self.encode(self.features([speech])))
-            else:
-                probability = 1.0
-            tokenizer = self.tokenizer(language)
-            last_speech = 0.0
-            for first in range(0, len(chunks), batch_size):
-                batch = chunks[first:first + batch_size]
-                encoded = self.encode(self.features(pieces[first:first + batch_size]))
-                decoded = self.generate(encoded, tokenizer)
-                per_chunk, sizes, offsets = [], [], []
-                for (start, end), (tokens, avg_logprob) in zip(batch, decoded):
-                    duration = end - start
-                    parts = split_by_timestamps(tokens, tokenizer.timestamp_begin, start, duration)
-                    for part in parts:
-                        part["text_tokens"] = [t for t in part["tokens"] if t < tokenizer.eot]
-                        part["text"] = tokenizer.decode(part["tokens"])
-                        part["avg_logprob"] = avg_logprob
-                        part["words"] = []
-                    per_chunk.append(parts)
-                    sizes.append(int(math.ceil(duration) * FRAMES_PER_SECOND))
-                    offsets.append(start)
-                if word_timestamps:
-                    text_tokens = [[t for part in parts for t in part["text_tokens"]] for parts in per_chunk]
-                    alignments = self.align(encoded, tokenizer, text_tokens, sizes)
-                    last_speech = place_words(per_chunk, alignments, offsets, last_speech)
-                segments.extend(part for parts in per_chunk for part in parts)
-        out = [transcript_segment(s) for s in segments]
-        return {"language": language, "language_probability": round(float(probability), 4),
-                "segments": [s for s in out if s["text"]], "vad_chunks": len(chunks),
-                "batch_size_used": min(batch_size, len(chunks)), "word_timestamps": word_timestamps}
+            for index, (audio, (language, _, _, spans)) in enumerate(zip(audios, plans)):
+                pieces = [audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in spans]
+                if spans:
+                    languages[index] = self._language(language, pieces)
+                    segments[index] = []
+                    work.extend((index, span, piece) for span, piece in zip(spans, pieces))
+            for language in dict.fromkeys(lang for lang, _ in languages.values()):
+                tokenizer = self.tokenizer(language)
+                mine = [w for w in work if languages[w[0]][0] == language]
+                carry = dict.fromkeys((w[0] for w in mine), 0.0)  # last speech time, per recording
+                for first in range(0, len(mine), batch_size):
+                    batch = mine[first:first + batch_size]
+                    encoded = self.encode(self.features([piece for _, _, piece in batch]))
+                    decoded = self.generate(encoded, tokenizer)
+                    forward_batches += 1
+                    per_chunk, sizes = [], []
+                    for (_, (start, end), _), (tokens, avg_logprob) in zip(batch, decoded):
+                        parts = split_by_timestamps(tokens, tokenizer.timestamp_begin, start, end - start)
+                        for part in parts:
+                            part["text_tokens"] = [t for t in part["tokens"] if t < tokenizer.eot]
+                            part["text"] = tokenizer.decode(part["tokens"])
+                            part["avg_logprob"] = avg_logprob
+                            part["words"] = []
+                        per_chunk.append(parts)
+                        sizes.append(int(math.ceil(end - start) * FRAMES_PER_SECOND))
+                    alignments = (self.align(encoded, tokenizer, [[t for part in parts for t in part["text_tokens"]]
+                                                                 for parts in per_chunk], sizes)
+                                  if word_timestamps else None)
+                    for owner, a, b in owner_runs([owner for owner, _, _ in batch]):
+                        if alignments is not None:
+                            carry[owner] = place_words(per_chunk[a:b], alignments[a:b],
+                                                       [span[0] for _, span, _ in batch[a:b]], carry[owner])
+                        segments[owner].extend(part for parts in per_chunk[a:b] for part in parts)
+                chunks_total += len(mine)
+        self.last_run = CrossFileRun([], chunks_total, forward_batches)
+        replies = []
+        for index, (language, word_ts, size, spans) in enumerate(plans):
+            if index not in segments:
+                replies.append(no_speech(language, word_ts))
+                continue
+            out = [transcript_segment(s) for s in segments[index]]
+            replies.append({"language": languages[index][0],
+                            "language_probability": round(float(languages[index][1]), 4),
+                            "segments": [s for s in out if s["text"]], "vad_chunks": len(spans),
+                            "batch_size_used": min(size, len(spans)), "word_timestamps": word_ts})
+        return replies

@@ -56,7 +56,7 @@ class StageStats:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["mean_planned_batch_size"] = (round(self.batch_size_sum / self.requests, 3)
-                                          if self.requests else None)
+                                          if self.requests and self.batch_size_sum else None)
         # Real mean batch where the items are known, else what the governor planned.
         out["mean_batch_size"] = (round(self.items / self.forward_batches, 3) if self.forward_batches
                                   else out["mean_planned_batch_size"])
