@@ -62,7 +62,9 @@ class GraphSettings:
 
     @classmethod
     def from_options(cls, mode: Any = None, buckets_s: Any = None, batch_sizes: Any = None) -> "GraphSettings":
-        mode = "auto" if mode is None else str(mode).strip().lower()
+        if mode is False:  # YAML 1.1 reads an unquoted `off` as false
+            mode = "off"
+        mode = "auto" if mode is None or mode is True else str(mode).strip().lower()
         if mode not in MODES:
             raise ValueError(f"cuda_graphs must be one of {', '.join(MODES)}, not {mode!r}")
         buckets = DEFAULT_BUCKETS_S if buckets_s is None else tuple(float(b) for b in buckets_s)
@@ -241,12 +243,12 @@ class GraphRunner:
         if not self.active or not self._capture or self._graphs:
             return
         started = time.perf_counter()
-        device = torch.device(self.device)
-        reserved_before = torch.cuda.memory_reserved(device)
         pool = None
         keys = sorted(((b, s) for b in self.buckets for s in self.batch_sizes),
                       key=lambda key: (key[0] * key[1], key[0]), reverse=True)  # largest first: one pool
         try:
+            device = torch.device(self.device)
+            reserved_before = torch.cuda.memory_reserved(device)
             with torch.inference_mode(), torch.cuda.device(device):
                 for bucket, size in keys:
                     waves = torch.zeros(size, bucket, dtype=torch.float32, device=device)
