@@ -157,6 +157,7 @@ def test_bucketed_forward_equals_eager_per_segment(models, name):
     # The results depend on the audio (not a constant), and the padded path really ran.
     assert len({tuple(np.round(values(e), 6)) for e in eager}) == len(LENGTHS)
     assert stats["padded_segments"] == len(LENGTHS) - 1 and stats["dummy_rows"] > 0
+    assert 0 < stats["bucket_padding_fraction"] < 1
     assert stats["eager_segments"] == 1 and "longer than the largest bucket" in next(iter(stats["eager_reasons"]))
 
 

@@ -172,6 +172,8 @@ class GraphCounters:
     eager_batches: int = 0
     eager_segments: int = 0
     dummy_rows: int = 0
+    samples: int = 0          # true samples of the bucketed segments
+    bucket_samples: int = 0   # what their padded batches hold (buckets x rows, dummy rows included)
     eager_reasons: Counter = field(default_factory=Counter)
 
 
@@ -231,6 +233,7 @@ class GraphRunner:
             "padded_batches": c.padded_batches, "padded_segments": c.padded_segments,
             "eager_batches": c.eager_batches, "eager_segments": c.eager_segments,
             "dummy_rows": c.dummy_rows, "eager_reasons": dict(c.eager_reasons),
+            "bucket_padding_fraction": round(1 - c.samples / c.bucket_samples, 4) if c.bucket_samples else None,
         }
 
     def release(self) -> None:
@@ -309,6 +312,8 @@ class GraphRunner:
         waves, lengths = pad_into_bucket(tensors, batch.bucket, batch.batch_size)
         n = len(tensors)
         self.counters.dummy_rows += batch.padding_rows
+        self.counters.samples += int(lengths[:n].sum())
+        self.counters.bucket_samples += batch.bucket * batch.batch_size
         if not self._capture:
             out = self._padded_forward(waves.to(self.device), lengths.to(self.device))
             self.counters.padded_batches += 1
