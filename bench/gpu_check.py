@@ -20,8 +20,22 @@ after every part, so a run stopped at its time limit still leaves what it measur
 5. ``agreement``: per model, word error rate between the backends' transcripts and the mean
    difference of the start times of the words both heard;
 6. ``ser``: dimensional (and categorical where SpeechBrain is installed) SER with the
-   published models' sizes and random weights (``tests/ser_fixtures.py``) on 4 s segments;
-7. ``nvml``: ``bench/gpu_nvml_check.py`` (real NVML readings through the governor's wrapper).
+   published models' sizes and random weights (``tests/ser_fixtures.py``) on 4 s segments
+   (the loaders' default ``cuda_graphs: auto``: graphs on CUDA);
+7. ``ser_graphs``: CUDA-graph vs eager SER at batch 1-8 on 2.5-4 s segments (the 4 s bucket):
+   time per batch each way, the ratio, max |graph - eager| (target >= 1.2x at batch <= 4,
+   accuracy within 1e-3); on the CPU (dry run) the bucketed forward without graphs;
+8. ``ser_utilisation``: GPU utilisation sampled through the governor's NVML wrapper
+   (``NvmlQuery``) while both SER models run the workload's segments for a few seconds, with
+   graphs and eagerly (target >= 90 %); "no NVML" and why where there is none;
+9. ``dynamic_batching``: the files' ``transcribe`` then ``ser`` requests, all files concurrently,
+   through the socket-free ``DaemonCore`` with the daemon's governor, cross-file batching off
+   (batch_max_items=1) and on: wall seconds, per stage ``mean_batch_size``,
+   ``requests_per_batch``, ``padding_fraction``, and whether the outputs agree;
+10. ``nvml``: ``bench/gpu_nvml_check.py`` (real NVML readings through the governor's wrapper).
+
+Parts 7-9 share one load of the SER models; part 9 takes the faster ASR backend of part 4 and
+as many files as fit the time left.
 
 Weights: the real ones under ``--models-dir`` (``voiceman models prepare``).  Where a model
 folder holds only ``config.json`` + ``tokenizer.json`` (a lent machine's 64 MiB transfer
@@ -394,7 +408,7 @@ def run_ser_graphs(models_dir: Path, device: str, audio: dict[str, np.ndarray], 
         n = int(rng.uniform(2.5, 4.0) * SAMPLE_RATE)
         start = int(rng.integers(0, samples.size - n + 1))
         windows.append(samples[start:start + n])
-    repeats = 1 if dry_run else 10
+    repeats = 1 if dry_run else 7
     batch_sizes = (1, 3, 8) if dry_run else tuple(range(1, 9))  # dry run: exact, padded and largest only
     out: dict[str, Any] = {"segment_s": [round(w.size / SAMPLE_RATE, 2) for w in windows], "repeats": repeats,
                            "target": f">= {GRAPH_TARGET_SPEEDUP} x eager at batch <= 4, max |diff| <= 1e-3"}
@@ -450,7 +464,7 @@ def run_ser_utilisation(models_dir: Path, device: str, audio: dict[str, np.ndarr
         raise RuntimeError("no SER model loaded")
     query = NvmlQuery()
     nvml = query.init()
-    interval, duration = (0.05, 0.0) if dry_run else (0.1, 8.0)
+    interval, duration = (0.05, 0.0) if dry_run else (0.1, 6.0)
     settle_s = 0.0 if dry_run else 1.0  # NVML averages over its own window: skip the run's first second
     out: dict[str, Any] = {"nvml": nvml, "no_nvml_reason": None if nvml else (query.unavailable_reason or "no NVML"),
                            "device_name": query.device_name() if nvml else None, "segments": len(segments),
@@ -800,11 +814,16 @@ def main(argv: list[str] | None = None) -> int:
         check.part("ser_utilisation", run_ser_utilisation, models_dir, device, audio, size, args.dry_run, ser_cache,
                    need_s=30.0)
         first = names[0]
-        ok_backends = [b for b in BACKENDS if runs.get(first, {}).get(b)]
+        ok_backends = sorted((runs[first][b]["transcribe_wall_s"], b) for b in BACKENDS if runs.get(first, {}).get(b))
         if ok_backends:
+            # The faster backend, and as many files as both modes' transcription fits in the time
+            # left (the asr part measured what one file costs); at least 2, else nothing is batched.
+            wall, backend = ok_backends[0]
             paths = (loaded or {}).get("_paths") or {}
+            fit = int((check.left() - 30.0) / (2.5 * max(wall / max(len(paths), 1), 0.1)))
+            paths = {name: paths[name] for name in sorted(paths)[:max(2, min(len(paths), fit))]}
             asr_dir = Path(check.result["asr"][first][f"weights:{first}"]["path"])
-            check.part("dynamic_batching", run_dynamic_batching, asr_dir, ok_backends[0], models_dir, device, paths,
+            check.part("dynamic_batching", run_dynamic_batching, asr_dir, backend, models_dir, device, paths,
                        size, args.beam_size, args.cpu_threads, args.dry_run, ser_cache, need_s=60.0)
         else:
             check.result["dynamic_batching"] = {"status": "skipped", "reason": f"no ASR backend ran for {first}"}

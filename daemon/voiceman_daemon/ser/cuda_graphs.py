@@ -263,7 +263,9 @@ class GraphRunner:
                             self._padded_forward(waves, lengths)
                     torch.cuda.current_stream().wait_stream(side)
                     graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph, pool=pool):
+                    # thread_local: the daemon's other threads (governor sampler, I/O pool) may
+                    # call CUDA while the inference thread captures.
+                    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                         output = self._padded_forward(waves, lengths)
                     if pool is None:
                         pool = graph.pool()
