@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, as one short prepared script: nvidia-smi, the device probe, both Whisper
 # backends (CTranslate2, transformers) on the same synthesised files with realtime factors and
-# their agreement, SER with the published models' sizes, real NVML readings.  JSON goes to
+# their agreement, SER with the published models' sizes, CUDA-graph vs eager SER at batch 1-8,
+# GPU utilisation during the SER stage, dynamic batching on vs off through the daemon core,
+# real NVML readings.  Targets are printed next to the measured values.  JSON goes to
 # $OUT (a lent machine sends that folder back), else ./gpu_check_out.
 #
 #   bench/gpu_check.sh              # on a GPU machine: about 6 minutes, stops starting new

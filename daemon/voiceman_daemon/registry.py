@@ -39,7 +39,8 @@ class ModelSpec:
     def from_dict(cls, kind: str, d: dict[str, Any]) -> "ModelSpec":
         if not d or not d.get("id"):
             raise ValueError(f"no model id configured for '{kind}'")
-        options = tuple(sorted((k, v) for k, v in d.items() if k not in ("id", "revision") and _hashable(v)))
+        options = tuple(sorted((k, _frozen(v)) for k, v in d.items()
+                               if k not in ("id", "revision") and _hashable(_frozen(v))))
         return cls(kind=kind, id=str(d["id"]), revision=d.get("revision"), options=options)
 
     def identity(self) -> tuple[str, str | None]:
@@ -47,6 +48,11 @@ class ModelSpec:
 
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
+
+
+def _frozen(value: Any) -> Any:
+    """Lists of scalars (e.g. ser graph_buckets_s) as tuples, so they can be load options."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 def _hashable(value: Any) -> bool:
@@ -223,7 +229,12 @@ class ModelRegistry:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return {kind: s.to_dict() for kind, s in self._stats.items()}
+            out = {kind: s.to_dict() for kind, s in self._stats.items()}
+            for kind, model in self._models.items():  # e.g. SER: CUDA-graph vs eager batches
+                runtime = getattr(model, "runtime_stats", None)
+                if callable(runtime):
+                    out[kind]["runtime"] = runtime()
+            return out
 
 
 class ModelPinMismatch(RuntimeError):

@@ -18,6 +18,7 @@ import torch
 from .batching import dummy_segment, min_samples_for, run_batched
 from .categorical_hf import TransformersAudioClassifierBackend
 from .categorical_speechbrain import SpeechBrainEmotionBackend
+from .cuda_graphs import GraphRunner, GraphSettings
 from .device import MemoryProbe, select_device
 from .errors import ModelDirectoryError, SERLoadError
 from .integrity import check_expected_sha256, hash_weight_files, require_directory
@@ -42,7 +43,8 @@ class CategoricalSER:
 
     def __init__(self, model_dir: Path, device: str = "auto", *,
                  memory_probe: Optional[MemoryProbe] = None,
-                 expected_sha256: Optional[str] = None):
+                 expected_sha256: Optional[str] = None,
+                 graphs: Optional[GraphSettings] = None):
         started = time.perf_counter()
         self.kind = detect_kind(model_dir)
         self.model_id = str(model_dir)
@@ -56,14 +58,24 @@ class CategoricalSER:
         self.labels = list(self.backend.labels)
         self.sample_rate = self.backend.sample_rate
         self._min_samples = min_samples_for(self.sample_rate, self.backend.min_samples)
+        self.graphs = self.graph_runner(graphs or GraphSettings())
+        self.graphs.warm_up()  # captures the CUDA graphs (on CUDA, unless off)
 
         warm = self.predict([dummy_segment(self.sample_rate)], self.sample_rate)[0]
         if isinstance(warm, SegmentError):
             raise SERLoadError(f"{model_dir}: warm-up forward failed: {warm.error}")
         self.load_seconds = time.perf_counter() - started
 
+    def graph_runner(self, settings: GraphSettings, capture: bool = True) -> GraphRunner:
+        """The bucketed/graph runner over the backend's prepared segments (capture=False: the
+        bucketed forward without graphs, on any device; tests compare it with the eager path)."""
+        return GraphRunner(f"ser_categorical {self.model_id}", self.device, settings, self.sample_rate,
+                           self.backend.padded_probabilities, self.backend.probabilities_prepared,
+                           unsupported=self.backend.padded_unsupported(), capture=capture)
+
     def _infer(self, waveforms: list[torch.Tensor]) -> list[CategoricalResult]:
-        probabilities = self.backend.probabilities(waveforms).cpu().numpy().astype(np.float64)
+        prepared = [self.backend.prepare(w) for w in waveforms]
+        probabilities = self.graphs.run(prepared).numpy().astype(np.float64)
         results = []
         for row in probabilities:
             best = int(np.argmax(row))
@@ -81,7 +93,8 @@ class CategoricalSER:
 
 def load_categorical(path: str, device: str = "auto", *,
                      memory_probe: Optional[MemoryProbe] = None,
-                     expected_sha256: Optional[str] = None) -> CategoricalSER:
+                     expected_sha256: Optional[str] = None,
+                     graphs: Optional[GraphSettings] = None) -> CategoricalSER:
     """Load a SpeechBrain IEMOCAP-layout or transformers audio-classification directory."""
     return CategoricalSER(require_directory(path), device, memory_probe=memory_probe,
-                          expected_sha256=expected_sha256)
+                          expected_sha256=expected_sha256, graphs=graphs)

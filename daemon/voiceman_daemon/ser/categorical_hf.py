@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, Wav2Vec2Model
 
+from . import wav2vec2_encoding
 from .errors import ModelDirectoryError
 from .integrity import load_complete_checkpoint, require_files
 
@@ -65,3 +67,39 @@ class TransformersAudioClassifierBackend:
         if self.uses_attention_mask:
             return self._run(waveforms)
         return torch.cat([self._run([w]) for w in waveforms], dim=0)
+
+    # -- the bucketed / CUDA-graph path (ser/cuda_graphs.py) -------------------------------
+    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The segment after the model's own preprocessor (normalised on its own samples)."""
+        values = self.feature_extractor(waveform.numpy(), sampling_rate=self.sample_rate,
+                                        return_tensors="np").input_values[0]
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+    def probabilities_prepared(self, waveforms: list[torch.Tensor]) -> torch.Tensor:
+        """The eager forward of prepared segments: batched with an attention mask where the
+        preprocessor declares one, else one at a time (as `probabilities`)."""
+        if not self.uses_attention_mask:
+            return torch.cat([torch.softmax(self.model(input_values=w[None].to(self.device)).logits.float(), dim=-1)
+                              for w in waveforms], dim=0)
+        lengths = torch.tensor([w.shape[0] for w in waveforms])
+        padded = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True)
+        mask = (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).long()
+        logits = self.model(input_values=padded.to(self.device), attention_mask=mask.to(self.device)).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+    def padded_unsupported(self) -> str | None:
+        encoder = getattr(self.model, "wav2vec2", None)
+        if not isinstance(encoder, Wav2Vec2Model):
+            return f"{type(self.model).__name__} is not a wav2vec2 classifier"
+        if getattr(self.model.config, "use_weighted_layer_sum", False):
+            return "use_weighted_layer_sum classifiers are not supported on the bucketed path"
+        if not hasattr(self.model, "projector") or not hasattr(self.model, "classifier"):
+            return f"{type(self.model).__name__} has no projector/classifier head"
+        return wav2vec2_encoding.supports_padded(encoder)
+
+    def padded_probabilities(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Wav2Vec2ForSequenceClassification's eval forward on a fixed-shape batch with true
+        lengths: encoder, projector, mean over each segment's own frames, classifier."""
+        hidden, mask = wav2vec2_encoding.encode_padded(self.model.wav2vec2, waves, lengths)
+        pooled = wav2vec2_encoding.masked_mean(self.model.projector(hidden), mask)
+        return torch.softmax(self.model.classifier(pooled).float(), dim=-1)

@@ -161,10 +161,35 @@ class SpeechBrainEmotionBackend:
         self.sample_rate = int(self.lobe.feature_extractor.sampling_rate)
         self.min_samples = wav2vec2_encoding.min_input_samples(self.lobe.model)
 
+    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The segment as the encoder sees it: the lobe's layer_norm over the whole (unpadded)
+        segment when the lobe normalises waveforms."""
+        return F.layer_norm(waveform, waveform.shape) if self.lobe.normalize_wav else waveform
+
     def probabilities(self, waveforms: list[torch.Tensor]) -> torch.Tensor:
         """(B, n_labels) class probabilities; each row independent of the batch."""
-        if self.lobe.normalize_wav:  # the lobe's layer_norm over the whole (unpadded) segment
-            waveforms = [F.layer_norm(w, w.shape) for w in waveforms]
+        return self.probabilities_prepared([self.prepare(w) for w in waveforms])
+
+    def padded_unsupported(self) -> str | None:
+        return wav2vec2_encoding.supports_padded(self.lobe.model)
+
+    def padded_probabilities(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, n_labels) for a fixed-shape batch of prepared segments with true lengths (the
+        CUDA-graph path): tensor operations only, padded frames masked everywhere."""
+        hidden, mask = wav2vec2_encoding.encode_padded(self.lobe.model, waves, lengths)
+        pooled = wav2vec2_encoding.masked_mean(hidden, mask)
+        if self.lobe.output_norm:
+            # layer_norm over each segment's valid (time, channels), then the mean over time:
+            # mean_t((h_t - mu) / s) = (mean_t h_t - mu) / s.
+            weights = mask.to(hidden.dtype).unsqueeze(-1)
+            count = weights.sum(dim=(1, 2)) * hidden.shape[-1]
+            mu = (hidden * weights).sum(dim=(1, 2)) / count
+            var = (((hidden - mu[:, None, None]) * weights) ** 2).sum(dim=(1, 2)) / count
+            pooled = (pooled - mu[:, None]) * torch.rsqrt(var + 1e-5)[:, None]
+        return torch.softmax(self.output_mlp(pooled).float(), dim=-1)
+
+    def probabilities_prepared(self, waveforms: list[torch.Tensor]) -> torch.Tensor:
+        """`probabilities` of segments already through `prepare` (the eager path)."""
         hidden, mask = wav2vec2_encoding.encode(self.lobe.model, waveforms)
         pooled = []
         for i in range(hidden.shape[0]):

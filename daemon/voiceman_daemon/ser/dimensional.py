@@ -20,6 +20,7 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
 from . import wav2vec2_encoding
+from .cuda_graphs import GraphRunner, GraphSettings
 from .batching import dummy_segment, min_samples_for, run_batched
 from .device import MemoryProbe, select_device
 from .errors import ModelDirectoryError, SERLoadError
@@ -74,6 +75,11 @@ class AudeeringDimensionalModel(Wav2Vec2PreTrainedModel):
         hidden, mask = wav2vec2_encoding.encode(self.wav2vec2, waveforms)
         return self.classifier(wav2vec2_encoding.masked_mean(hidden, mask))
 
+    def predict_padded(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, 3) outputs of a fixed-shape (B, L) batch with true lengths: the CUDA-graph path."""
+        hidden, mask = wav2vec2_encoding.encode_padded(self.wav2vec2, waves, lengths)
+        return self.classifier(wav2vec2_encoding.masked_mean(hidden, mask))
+
 
 def _output_order(config: Wav2Vec2Config, model_dir: Path) -> list[int]:
     """Index of arousal, dominance, valence in the model output, from config.id2label."""
@@ -92,7 +98,8 @@ class DimensionalSER:
 
     def __init__(self, model_dir: Path, device: str = "auto", *,
                  memory_probe: Optional[MemoryProbe] = None,
-                 expected_sha256: Optional[str] = None):
+                 expected_sha256: Optional[str] = None,
+                 graphs: Optional[GraphSettings] = None):
         started = time.perf_counter()
         require_files(model_dir, ["config.json", "preprocessor_config.json"], "a dimensional wav2vec2 SER model")
         self.model_id = str(model_dir)
@@ -114,6 +121,8 @@ class DimensionalSER:
         self._min_samples = min_samples_for(self.sample_rate, wav2vec2_encoding.min_input_samples(model.wav2vec2))
         model.requires_grad_(False)
         self.model = model.to(self.device).eval()
+        self.graphs = self.graph_runner(graphs or GraphSettings())
+        self.graphs.warm_up()  # captures the CUDA graphs (on CUDA, unless off)
 
         warm = self.predict([dummy_segment(self.sample_rate)], self.sample_rate)[0]
         if isinstance(warm, SegmentError):
@@ -127,8 +136,15 @@ class DimensionalSER:
         ).input_values[0]
         return torch.from_numpy(np.asarray(values, dtype=np.float32))
 
+    def graph_runner(self, settings: GraphSettings, capture: bool = True) -> GraphRunner:
+        """The bucketed/graph runner for this model (capture=False: the bucketed forward without
+        graphs, on any device; tests compare it with the eager path)."""
+        return GraphRunner(f"ser_dimensional {self.model_id}", self.device, settings, self.sample_rate,
+                           self.model.predict_padded, self.model.predict_segments,
+                           unsupported=wav2vec2_encoding.supports_padded(self.model.wav2vec2), capture=capture)
+
     def _infer(self, waveforms: list[torch.Tensor]) -> list[DimensionalResult]:
-        outputs = self.model.predict_segments([self._normalise(w) for w in waveforms]).float().cpu()
+        outputs = self.graphs.run([self._normalise(w) for w in waveforms])
         ordered = outputs[:, self._order]
         return [DimensionalResult(*(float(v) for v in row)) for row in ordered]
 
@@ -140,7 +156,8 @@ class DimensionalSER:
 
 def load_dimensional(path: str, device: str = "auto", *,
                      memory_probe: Optional[MemoryProbe] = None,
-                     expected_sha256: Optional[str] = None) -> DimensionalSER:
+                     expected_sha256: Optional[str] = None,
+                     graphs: Optional[GraphSettings] = None) -> DimensionalSER:
     """Load an audeering-layout dimensional SER checkpoint from a local directory."""
     return DimensionalSER(require_directory(path), device, memory_probe=memory_probe,
-                          expected_sha256=expected_sha256)
+                          expected_sha256=expected_sha256, graphs=graphs)
