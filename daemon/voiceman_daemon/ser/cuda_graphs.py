@@ -1,4 +1,4 @@
-"""CUDA-graph SER: fixed-length buckets, one graph per (bucket, batch size), eager fallback.
+"""CUDA-graph SER (O1, PR-008): fixed-length buckets, one graph per (bucket, batch size), eager fallback.
 
 A wav2vec2 SER forward launches hundreds of small kernels; at small batches the GPU waits
 on the CPU launching them. A CUDA graph records the launches once and replays them with
