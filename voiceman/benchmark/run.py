@@ -95,6 +95,10 @@ def run_pipeline(work: Path, workload: Workload) -> dict[str, Any]:
             "model_loads": {k: m["loads"] for k, m in stats["models"].items() if m["loads"]},
             "model_load_s": round(sum(m["load_s"] for m in stats["models"].values()), 2),
             "failures": {f["name"]: f.get("reason") for f in case.get("files", []) if f.get("status") != "done"},
+            # How the daemon batched across files (the other modes send one file at a time).
+            "daemon_stages": {stage: {k: s.get(k) for k in ("requests", "batches", "mean_batch_size",
+                                                           "requests_per_batch", "padding_fraction")}
+                              for stage, s in stats.get("stages", {}).items() if s.get("requests")},
             "results": str(results)}
 
 
@@ -109,6 +113,9 @@ def table(result: dict[str, Any]) -> str:
              f"{'mode':<10} {'wall s':>8}  model loads",
              *(f"{m:<10} {modes[m]['wall_s']:>8.1f}  "
                + ", ".join(f"{k} {n}" for k, n in sorted(modes[m]['model_loads'].items())) for m in modes),
+             *(f"pipeline {stage}: mean batch {s['mean_batch_size']}, requests per batch "
+               f"{s['requests_per_batch']}, padding {s['padding_fraction']}"
+               for stage, s in modes.get("pipeline", {}).get("daemon_stages", {}).items()),
              "ratios: " + ", ".join(f"{k} = {v}" for k, v in result["ratios"].items()),
              "agreement: " + json.dumps(result["agreement"])]
     return "\n".join(lines)
