@@ -449,7 +449,7 @@ class DaemonCore:
             outcomes = [Outcome.failure(j.request_id, j.kind, f"{type(exc).__name__}: {exc}", "request")
                         for j in jobs]
         self.runner.after_batch(ticket, ok, batch.items, requests=len(jobs), lengths=lengths,
-                                forward_batches=batch.forward_batches)
+                                forward_batches=batch.forward_batches, padding=batch.padding)
         busy = (time.monotonic() - started) / len(jobs)
         for j in jobs:
             for kind in ticket.specs:

@@ -35,6 +35,7 @@ from .registry import LoadedModel, ModelSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_DECODE_TIMEOUT_S = 600.0
+WHISPER_WINDOW_SAMPLES = 30 * SAMPLE_RATE
 WATCHDOG_GRACE_S = 2.0  # past the limit, before a decode that ignores it counts as stuck
 
 
@@ -114,6 +115,9 @@ class BatchRun:
     replies: list[dict[str, Any]]
     items: int | None = None            # units of work: ASR speech chunks, SER segments
     forward_batches: int | None = None  # model passes they took (None: items / batch size)
+    # (samples of audio in the items, samples the model saw with padding) where the handler
+    # knows; else the core estimates it from SER waveforms (scheduler.padded_size).
+    padding: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,16 @@ def _run_transcribe(models: dict[str, LoadedModel], payloads: list[dict[str, Any
         if "diarization" in models:
             reply["segments"], reply["diarization"] = diarize_transcript(models["diarization"], payload["audio"],
                                                                          reply["segments"])
-    run = getattr(model, "last_run", None)  # how the chunks were batched (CTranslate2 backend)
+    run = getattr(model, "last_run", None)  # how the chunks were batched (backends that batch across files)
+    spans = [c for p, r in zip(payloads, replies) if r.get("vad_chunks") for c in (p.get("chunks") or [])]
+    # Whisper pads every chunk to its 30 s window: what it decodes beyond the speech is padding.
+    padding = ((int(sum(b - a for a, b in spans) * SAMPLE_RATE), len(spans) * WHISPER_WINDOW_SAMPLES)
+               if spans else None)
     if run is not None:
-        return BatchRun(replies, items=run.chunks or None, forward_batches=run.forward_batches or None)
+        return BatchRun(replies, items=run.chunks or None, forward_batches=run.forward_batches or None,
+                        padding=padding)
     chunks = sum(r.get("vad_chunks") or 0 for r in replies)
-    return BatchRun(replies, items=chunks or None)
+    return BatchRun(replies, items=chunks or None, padding=padding)
 
 
 def _prepare_recording(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec]) -> dict[str, Any]:

@@ -187,7 +187,8 @@ class GovernedRunner:
             self.governor.batch_finished(ticket.stage)
 
     def after_batch(self, ticket: Ticket, ok: bool, items: int | None, requests: int = 1,
-                    lengths: list[int] | None = None, forward_batches: int | None = None) -> None:
+                    lengths: list[int] | None = None, forward_batches: int | None = None,
+                    padding: tuple[int, int] | None = None) -> None:
         """Count one governed batch of ``requests`` requests; ``lengths`` (samples per item)
         give the padding the models' length-sorted forward batches add; ``forward_batches``
         is how many model passes the items took where the handler knows (else items / size)."""
@@ -199,7 +200,10 @@ class GovernedRunner:
             stats.batches += 1
             stats.ok += requests * int(ok)
             stats.failed += requests * int(not ok)
-            if lengths:  # the forward batch size: the governor's, else the request's, else all at once
+            if padding:  # (samples, padded samples) as the handler counted them
+                stats.samples += padding[0]
+                stats.padded_samples += padding[1]
+            elif lengths:  # the forward batch size: the governor's, else the request's, else all at once
                 size = ticket.batch_size or (ticket.content.get("options") or {}).get("batch_size") or len(lengths)
                 stats.samples += sum(lengths)
                 stats.padded_samples += padded_size(lengths, int(size))
