@@ -17,8 +17,8 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides, wait_for
-from voiceman import daemonctl, protocol, runtime
-from voiceman.client import DaemonClient, DaemonError
+from voiceman.daemonlink import daemonctl, protocol, runtime
+from voiceman.daemonlink.client import DaemonClient, DaemonError
 from voiceman.config import load_config
 
 
@@ -156,7 +156,7 @@ def test_pid_alive_never_means_every_process():
 RUN_SCRIPT = r"""
 import json, os, sys
 from pathlib import Path
-from voiceman import daemonctl
+from voiceman.daemonlink import daemonctl
 config, results = json.loads(sys.argv[1]), Path(sys.argv[2])
 try:
     print(json.dumps({"ensure": daemonctl.ensure_for_workflow(config, results), "pid": os.getpid()}), flush=True)

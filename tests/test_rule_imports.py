@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 RULE_MODULES = ["voiceman.rulejobs", "voiceman.rulekit", "voiceman.voice", "voiceman.patterns",
-                "voiceman.forensic", "voiceman.htmlreport", "voiceman.runreport", "voiceman.case"]
+                "voiceman.forensic", "voiceman.htmlreport", "voiceman.observe.runreport", "voiceman.case"]
 HEAVY = {"torch", "whisperx", "transformers", "speechbrain", "ctranslate2", "pyannote", "faster_whisper"}
 
 

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from voiceman import atomic, runreport, stages
+from voiceman import atomic, stages
+from voiceman.observe import runreport
 from voiceman.demo import encode
 from voiceman_daemon.governor import NvmlQuery, NvmlSensor
 

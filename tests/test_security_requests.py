@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voiceman import protocol
+from voiceman.daemonlink import protocol
 from voiceman.audio import decode_fd
-from voiceman.client import RequestFailed
+from voiceman.daemonlink.client import RequestFailed
 from voiceman.demo import encode
 from voiceman.hashing import sha256_file
-from voiceman.protocol import Message
+from voiceman.daemonlink.protocol import Message
 from voiceman_daemon.confinement import CaseRoots, ModelRefused, sha256_tree
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.handlers import Evidence, build_handlers

@@ -1,6 +1,6 @@
 """Beyond one machine: the demo case through Snakemake's SLURM executor, one daemon per node.
 
-The first tests check the per-node pieces of voiceman/daemonctl.py with a real daemon and no
+The first tests check the per-node pieces of voiceman/daemonlink/daemonctl.py with a real daemon and no
 SLURM: jobs on one node share one daemon (one model load), it stops by itself when idle, a
 daemon killed with its job is replaced at once, a node without a GPU fails a job that needs
 one.  The last test (marker ``slurm``, alone: ``pytest -m slurm tests/test_slurm.py``) starts
@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, daemon_overrides, run_snakemake, wait_for
-from voiceman import daemonctl
-from voiceman.client import DaemonError
+from voiceman.daemonlink import daemonctl
+from voiceman.daemonlink.client import DaemonError
 from voiceman.config import load_config
 
 SCRIPT = REPO / "scripts" / "slurm_single_node.sh"
@@ -152,8 +152,8 @@ def test_a_job_that_needs_a_gpu_fails_clearly_on_a_node_without_one(tiny_model, 
 def test_jobs_reach_a_daemon_on_another_node_only_through_curve(node_dir, tmp_path):
     """A cluster without GPU daemons on the job nodes: one daemon on a GPU host, reached over
     TCP.  Jobs reach it only with CURVE keys (issue 13 item 2); on loopback here."""
-    from voiceman import transport
-    from voiceman.transport import CurveSettings, TransportError
+    from voiceman.daemonlink import transport
+    from voiceman.daemonlink.transport import CurveSettings, TransportError
     from voiceman_daemon.core import DaemonCore
     from voiceman_daemon.registry import ModelRegistry
     from voiceman_daemon.server import DaemonServer

@@ -1,4 +1,4 @@
-"""Who may talk to the daemon (voiceman/transport.py): ipc in a private directory; tcp on
+"""Who may talk to the daemon (voiceman/daemonlink/transport.py): ipc in a private directory; tcp on
 loopback, or anywhere with ZeroMQ CURVE keys, answering only authorized clients; keys made by
 ``voiceman keys generate`` and refused when anyone else could read or change them.  Real
 sockets on 127.0.0.1, a real daemon process for the end-to-end check."""
@@ -18,10 +18,10 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides
-from voiceman import protocol, transport
+from voiceman.daemonlink import protocol, transport
 from voiceman.cli import main as cli_main
-from voiceman.client import DaemonClient, DaemonUnavailable
-from voiceman.transport import CurveSettings, TransportError
+from voiceman.daemonlink.client import DaemonClient, DaemonUnavailable
+from voiceman.daemonlink.transport import CurveSettings, TransportError
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.registry import ModelRegistry
 from voiceman_daemon.server import DaemonServer
@@ -240,7 +240,7 @@ def test_incomplete_or_wrong_key_settings_are_refused(keys, tmp_path):
 
 def test_curve_settings_come_from_the_validated_config(keys):
     from voiceman.config import ConfigError, load_config
-    from voiceman.daemonctl import client_for
+    from voiceman.daemonlink.daemonctl import client_for
 
     config = load_config(None, {"daemon": {"endpoint": "tcp://10.9.8.7:5555", "curve": {
         "server_public_key": str(keys["server_public_key"]), "client_secret_key": str(keys["client_secret_key"])}}})
@@ -326,7 +326,7 @@ def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_pat
 
 def test_real_daemon_process_on_tcp_with_curve_transcribes_for_an_authorized_client(
         runtime_dir, keys, tiny_model, speech_case, tmp_path):
-    from voiceman.daemonctl import wait_until_answering, wait_until_ready
+    from voiceman.daemonlink.daemonctl import wait_until_answering, wait_until_ready
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     overrides = daemon_overrides(tiny_model)

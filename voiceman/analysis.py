@@ -13,7 +13,7 @@ from typing import Any
 import voiceman
 
 from .audio import SAMPLE_RATE, AudioDecodeError, decode_file
-from .client import DaemonClient, RequestFailed
+from .daemonlink.client import DaemonClient, RequestFailed
 from .config import model_request
 from .hashing import config_sha256, sha256_file
 from .stages import failed, upstream_failure, utc_now

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import voiceman
 
-from . import analysis, atomic, case, daemonctl, stages
-from .client import DaemonClient
+from . import analysis, atomic, case, stages
+from .daemonlink import daemonctl
+from .daemonlink.client import DaemonClient
 from .rulekit import RuleJob, job_logging
 
 # The per-file rules in DAG order (the benchmark's in-process loop runs them in this order).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audio import AudioDecodeError, decode_file
-from .client import DaemonClient, RequestFailed
+from .daemonlink.client import DaemonClient, RequestFailed
 from .config import model_request
 from .hashing import sha256_file
 

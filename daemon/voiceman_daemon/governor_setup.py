@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from voiceman import runtime
+from voiceman.daemonlink import runtime
 from voiceman.config import REPO_ROOT
 
 from .governor import Governor, NvmlSensor, Snapshot, TraceSensor, load_governor_config

@@ -9,7 +9,7 @@ from __future__ import annotations
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from voiceman.client import DaemonLost, RequestFailed
+from voiceman.daemonlink.client import DaemonLost, RequestFailed
 
 from .core import DaemonCore
 

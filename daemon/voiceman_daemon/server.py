@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import zmq
 
 import voiceman
-from voiceman import protocol, transport
-from voiceman.protocol import Message
+from voiceman.daemonlink import protocol, transport
+from voiceman.daemonlink.protocol import Message
 
 from .core import DaemonCore, Outcome
 from .requests import CONTROL_REQUESTS, RequestInvalid, parse_control

@@ -6,7 +6,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from voiceman import case as vm_case
-from voiceman import daemonctl, rulejobs
+from voiceman import rulejobs
+from voiceman.daemonlink import daemonctl
 from voiceman.patterns import database_files
 from voiceman.rulekit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
@@ -54,7 +55,7 @@ def per_file(stage, ext="json"):
 def daemon_up():
     """Record the run start (the run report's window), then find the daemon or start one for
     this run (it is stopped again by daemon_down)."""
-    from voiceman import runreport
+    from voiceman.observe import runreport
 
     runreport.record_run_start(RESULTS, config)
     logger.info(daemonctl.ensure_for_workflow(config, Path(RESULTS)))
@@ -64,7 +65,7 @@ def daemon_down(status=None):
     """Save the daemon's stats beside the results, stop the daemon only if this run started it,
     then write results/run_report.json + .html (E5) -- after the stats, on success and on error.
     status: "success" / "error"; None = success when case.json was written in this run."""
-    from voiceman import runreport
+    from voiceman.observe import runreport
 
     try:
         logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))

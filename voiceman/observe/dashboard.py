@@ -18,9 +18,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .atomic import read_json
-from .case import CaseError, discover
-from .client import DaemonClient, DaemonError
+from ..atomic import read_json
+from ..case import CaseError, discover
+from ..daemonlink.client import DaemonClient, DaemonError
 from .runreport import RUN_START_FILE, STAGE_ORDER
 
 # What each stage waits for (its queue = files its inputs are ready for, not yet done).

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from . import protocol, runtime, transport
-from .atomic import write_json
+from ..atomic import write_json
 from .client import DaemonClient, DaemonError
 
 log = logging.getLogger(__name__)

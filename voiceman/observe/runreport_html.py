@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .htmlreport.html_parts import esc, fmt_num, key_value_table, page
+from ..htmlreport.html_parts import esc, fmt_num, key_value_table, page
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 720, 200, 52, 16, 24, 30
 STATE_FILL = {"cooldown": "#ffe2b8", "halted": "#ffc4c0"}

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import read_json, write_json, write_text
+from ..atomic import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def sample_stats(samples: list[dict[str, Any]], governor: dict[str, Any]) -> Sam
 
 
 def _case_files(run_info: dict[str, Any]) -> list[str]:
-    from .case import CaseError, discover
+    from ..case import CaseError, discover
     if not run_info.get("case_dir"):
         return []
     try:
