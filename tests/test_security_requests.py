@@ -446,7 +446,8 @@ def test_daemon_hashes_what_it_decodes_and_refuses_other_bytes(daemon, layout):
 def test_stages_send_the_ingest_hash_and_a_changed_file_fails(daemon, layout, tiny_model):
     from conftest import daemon_overrides
     from voiceman.config import load_config
-    from voiceman.stages import asr_request, ingest, transcribe
+    from voiceman.pipeline.ingest import ingest
+    from voiceman.pipeline.transcribe import asr_request, transcribe
 
     proc, client, log = daemon
     evidence = layout["case"] / "changing.wav"
@@ -463,7 +464,7 @@ def test_stages_send_the_ingest_hash_and_a_changed_file_fails(daemon, layout, ti
 
 def test_ser_stage_sends_the_transcript_hash(tmp_path, tiny_model):
     from conftest import daemon_overrides
-    from voiceman.analysis import emotion
+    from voiceman.pipeline.ser import emotion
     from voiceman.config import load_config
 
     (tmp_path / "dim").mkdir()

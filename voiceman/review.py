@@ -34,7 +34,6 @@ import io
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +43,7 @@ import jsonschema
 
 from . import atomic
 from .forensic.rules import REPO_ROOT
+from .timestamps import utc_now
 
 REVIEW_SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "review.schema.json"
 FORMAT, VERSION = "voiceman-review", 1
@@ -59,10 +59,6 @@ _VERDICT_FIELDS = ("verdict", "note", "reviewer", "decided_utc", "report_sha256"
 
 class ReviewError(ValueError):
     """A verdicts file or the review folder cannot be used; the message says why."""
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def review_dir(results_dir: str | Path) -> Path:

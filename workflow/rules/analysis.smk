@@ -11,7 +11,7 @@ rule ser:
     resources:
         daemon_slots=1,
     run:
-        rulejobs.ser(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.ser.run(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule voice:
@@ -25,7 +25,7 @@ rule voice:
     log:
         f"{RESULTS}/logs/voice/{{file}}.log",
     run:
-        rulejobs.voice(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.voice.run(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule patterns:
@@ -40,4 +40,4 @@ rule patterns:
     log:
         f"{RESULTS}/logs/patterns/{{file}}.log",
     run:
-        rulejobs.patterns(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.patterns.run(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -6,12 +6,15 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from voiceman import case as vm_case
-from voiceman import rulejobs
+from voiceman import pipeline
 from voiceman.daemonlink import daemonctl
 from voiceman.patterns import database_files
-from voiceman.rulekit import RuleJob, settings_for
+from voiceman.pipeline.jobkit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
 
+# Every rule's run: block calls pipeline.<rule>.run; import them all now, so an import error
+# stops the run before any job starts.
+pipeline.import_rules()
 
 validate(config, "../schemas/config.schema.yaml")
 

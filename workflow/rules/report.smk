@@ -20,7 +20,7 @@ rule report:
     log:
         f"{RESULTS}/logs/report/{{file}}.log",
     run:
-        rulejobs.report(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.report.run(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule case_summary:
@@ -39,4 +39,4 @@ rule case_summary:
     log:
         f"{RESULTS}/logs/case_summary.log",
     run:
-        rulejobs.case_summary(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.case_summary.run(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -11,4 +11,4 @@ rule transcribe:
     resources:
         daemon_slots=1,
     run:
-        rulejobs.transcribe(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.transcribe.run(RuleJob(rule, input, output, params, log, wildcards, config))
