@@ -586,7 +586,8 @@ def test_schemas_normalise_what_the_core_sees():
 
 
 def test_roots_from_config_default_to_the_case_and_the_repo_models(tmp_path, monkeypatch):
-    from voiceman.config import REPO_ROOT, load_config
+    from voiceman.config import load_config
+    from voiceman.resources import REPO_ROOT
     from voiceman_daemon.confinement import case_roots_from_config, model_roots_from_config
 
     monkeypatch.chdir(tmp_path)

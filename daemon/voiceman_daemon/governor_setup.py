@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from voiceman.daemonlink import runtime
-from voiceman.config import REPO_ROOT
+from voiceman.resources import REPO_ROOT
 
 from .governor import Governor, NvmlSensor, Snapshot, TraceSensor, load_governor_config
 

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import REPO_ROOT, load_config
+from ..config import load_config
+from ..resources import REPO_ROOT
 from .compare import agreement
 from .workload import MODEL_SIZES, Workload, build
 

@@ -11,12 +11,13 @@ from voiceman.daemonlink import daemonctl
 from voiceman.patterns import database_files
 from voiceman.pipeline.jobkit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
+from voiceman.resources import schema_path
 
 # Every rule's run: block calls pipeline.<rule>.run; import them all now, so an import error
 # stops the run before any job starts.
 pipeline.import_rules()
 
-validate(config, "../schemas/config.schema.yaml")
+validate(config, str(schema_path("config.schema.yaml")))
 
 RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
