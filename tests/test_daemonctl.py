@@ -179,7 +179,8 @@ class Run:
         self.results = results
         self.proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, json.dumps(config), str(results)],
                                      cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(REPO)})
+                                     # this checkout's library and daemon, whatever the venv has installed
+                                     env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])})
 
     def ensured(self, timeout_s: float = 240) -> dict:
         line = _readline(self.proc, timeout_s)

@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides
-from voiceman.daemonlink import protocol, transport
+from voiceman.daemonlink import curve_keys, protocol, transport
 from voiceman.cli import main as cli_main
 from voiceman.daemonlink.client import DaemonClient, DaemonUnavailable
 from voiceman.daemonlink.transport import CurveSettings, TransportError
@@ -48,7 +48,7 @@ def port_is_free(port: int) -> bool:
 
 @pytest.fixture
 def keys(tmp_path) -> dict[str, Path]:
-    return transport.generate_keys(tmp_path / "keys")
+    return curve_keys.generate_keys(tmp_path / "keys")
 
 
 def server_settings(keys) -> CurveSettings:
@@ -136,7 +136,7 @@ def test_ipc_needs_a_private_directory(tmp_path):
 # --------------------------------------------------------------------------- keys
 def test_generate_writes_0600_keys_in_0700_dirs_and_never_overwrites(tmp_path):
     target = tmp_path / "conf" / "keys"
-    paths = transport.generate_keys(target)
+    paths = curve_keys.generate_keys(target)
     assert set(paths) == {"server_public_key", "server_secret_key", "client_public_key", "client_secret_key",
                           "authorized_client"}
     for directory in (target, target / "authorized_clients"):
@@ -155,7 +155,7 @@ def test_generate_writes_0600_keys_in_0700_dirs_and_never_overwrites(tmp_path):
     assert zmq.auth.load_certificate(paths["server_secret_key"]) == (server.public, server.secret)
     before = {p: p.read_bytes() for p in paths.values()}
     with pytest.raises(TransportError, match="refusing to overwrite"):
-        transport.generate_keys(target)
+        curve_keys.generate_keys(target)
     assert {p: p.read_bytes() for p in paths.values()} == before
 
 
@@ -164,7 +164,7 @@ def test_generate_refuses_an_existing_directory_open_to_others(tmp_path):
     open_dir.mkdir()
     os.chmod(open_dir, 0o755)
     with pytest.raises(TransportError, match="mode 0755"):
-        transport.generate_keys(open_dir)
+        curve_keys.generate_keys(open_dir)
     assert list(open_dir.iterdir()) == [] and stat.S_IMODE(open_dir.stat().st_mode) == 0o755
 
 
@@ -279,7 +279,7 @@ def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_pat
         authorized = DaemonClient(endpoint, connect_timeout_s=5, curve=client_settings(keys))
         assert authorized.ping()["state"] == "ready"
 
-        intruder_keys = transport.generate_keys(tmp_path / "intruder")  # a valid key pair, not authorized
+        intruder_keys = curve_keys.generate_keys(tmp_path / "intruder")  # a valid key pair, not authorized
         strangers = {
             "anonymous": DaemonClient(endpoint, connect_timeout_s=1, retries=0),
             "unauthorized key": DaemonClient(endpoint, connect_timeout_s=1, retries=0,

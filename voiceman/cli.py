@@ -116,7 +116,7 @@ def cmd_governor(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from .daemonlink.transport import generate_keys
+    from .daemonlink.curve_keys import generate_keys
 
     paths = generate_keys(Path(args.dir) if args.dir else None)
     for name, path in paths.items():

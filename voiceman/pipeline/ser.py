@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import atomic
 from ..config import model_request
-from ..daemonlink import daemonctl
+from ..daemonlink import node_daemon
 from ..daemonlink.client import DaemonClient
 from ..timestamps import utc_now
 from .daemon_call import call_daemon
@@ -21,11 +21,11 @@ SER_KINDS = ("ser_dimensional", "ser_categorical")
 def run(job: RuleJob, client: DaemonClient | None = None) -> None:
     """``client``: the in-process benchmark hands one that drives the daemon core directly."""
     with job_logging(job):
-        client = client or daemonctl.client_for_job(job.config)
+        client = client or node_daemon.client_for_job(job.config)
         transcript = atomic.read_json(job.input.transcript)
         atomic.write_json(job.output.emotion, emotion(client, transcript, job.settings,
                                                       float(job.config["daemon"]["request_deadline_s"])))
-        daemonctl.job_done(job.config, client)
+        node_daemon.job_done(job.config, client)
 
 
 def ser_models_available(config: dict[str, Any]) -> tuple[dict[str, dict], list[str]]:

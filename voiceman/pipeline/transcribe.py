@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import atomic
 from ..config import model_request
-from ..daemonlink import daemonctl
+from ..daemonlink import node_daemon
 from ..daemonlink.client import DaemonClient
 from ..timestamps import utc_now
 from .daemon_call import call_daemon
@@ -17,12 +17,12 @@ from .jobkit import RuleJob, job_logging
 def run(job: RuleJob, client: DaemonClient | None = None) -> None:
     """``client``: the in-process benchmark hands one that drives the daemon core directly."""
     with job_logging(job):
-        client = client or daemonctl.client_for_job(job.config)  # daemon.per_node: this node's daemon
+        client = client or node_daemon.client_for_job(job.config)  # daemon.per_node: this node's daemon
         meta = atomic.read_json(job.input.meta)
         result = transcribe(client, meta, asr_request(job.settings),
                             float(job.config["daemon"]["request_deadline_s"]))
         atomic.write_json(job.output.transcript, result)
-        daemonctl.job_done(job.config, client)  # daemon.per_node: keep the node daemon's stats
+        node_daemon.job_done(job.config, client)  # daemon.per_node: keep the node daemon's stats
 
 
 def asr_request(config: dict[str, Any]) -> dict[str, Any]:
