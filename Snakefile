@@ -1,7 +1,7 @@
 # voiceman: forensic speech analysis of a case folder.
 #   snakemake --profile profiles/local                   (CPU laptop / CI)
 #   snakemake --profile edgexpert                        (the GB10 box; named profile linked at set-up)
-# Settings: config/config.yaml (schema: workflow/schemas/config.schema.yaml).
+# Settings: config/config.yaml (schema: voiceman/schemas/config.schema.yaml).
 from snakemake.utils import min_version
 
 min_version("9.0")

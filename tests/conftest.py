@@ -78,8 +78,8 @@ def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 
     """``python -m voiceman_daemon`` with ``overrides`` and its runtime dir in ``runtime_dir``,
     answering and done loading (``expect_state``); yields (process, client) and stops it
     afterwards (SIGTERM, then SIGKILL).  Its log is ``runtime_dir / "daemon.log"``."""
-    from voiceman.client import DaemonClient
-    from voiceman.daemonctl import wait_until_answering, wait_until_ready
+    from voiceman.daemonlink.client import DaemonClient
+    from voiceman.daemonlink.daemonctl import wait_until_answering, wait_until_ready
 
     log = runtime_dir / "daemon.log"
     env = {**os.environ, "VOICEMAN_RUNTIME_DIR": str(runtime_dir)}

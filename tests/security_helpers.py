@@ -12,8 +12,8 @@ from typing import Iterator
 
 import zmq
 
-from voiceman import protocol
-from voiceman.protocol import Message
+from voiceman.daemonlink import protocol
+from voiceman.daemonlink.protocol import Message
 
 from conftest import daemon_overrides
 from conftest import running_daemon as daemon_process_in

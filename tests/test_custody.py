@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceman import analysis, stages
+from voiceman import pipeline
 from voiceman.audio import decode
 from voiceman.config import load_config
 from voiceman.demo import encode
@@ -129,20 +129,20 @@ def test_file_swapped_after_ingest_and_restored_is_not_unchanged(speech_case, tm
     ledger = Ledger(config["results_dir"])
     saved = original.read_bytes()
 
-    meta = stages.ingest(original, ledger=ledger)
+    meta = pipeline.ingest.ingest(original, ledger=ledger)
     assert meta["status"] == "ok" and meta["sha256"] == meta["input_sha256_first_seen"] == sha256_file(original)
     # What the transcribe stage hands on: the ingest hash, one segment over the recording.
     transcript = {"file": meta["file"], "audio_path": meta["path"], "sha256": meta["sha256"], "status": "ok",
                   "language": "en", "segments": [{"start": 0.0, "end": meta["duration_s"], "speaker": None,
                                                   "text": "please meet me at the harbour", "words": []}]}
     _swap(original, other)  # swapped after ingest ...
-    voice = analysis.voice(transcript, config)
+    voice = pipeline.voice.voice(transcript, config)
     assert voice["status"] == "failed" and voice["failed_stage"] == "voice"
     assert meta["sha256"] in voice["reason"] and sha256_file(other) in voice["reason"]
     assert voice["decoded_sha256"] == sha256_file(other)
     original.write_bytes(saved)  # ... and restored before the report
-    ser = analysis.emotion(None, transcript, config, 60)  # no SER models configured: no daemon call
-    report = analysis.build_report(meta, transcript, ser, voice, analysis.patterns(transcript), config)
+    ser = pipeline.ser.emotion(None, transcript, config, 60)  # no SER models configured: no daemon call
+    report = pipeline.report.build_report(meta, transcript, ser, voice, pipeline.patterns.patterns(transcript), config)
     custody = report["custody"]
     assert custody["input_sha256_before"] == custody["input_sha256_after"]  # the after-hash alone is fooled
     assert report["status"] == "failed" and "voice:" in report["reason"]
@@ -151,15 +151,16 @@ def test_file_swapped_after_ingest_and_restored_is_not_unchanged(speech_case, tm
 
     # The daemon's decoded-bytes hash (transcribe) counts the same way, even if no later stage
     # re-read the file: a transcript of other bytes never makes a "done, unchanged" report.
-    voice_ok = analysis.voice(transcript, config)
+    voice_ok = pipeline.voice.voice(transcript, config)
     assert voice_ok["status"] == "ok" and voice_ok["decoded_sha256"] == meta["sha256"]
     heard_other = {**transcript, "decoded_sha256": sha256_file(other)}
-    report = analysis.build_report(meta, heard_other, ser, voice_ok, analysis.patterns(transcript), config)
+    report = pipeline.report.build_report(meta, heard_other, ser, voice_ok, pipeline.patterns.patterns(transcript),
+                                          config)
     assert report["status"] == "failed" and "bytes differ from the ingested evidence" in report["reason"]
     assert report["custody"]["input_unchanged"] is False
     # Control: with every stage on the ingested bytes the report is done and unchanged.
-    report = analysis.build_report(meta, {**transcript, "decoded_sha256": meta["sha256"]}, ser, voice_ok,
-                                   analysis.patterns(transcript), config)
+    report = pipeline.report.build_report(meta, {**transcript, "decoded_sha256": meta["sha256"]}, ser, voice_ok,
+                                          pipeline.patterns.patterns(transcript), config)
     assert report["status"] == "done" and report["custody"]["input_unchanged"] is True
     assert report["custody"]["input_sha256_first_seen"] == meta["sha256"]
     assert report["custody"]["config_sha256"] == config_sha256(config)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from voiceman.audio import decode
-from voiceman.client import DaemonLost, RequestFailed
+from voiceman.daemonlink.client import DaemonLost, RequestFailed
 from voiceman.demo import encode
 
 from conftest import wait_for
@@ -90,7 +90,7 @@ def test_killed_daemon_is_reported_clearly(daemon_process, speech_case, tmp_path
 
     thread = threading.Thread(target=request)
     thread.start()
-    from voiceman.client import DaemonClient
+    from voiceman.daemonlink.client import DaemonClient
 
     probe = DaemonClient(client.endpoint, connect_timeout_s=5)
     wait_for(lambda: probe.stats()["in_flight"] > 0, 30, "the request to be in flight")

@@ -1,4 +1,4 @@
-"""voiceman.daemonctl and voiceman.runtime: the private runtime dir, a prompt ``stop``, and
+"""voiceman.daemonlink.daemonctl and .runtime: the private runtime dir, a prompt ``stop``, and
 workflow auto-start shared safely by concurrent runs (real daemons with the tiny model)."""
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides, wait_for
-from voiceman import daemonctl, protocol, runtime
-from voiceman.client import DaemonClient, DaemonError
+from voiceman.daemonlink import daemonctl, protocol, runtime
+from voiceman.daemonlink.client import DaemonClient, DaemonError
 from voiceman.config import load_config
 
 
@@ -156,7 +156,7 @@ def test_pid_alive_never_means_every_process():
 RUN_SCRIPT = r"""
 import json, os, sys
 from pathlib import Path
-from voiceman import daemonctl
+from voiceman.daemonlink import daemonctl
 config, results = json.loads(sys.argv[1]), Path(sys.argv[2])
 try:
     print(json.dumps({"ensure": daemonctl.ensure_for_workflow(config, results), "pid": os.getpid()}), flush=True)
@@ -179,7 +179,8 @@ class Run:
         self.results = results
         self.proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, json.dumps(config), str(results)],
                                      cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(REPO)})
+                                     # this checkout's library and daemon, whatever the venv has installed
+                                     env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])})
 
     def ensured(self, timeout_s: float = 240) -> dict:
         line = _readline(self.proc, timeout_s)

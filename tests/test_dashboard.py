@@ -11,9 +11,10 @@ import time
 import pytest
 from rich.console import Console
 
-from voiceman import atomic, runreport
-from voiceman.client import DaemonClient
-from voiceman.dashboard import collect, render
+from voiceman import atomic
+from voiceman.observe import runreport
+from voiceman.daemonlink.client import DaemonClient
+from voiceman.observe.dashboard import collect, render
 
 from conftest import REPO, wait_for
 from test_governor_daemon import DialSensor, governor_with, serve  # noqa: F401  (serve is a fixture)

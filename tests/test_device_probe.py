@@ -15,8 +15,8 @@ import pytest
 from test_governor import FakeNvml
 from voiceman import atomic, cli
 from voiceman.config import load_config
-from voiceman.runreport import build_run_report
-from voiceman.runreport_html import render_run_report
+from voiceman.observe.runreport import build_run_report
+from voiceman.observe.runreport_html import render_run_report
 from voiceman_daemon import device_probe as dp
 
 REPO = Path(__file__).resolve().parents[1]

@@ -108,17 +108,17 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
     single speaker is counted once; then the report is per speaker."""
     from conftest import daemon_overrides
 
-    from voiceman import analysis, stages
+    from voiceman import pipeline
     from voiceman.config import load_config
 
     proc, client = daemon_process
     config = load_config(None, daemon_overrides(tiny_model))
-    request = stages.asr_request(config)
+    request = pipeline.transcribe.asr_request(config)
     assert request["models"]["diarization"] == {"id": "resemblyzer", "revision": None}
 
     path, turns = dialogues["two-speakers.wav"]
-    meta = stages.ingest(path)
-    transcript = stages.transcribe(client, meta, request, deadline_s=600)
+    meta = pipeline.ingest.ingest(path)
+    transcript = pipeline.transcribe.transcribe(client, meta, request, deadline_s=600)
     block = transcript["diarization"]
     accuracy = word_accuracy(transcript["segments"], turns)
     print(f"two-speaker dialogue: {accuracy:.3f} of {sum(len(s['words']) for s in transcript['segments'])} "
@@ -136,12 +136,12 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
     assert model["sha256"] == hashlib.sha256(Path(model["path"]).read_bytes()).hexdigest()
 
     # Same file again: the same speakers, word for word (nothing random).
-    again = stages.transcribe(client, meta, request, deadline_s=600)
+    again = pipeline.transcribe.transcribe(client, meta, request, deadline_s=600)
     assert [(s["speaker"], s["text"]) for s in again["segments"]] == [(s["speaker"], s["text"])
                                                                        for s in transcript["segments"]]
 
     single_path, _ = dialogues["one-speaker.wav"]
-    single = stages.transcribe(client, stages.ingest(single_path), request, deadline_s=600)
+    single = pipeline.transcribe.transcribe(client, pipeline.ingest.ingest(single_path), request, deadline_s=600)
     assert single["diarization"]["speaker_count"] == 1
     assert {s["speaker"] for s in single["segments"]} == {"SPEAKER_00"}
 
@@ -149,10 +149,10 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
     assert stats["loads"] == 1 and stats["requests"] == 3
 
     # Downstream: voice baselines, z-scores and speaker scores per speaker; custody and notes.
-    ser = analysis.emotion(client, transcript, config, deadline_s=60)  # no SER model configured
-    features = analysis.voice(transcript, config)
-    hits = analysis.patterns(transcript)
-    report = analysis.build_report(meta, transcript, ser, features, hits, config)
+    ser = pipeline.ser.emotion(client, transcript, config, deadline_s=60)  # no SER model configured
+    features = pipeline.voice.voice(transcript, config)
+    hits = pipeline.patterns.patterns(transcript)
+    report = pipeline.report.build_report(meta, transcript, ser, features, hits, config)
     assert report["status"] == "done"
     assert {b["speaker"] for b in report["speaker_baselines"]} == {"SPEAKER_00", "SPEAKER_01"}
     assert {s["speaker"] for s in report["speakers"]} == {"SPEAKER_00", "SPEAKER_01"}
@@ -250,7 +250,7 @@ def test_a_failed_diarization_keeps_the_transcript_and_says_why():
     segments = [{"start": 0.0, "end": 1.0, "text": "hi", "speaker": None, "words": []}]
     out, block = diarize_transcript(Broken(), np.zeros(SAMPLE_RATE, np.float32), segments)
     assert out == segments and block["status"] == "failed" and "out of memory" in block["reason"]
-    from voiceman.analysis import _notes
+    from voiceman.pipeline.report import _notes
 
     assert any("diarization failed (RuntimeError: out of memory)" in n
                for n in _notes({}, {"segments": segments, "diarization": block}))
@@ -303,14 +303,14 @@ def test_pyannote_needs_a_local_pipeline_directory(tmp_path):
 
 
 def test_config_enables_resemblyzer_by_default_and_null_turns_it_off():
-    from voiceman import stages
+    from voiceman import pipeline
     from voiceman.config import ConfigError, load_config
 
     config = load_config()
     assert config["models"]["diarization"]["method"] == "resemblyzer"
-    assert stages.asr_request(config)["models"]["diarization"]["id"] == "resemblyzer"
+    assert pipeline.transcribe.asr_request(config)["models"]["diarization"]["id"] == "resemblyzer"
     off = load_config(None, {"models": {"diarization": {"id": None}}})
-    assert "diarization" not in stages.asr_request(off)["models"]
+    assert "diarization" not in pipeline.transcribe.asr_request(off)["models"]
     with pytest.raises(ConfigError, match="method"):
         load_config(None, {"models": {"diarization": {"method": "kmeans"}}})
 

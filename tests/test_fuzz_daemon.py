@@ -17,8 +17,8 @@ import time
 import msgpack
 import zmq
 
-from voiceman import protocol
-from voiceman.protocol import Message
+from voiceman.daemonlink import protocol
+from voiceman.daemonlink.protocol import Message
 from voiceman_daemon.requests import RequestInvalid, parse_control, parse_work
 
 from security_helpers import dealer, rss_bytes, running_daemon

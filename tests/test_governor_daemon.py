@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voiceman.client import DaemonClient
+from voiceman.daemonlink.client import DaemonClient
 from voiceman.demo import encode
 from voiceman_daemon.admission import SerBackpressure
 from voiceman_daemon.governor import Governor, GovernorConfig, Snapshot

@@ -8,9 +8,9 @@ import msgpack
 import pytest
 import zmq
 
-from voiceman import protocol
-from voiceman.client import DaemonClient, DaemonUnavailable, RequestFailed
-from voiceman.protocol import Message
+from voiceman.daemonlink import protocol
+from voiceman.daemonlink.client import DaemonClient, DaemonUnavailable, RequestFailed
+from voiceman.daemonlink.protocol import Message
 from voiceman_daemon.registry import ModelRegistry
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.server import DaemonServer

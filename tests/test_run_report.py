@@ -10,7 +10,9 @@ import time
 
 import numpy as np
 
-from voiceman import atomic, runreport, stages
+from voiceman import atomic, pipeline
+from voiceman.observe import runreport
+from voiceman.pipeline.job_events import append_event
 from voiceman.demo import encode
 from voiceman_daemon.governor import NvmlQuery, NvmlSensor
 
@@ -53,12 +55,12 @@ def run_case(tmp_path, serve, sensor_nvml, temps):
     for index, name in enumerate(names):
         sensor_nvml.temp = temps[index]
         time.sleep(0.3)
-        meta = stages.ingest(case / name)
+        meta = pipeline.ingest.ingest(case / name)
         atomic.write_json(results / "ingest" / f"{name}.json", meta)
         if name == "call-2.wav":
             continue  # the run "dies" before this file is transcribed
         atomic.write_json(results / "transcribe" / f"{name}.json",
-                          stages.transcribe(client, meta, request, deadline_s=60))
+                          pipeline.transcribe.transcribe(client, meta, request, deadline_s=60))
     wait_for(lambda: client.stats()["governor"]["samples"] > 10, 10, "governor samples")
     atomic.write_json(results / "daemon_stats.json", client.stats())
     return results
@@ -116,11 +118,16 @@ def test_run_report_success_and_realtime_factor(tmp_path):
             "file": name, "status": "ok", "duration_s": audio_s,
             "started_utc": _utc(t0), "finished_utc": _utc(t0 + 0.5)})
         atomic.write_json(results / "report" / f"{name}.json", {"file": name, "status": "done"})
-        # The report record carries no times of its own: they come from its rule log.
+        # The report record carries no times of its own: they come from its job's timing event
+        # (the latest successful run of the job; a failed attempt and an earlier run do not count).
+        append_event(results, _event("report", name, t0 - 30, t0 - 29, "ok"))
+        append_event(results, _event("report", name, t0 + 1, t0 + 1.5, "failed"))
+        append_event(results, _event("report", name, t0 + 2, t0 + 5, "ok"))
+        # The human log lines are not read: a misleading one changes nothing.
         (results / "logs" / "report").mkdir(parents=True, exist_ok=True)
         (results / "logs" / "report" / f"{name}.log").write_text(
-            f"{_local(t0 + 2)} INFO voiceman.rule: rule report, wildcards {{}}\n"
-            f"{_local(t0 + 5)} INFO voiceman.rule: rule report done in 3.00 s\n")
+            f"{_local(t0)} INFO voiceman.rule: rule report, wildcards {{}}\n"
+            f"{_local(t0 + 50)} INFO voiceman.rule: rule report done in 50.00 s\n")
     atomic.write_json(results / "case.json", {"files": []})
     report = runreport.build_run_report(results, now=start + 60).to_dict()
     assert report["status"] == "success" and report["wall_s"] == 60
@@ -130,6 +137,11 @@ def test_run_report_success_and_realtime_factor(tmp_path):
     assert [t["audio_s_done"] for t in report["throughput"]] == [30.0, 120.0]
     assert report["gpu"]["source"] == "none" and report["failed"] == []
     assert any("daemon_stats.json" in note for note in report["notes"])
+
+
+def _event(rule: str, key: str, start: float, end: float, status: str) -> dict:
+    return {"rule": rule, "file": key, "start_utc": _utc(start), "end_utc": _utc(end),
+            "seconds": round(end - start, 3), "status": status}
 
 
 def _utc(unix: float) -> str:

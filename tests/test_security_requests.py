@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voiceman import protocol
+from voiceman.daemonlink import protocol
 from voiceman.audio import decode_fd
-from voiceman.client import RequestFailed
+from voiceman.daemonlink.client import RequestFailed
 from voiceman.demo import encode
 from voiceman.hashing import sha256_file
-from voiceman.protocol import Message
+from voiceman.daemonlink.protocol import Message
 from voiceman_daemon.confinement import CaseRoots, ModelRefused, sha256_tree
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.handlers import Evidence, build_handlers
@@ -446,7 +446,8 @@ def test_daemon_hashes_what_it_decodes_and_refuses_other_bytes(daemon, layout):
 def test_stages_send_the_ingest_hash_and_a_changed_file_fails(daemon, layout, tiny_model):
     from conftest import daemon_overrides
     from voiceman.config import load_config
-    from voiceman.stages import asr_request, ingest, transcribe
+    from voiceman.pipeline.ingest import ingest
+    from voiceman.pipeline.transcribe import asr_request, transcribe
 
     proc, client, log = daemon
     evidence = layout["case"] / "changing.wav"
@@ -463,7 +464,7 @@ def test_stages_send_the_ingest_hash_and_a_changed_file_fails(daemon, layout, ti
 
 def test_ser_stage_sends_the_transcript_hash(tmp_path, tiny_model):
     from conftest import daemon_overrides
-    from voiceman.analysis import emotion
+    from voiceman.pipeline.ser import emotion
     from voiceman.config import load_config
 
     (tmp_path / "dim").mkdir()
@@ -585,7 +586,8 @@ def test_schemas_normalise_what_the_core_sees():
 
 
 def test_roots_from_config_default_to_the_case_and_the_repo_models(tmp_path, monkeypatch):
-    from voiceman.config import REPO_ROOT, load_config
+    from voiceman.config import load_config
+    from voiceman.resources import REPO_ROOT
     from voiceman_daemon.confinement import case_roots_from_config, model_roots_from_config
 
     monkeypatch.chdir(tmp_path)

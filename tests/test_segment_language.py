@@ -76,12 +76,12 @@ def test_lite_model_is_the_bundled_file_and_nothing_is_downloaded(monkeypatch):
 
 
 def test_patterns_stage_records_language_per_segment():
-    from voiceman import analysis
+    from voiceman import pipeline
 
     transcript = {"file": "call.wav", "language": "ko", "segments": [
         {"start": 0.0, "end": 2.0, "text": "I know where your sister works."},
         {"start": 2.0, "end": 4.0, "text": "너 오늘 밤에 죽여버릴 거야."}]}
-    out = analysis.patterns(transcript, "auto")
+    out = pipeline.patterns.patterns(transcript, "auto")
     assert [r["language"] for r in out["segment_languages"]] == ["en", "ko"]
     assert out["language_id"]["model"] == "lid.176.ftz"
     assert [h["pattern_id"] for h in out["segments"][1]] == ["ko.threat.kill"]

@@ -1,7 +1,7 @@
 """Beyond one machine: the demo case through Snakemake's SLURM executor, one daemon per node.
 
-The first tests check the per-node pieces of voiceman/daemonctl.py with a real daemon and no
-SLURM: jobs on one node share one daemon (one model load), it stops by itself when idle, a
+The first tests check the per-node pieces (voiceman/daemonlink/node_daemon.py) with a real
+daemon and no SLURM: jobs on one node share one daemon (one model load), it stops by itself when idle, a
 daemon killed with its job is replaced at once, a node without a GPU fails a job that needs
 one.  The last test (marker ``slurm``, alone: ``pytest -m slurm tests/test_slurm.py``) starts
 a real one-node SLURM cluster on this host (scripts/slurm_single_node.sh: munged, slurmctld,
@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, daemon_overrides, run_snakemake, wait_for
-from voiceman import daemonctl
-from voiceman.client import DaemonError
+from voiceman.daemonlink import daemonctl, node_daemon
+from voiceman.daemonlink.client import DaemonError
 from voiceman.config import load_config
 
 SCRIPT = REPO / "scripts" / "slurm_single_node.sh"
@@ -84,7 +84,7 @@ def test_jobs_on_one_node_share_one_daemon_which_stops_when_idle(tiny_model, nod
 
     def job():
         try:
-            clients.append(daemonctl.ensure_on_this_node(config))
+            clients.append(node_daemon.ensure_on_this_node(config))
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -98,15 +98,15 @@ def test_jobs_on_one_node_share_one_daemon_which_stops_when_idle(tiny_model, nod
     pids = {c.ping()["pid"] for c in clients}
     assert len(pids) == 1, f"two daemons on one node: {pids}"
     pid = pids.pop()
-    here = daemonctl.node_name()
+    here = node_daemon.node_name()
     node = node_dir / f"node-{here}"
     assert (node.stat().st_mode & 0o777) == 0o700
     assert clients[0].endpoint == f"ipc://{node / 'daemon.sock'}"
     record = json.loads((node / "daemon.owner.json").read_text())
     assert record["daemon_pid"] == pid and record["node"] == here
 
-    daemonctl.job_done(config, clients[0])  # what each daemon job does after its requests
-    saved = json.loads((tmp_path / "results" / daemonctl.NODE_STATS_DIR / f"{here}-{pid}.json").read_text())
+    node_daemon.job_done(config, clients[0])  # what each daemon job does after its requests
+    saved = json.loads((tmp_path / "results" / node_daemon.NODE_STATS_DIR / f"{here}-{pid}.json").read_text())
     assert saved["node"] == here and saved["models"]["asr"]["loads"] == 1
 
     # No message for idle_exit_s and nothing in flight: the daemon stops and removes its socket.
@@ -120,13 +120,13 @@ def test_a_node_daemon_killed_with_its_job_is_replaced_without_waiting(tiny_mode
     started dies with it and leaves its socket file: the next job must not wait out the connect
     timeout on it, but start a new daemon at once."""
     config = _node_config(tiny_model, node_dir, tmp_path / "results", connect_timeout_s=60, retries=0)
-    first = daemonctl.ensure_on_this_node(config).ping()["pid"]
+    first = node_daemon.ensure_on_this_node(config).ping()["pid"]
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: not daemonctl._pid_alive(first), 10, "the killed daemon to go")
-    sock = node_dir / f"node-{daemonctl.node_name()}" / "daemon.sock"
+    sock = node_dir / f"node-{node_daemon.node_name()}" / "daemon.sock"
     assert sock.exists()  # SIGKILL: no clean-up
     started = time.monotonic()
-    second = daemonctl.ensure_on_this_node(config).ping()["pid"]
+    second = node_daemon.ensure_on_this_node(config).ping()["pid"]
     assert second != first
     # A probe of the stale socket alone would take 61 s (connect_timeout_s + 1); a model load
     # on this busy 2-core machine takes 10-25 s.
@@ -136,29 +136,29 @@ def test_a_node_daemon_killed_with_its_job_is_replaced_without_waiting(tiny_mode
 def test_a_job_that_needs_a_gpu_fails_clearly_on_a_node_without_one(tiny_model, node_dir, tmp_path, monkeypatch):
     config = _node_config(tiny_model, node_dir, tmp_path / "results")
     config["daemon"]["require_gpu"] = True
-    monkeypatch.setattr(daemonctl, "gpu_devices", lambda: [])  # this node: no /dev/nvidia*
+    monkeypatch.setattr(node_daemon, "gpu_devices", lambda: [])  # this node: no /dev/nvidia*
     with pytest.raises(DaemonError) as err:
-        daemonctl.ensure_on_this_node(config)
+        node_daemon.ensure_on_this_node(config)
     message = str(err.value)
-    assert "daemon.require_gpu" in message and daemonctl.node_name() in message
+    assert "daemon.require_gpu" in message and node_daemon.node_name() in message
     assert not list(node_dir.glob("node-*/daemon.sock")), "a daemon was started on a node without a GPU"
     # A node whose devices the job may not use (SLURM gave it none) fails the same way.
-    monkeypatch.setattr(daemonctl, "gpu_devices", lambda: ["/dev/nvidia0"])
+    monkeypatch.setattr(node_daemon, "gpu_devices", lambda: ["/dev/nvidia0"])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(DaemonError, match="CUDA_VISIBLE_DEVICES"):
-        daemonctl.ensure_on_this_node(config)
+        node_daemon.ensure_on_this_node(config)
 
 
 def test_jobs_reach_a_daemon_on_another_node_only_through_curve(node_dir, tmp_path):
     """A cluster without GPU daemons on the job nodes: one daemon on a GPU host, reached over
     TCP.  Jobs reach it only with CURVE keys (issue 13 item 2); on loopback here."""
-    from voiceman import transport
-    from voiceman.transport import CurveSettings, TransportError
+    from voiceman.daemonlink import curve_keys
+    from voiceman.daemonlink.transport import CurveSettings, TransportError
     from voiceman_daemon.core import DaemonCore
     from voiceman_daemon.registry import ModelRegistry
     from voiceman_daemon.server import DaemonServer
 
-    keys = transport.generate_keys(tmp_path / "keys")
+    keys = curve_keys.generate_keys(tmp_path / "keys")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -176,16 +176,16 @@ def test_jobs_reach_a_daemon_on_another_node_only_through_curve(node_dir, tmp_pa
 
         with_keys = config(endpoint, server_public_key=keys["server_public_key"],
                            client_secret_key=keys["client_secret_key"])
-        client = daemonctl.ensure_on_this_node(with_keys)
+        client = node_daemon.ensure_on_this_node(with_keys)
         assert client.curve.client_configured and client.ping()["pid"] == os.getpid()
-        daemonctl.job_done(with_keys, client)
-        assert list((tmp_path / "results" / daemonctl.NODE_STATS_DIR).glob("*.json"))
+        node_daemon.job_done(with_keys, client)
+        assert list((tmp_path / "results" / node_daemon.NODE_STATS_DIR).glob("*.json"))
         # Another host without keys: refused when the client is made, before anything is sent.
         with pytest.raises(TransportError, match="daemon.curve"):
-            daemonctl.ensure_on_this_node(config("tcp://10.1.2.3:5555"))
+            node_daemon.ensure_on_this_node(config("tcp://10.1.2.3:5555"))
         # A client without keys gets nothing from the CURVE daemon.
         with pytest.raises(DaemonError):
-            daemonctl.ensure_on_this_node(config(endpoint))
+            node_daemon.ensure_on_this_node(config(endpoint))
     finally:
         server.request_stop()
         thread.join(10)
@@ -196,9 +196,9 @@ def test_node_stats_merge_counts_loads_on_every_node():
            "requests": {"transcribe": {"accepted": 5}}, "governor": {"state": "normal"}}
     two = {"node": "gpu2", "pid": 20, "models": {"asr": {"loads": 1, "requests": 3, "busy_s": 1.0}},
            "requests": {"transcribe": {"accepted": 3}}}
-    alone = daemonctl.merge_node_stats([one])
+    alone = node_daemon.merge_node_stats([one])
     assert alone["models"] == one["models"] and alone["governor"] == one["governor"]  # as after a local run
-    both = daemonctl.merge_node_stats([one, two])
+    both = node_daemon.merge_node_stats([one, two])
     assert both["models"]["asr"]["loads"] == 2 and both["models"]["asr"]["requests"] == 8
     assert both["requests"]["transcribe"]["accepted"] == 8
     assert [d["node"] for d in both["daemons"]] == ["gpu1", "gpu2"]

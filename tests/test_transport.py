@@ -1,4 +1,4 @@
-"""Who may talk to the daemon (voiceman/transport.py): ipc in a private directory; tcp on
+"""Who may talk to the daemon (voiceman/daemonlink/transport.py): ipc in a private directory; tcp on
 loopback, or anywhere with ZeroMQ CURVE keys, answering only authorized clients; keys made by
 ``voiceman keys generate`` and refused when anyone else could read or change them.  Real
 sockets on 127.0.0.1, a real daemon process for the end-to-end check."""
@@ -18,10 +18,10 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides
-from voiceman import protocol, transport
+from voiceman.daemonlink import curve_keys, protocol, transport
 from voiceman.cli import main as cli_main
-from voiceman.client import DaemonClient, DaemonUnavailable
-from voiceman.transport import CurveSettings, TransportError
+from voiceman.daemonlink.client import DaemonClient, DaemonUnavailable
+from voiceman.daemonlink.transport import CurveSettings, TransportError
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.registry import ModelRegistry
 from voiceman_daemon.server import DaemonServer
@@ -48,7 +48,7 @@ def port_is_free(port: int) -> bool:
 
 @pytest.fixture
 def keys(tmp_path) -> dict[str, Path]:
-    return transport.generate_keys(tmp_path / "keys")
+    return curve_keys.generate_keys(tmp_path / "keys")
 
 
 def server_settings(keys) -> CurveSettings:
@@ -136,7 +136,7 @@ def test_ipc_needs_a_private_directory(tmp_path):
 # --------------------------------------------------------------------------- keys
 def test_generate_writes_0600_keys_in_0700_dirs_and_never_overwrites(tmp_path):
     target = tmp_path / "conf" / "keys"
-    paths = transport.generate_keys(target)
+    paths = curve_keys.generate_keys(target)
     assert set(paths) == {"server_public_key", "server_secret_key", "client_public_key", "client_secret_key",
                           "authorized_client"}
     for directory in (target, target / "authorized_clients"):
@@ -155,7 +155,7 @@ def test_generate_writes_0600_keys_in_0700_dirs_and_never_overwrites(tmp_path):
     assert zmq.auth.load_certificate(paths["server_secret_key"]) == (server.public, server.secret)
     before = {p: p.read_bytes() for p in paths.values()}
     with pytest.raises(TransportError, match="refusing to overwrite"):
-        transport.generate_keys(target)
+        curve_keys.generate_keys(target)
     assert {p: p.read_bytes() for p in paths.values()} == before
 
 
@@ -164,7 +164,7 @@ def test_generate_refuses_an_existing_directory_open_to_others(tmp_path):
     open_dir.mkdir()
     os.chmod(open_dir, 0o755)
     with pytest.raises(TransportError, match="mode 0755"):
-        transport.generate_keys(open_dir)
+        curve_keys.generate_keys(open_dir)
     assert list(open_dir.iterdir()) == [] and stat.S_IMODE(open_dir.stat().st_mode) == 0o755
 
 
@@ -240,7 +240,7 @@ def test_incomplete_or_wrong_key_settings_are_refused(keys, tmp_path):
 
 def test_curve_settings_come_from_the_validated_config(keys):
     from voiceman.config import ConfigError, load_config
-    from voiceman.daemonctl import client_for
+    from voiceman.daemonlink.daemonctl import client_for
 
     config = load_config(None, {"daemon": {"endpoint": "tcp://10.9.8.7:5555", "curve": {
         "server_public_key": str(keys["server_public_key"]), "client_secret_key": str(keys["client_secret_key"])}}})
@@ -279,7 +279,7 @@ def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_pat
         authorized = DaemonClient(endpoint, connect_timeout_s=5, curve=client_settings(keys))
         assert authorized.ping()["state"] == "ready"
 
-        intruder_keys = transport.generate_keys(tmp_path / "intruder")  # a valid key pair, not authorized
+        intruder_keys = curve_keys.generate_keys(tmp_path / "intruder")  # a valid key pair, not authorized
         strangers = {
             "anonymous": DaemonClient(endpoint, connect_timeout_s=1, retries=0),
             "unauthorized key": DaemonClient(endpoint, connect_timeout_s=1, retries=0,
@@ -326,7 +326,7 @@ def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_pat
 
 def test_real_daemon_process_on_tcp_with_curve_transcribes_for_an_authorized_client(
         runtime_dir, keys, tiny_model, speech_case, tmp_path):
-    from voiceman.daemonctl import wait_until_answering, wait_until_ready
+    from voiceman.daemonlink.daemonctl import wait_until_answering, wait_until_ready
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     overrides = daemon_overrides(tiny_model)

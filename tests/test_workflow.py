@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from voiceman.audio import decode
-from voiceman.client import DaemonClient
+from voiceman.daemonlink.client import DaemonClient
 from voiceman.demo import encode
 
 from conftest import run_snakemake, wait_for

@@ -1,5 +1,6 @@
-"""The case folder: every entry in it, which ones are recordings (and the key their outputs are
-filed under), and the case summary (``case.json``).
+"""The case folder: every entry in it, which ones are recordings, and the key their outputs are
+filed under.  (The case summary, ``case.json``, is the case_summary rule's:
+``voiceman/pipeline/case_summary.py``.)
 
 Every entry of the case folder is accounted for.  A regular file directly in the folder whose
 extension is in ``audio_extensions`` is a recording and is analysed.  Anything else gets a
@@ -116,7 +117,7 @@ class Inventory:
         return {r.key: r.display for r in self.recordings}
 
     def recording_records(self) -> list[dict[str, str]]:
-        """[{key, name (display), kind}] of the recordings, for case.json (see :func:`summarize`)."""
+        """[{key, name (display), kind}] of the recordings, for case.json (see :func:`voiceman.pipeline.case_summary.summarize`)."""
         return [{"key": r.key, "name": r.display, "kind": r.kind} for r in self.recordings]
 
     @property
@@ -333,75 +334,3 @@ def evidence_name(input_path: str | Path) -> tuple[str, str]:
         name = os.path.basename(target)
         return name, (target if display_name(target) == target else os.path.abspath(path))
     return os.path.basename(path), path
-
-
-def summarize(reports: dict[str, dict[str, Any]], report_paths: dict[str, str],
-              entries: list[dict[str, Any]] | list[str], case_dir: str, config_sha256: str,
-              software_version: str, recordings: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """``case.json``.
-
-    ``reports``/``report_paths``: {key: report / its path} of every recording; ``recordings``:
-    [{key, name, kind}] (:meth:`Inventory.recording_records`; default: the report's ``file``
-    as name, kind "file"); ``entries``: every other entry of the case
-    folder with its status and reason (see :func:`inventory`; plain names = ignored entries).
-
-    ``files``: every recording (done/failed; the report path only when done) and every entry
-    that looked like a recording but could not be analysed (failed, no report).  ``entries``:
-    every entry of the case folder exactly once with its status -- done, failed or ignored --
-    and reason.  ``ignored``: the names of the ignored entries.
-    """
-    others = [e if isinstance(e, dict) else {"name": e, "kind": "file", "status": IGNORED,
-                                               "reason": "not a recording"} for e in entries]
-    files, listed = [], []
-    known = {r["key"]: r for r in recordings or []}
-    for key, rep in reports.items():
-        done = rep.get("status") == DONE
-        custody = rep.get("custody") or {}
-        name = known.get(key, {}).get("name") or rep.get("file") or key
-        files.append({
-            "name": name,
-            "key": key,
-            "status": DONE if done else FAILED,
-            "reason": None if done else rep.get("reason") or "unknown failure",
-            "report": report_paths[key] if done else None,
-            "input_sha256": custody.get("input_sha256_before"),
-            "input_sha256_first_seen": custody.get("input_sha256_first_seen"),
-            "duration_s": rep.get("duration_s"),
-            "file_score": (rep.get("file_score") or {}).get("score"),
-            "flagged_segments": (rep.get("summary") or {}).get("flagged_segments"),
-        })
-        listed.append({"name": name, "kind": known.get(key, {}).get("kind", "file"), "status": files[-1]["status"],
-                       "reason": files[-1]["reason"], "key": key})
-    for entry in others:
-        if entry["status"] == FAILED:
-            files.append({"name": entry["name"], "key": None, "status": FAILED, "reason": entry["reason"],
-                          "report": None, "input_sha256": None, "input_sha256_first_seen": None,
-                          "duration_s": None, "file_score": None, "flagged_segments": None})
-        listed.append({**entry, "key": None})
-    files.sort(key=lambda f: f["name"])
-    listed.sort(key=lambda e: e["name"])
-    return {
-        "case_dir": str(Path(case_dir).resolve()),
-        "n_files": len(files),
-        "n_done": sum(f["status"] == DONE for f in files),
-        "n_failed": sum(f["status"] == FAILED for f in files),
-        "n_entries": len(listed),
-        "n_ignored": sum(e["status"] == IGNORED for e in listed),
-        "files": files,
-        "ignored": [e["name"] for e in listed if e["status"] == IGNORED],
-        "entries": listed,
-        "config_sha256": config_sha256,
-        "software_version": software_version,
-    }
-
-
-def with_links_from(summary: dict[str, Any], page_dir: str | Path) -> dict[str, Any]:
-    """A copy of the summary whose report paths are relative to ``page_dir``, for a page
-    (case.html) stored there: case.json keeps paths as the workflow wrote them."""
-    files = []
-    for entry in summary["files"]:
-        report = entry.get("report")
-        if report:
-            report = os.path.relpath(Path(report).resolve(), Path(page_dir).resolve())
-        files.append({**entry, "report": report})
-    return {**summary, "files": files}

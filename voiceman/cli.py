@@ -18,10 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import daemonctl, runtime
-from .client import DaemonError
+from .daemonlink import daemonctl, runtime
+from .daemonlink.client import DaemonError
 from .config import ConfigError, load_config
-from .transport import TransportError
+from .daemonlink.transport import TransportError
 
 
 def _config(args) -> dict:
@@ -116,7 +116,7 @@ def cmd_governor(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from .transport import generate_keys
+    from .daemonlink.curve_keys import generate_keys
 
     paths = generate_keys(Path(args.dir) if args.dir else None)
     for name, path in paths.items():
@@ -139,7 +139,7 @@ To authorize another client, run this command again with another --dir and copy 
 
 
 def cmd_dashboard(args) -> int:
-    from .dashboard import run
+    from .observe.dashboard import run
 
     config = _config(args)
     client = daemonctl.client_for(config)

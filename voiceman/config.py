@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from .resources import CONFIG_DIR, load_schema
 from .yamlfile import read_mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-DEFAULT_CONFIG = REPO_ROOT / "config" / "config.yaml"
+SCHEMA_NAME = "config.schema.yaml"  # shipped in voiceman/schemas/ (voiceman.resources)
+DEFAULT_CONFIG = CONFIG_DIR / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -37,13 +36,13 @@ def _with_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
-def validate(config: dict[str, Any], schema_path: Path = SCHEMA_PATH, source: str = "config") -> dict[str, Any]:
-    schema = yaml.safe_load(schema_path.read_text())
+def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    schema = load_schema(SCHEMA_NAME)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]
-        raise ConfigError(f"{source} is invalid (schema {schema_path.name}):\n" + "\n".join(lines))
+        raise ConfigError(f"{source} is invalid (schema {SCHEMA_NAME}):\n" + "\n".join(lines))
     return config
 
 

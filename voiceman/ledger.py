@@ -30,9 +30,10 @@ import hashlib
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .timestamps import utc_now
 
 LEDGER_VERSION = 1
 LEDGER_SUBDIR = Path("custody") / "ledger"
@@ -49,10 +50,6 @@ class EvidenceChanged(LedgerError):
         super().__init__(message)
         self.first_seen = first_seen
         self.sha256 = sha256
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _display(name: str) -> str:
@@ -98,7 +95,7 @@ class Ledger:
         if existing is not None:
             return existing
         entry = {"ledger_version": LEDGER_VERSION, "name": _display(name), "sha256": sha256,
-                 "first_seen_utc": _utc_now(), **facts}
+                 "first_seen_utc": utc_now(), **facts}
         self._create(self.path_for(name), entry)
         held = self.get(name)  # ours, or the one another job linked first
         if held is None:

@@ -6,7 +6,7 @@ that report, and bound to the SHA-256 of the report's JSON file (``report_sha256
 made on one analysis never attaches to another.
 
 The analyst marks findings confirmed / rejected / unsure (with a note) in ``case.html`` and
-downloads the verdicts as a JSON file (``workflow/schemas/review.schema.json``).
+downloads the verdicts as a JSON file (``voiceman/schemas/review.schema.json``).
 ``voiceman review import FILE`` validates it against the schema and the case's current
 reports and stores it under ``results/review/`` -- never touching the evidence or the
 machine-made reports:
@@ -34,7 +34,6 @@ import io
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -43,9 +42,10 @@ from typing import Any, Iterator
 import jsonschema
 
 from . import atomic
-from .forensic.rules import REPO_ROOT
+from .resources import load_schema
+from .timestamps import utc_now
 
-REVIEW_SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "review.schema.json"
+REVIEW_SCHEMA_NAME = "review.schema.json"
 FORMAT, VERSION = "voiceman-review", 1
 STATE_FORMAT = "voiceman-verdicts"
 EXPORT_FORMAT = "voiceman-findings"
@@ -59,10 +59,6 @@ _VERDICT_FIELDS = ("verdict", "note", "reviewer", "decided_utc", "report_sha256"
 
 class ReviewError(ValueError):
     """A verdicts file or the review folder cannot be used; the message says why."""
-
-
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def review_dir(results_dir: str | Path) -> Path:
@@ -229,7 +225,7 @@ def counts(findings: list[dict[str, Any]], stale: list[dict[str, Any]], state: d
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(REVIEW_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = load_schema(REVIEW_SCHEMA_NAME)
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -240,7 +236,7 @@ def validate_document(doc: Any) -> None:
     if errors:
         lines = [f"  at {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors[:10]]
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
-        raise ReviewError(f"not a valid verdicts file ({REVIEW_SCHEMA_PATH.name}):\n" + "\n".join(lines) + more)
+        raise ReviewError(f"not a valid verdicts file ({REVIEW_SCHEMA_NAME}):\n" + "\n".join(lines) + more)
     seen: dict[tuple[str, int], int] = {}
     for i, v in enumerate(doc["verdicts"]):
         where = (v["file"], v["segment"])

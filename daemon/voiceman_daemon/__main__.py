@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from voiceman import runtime, transport
+from voiceman.daemonlink import runtime, transport
 from voiceman.config import ConfigError, load_config, model_options
 
 from .admission import SerBackpressure

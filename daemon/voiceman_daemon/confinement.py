@@ -108,7 +108,7 @@ def case_roots_from_config(config: dict) -> CaseRoots:
 def model_roots_from_config(config: dict) -> tuple[Path, ...]:
     """``daemon.model_roots`` (default ``models``); relative paths from the repository root,
     where ``voiceman models prepare`` puts the models."""
-    from voiceman.config import REPO_ROOT
+    from voiceman.resources import REPO_ROOT
 
     roots = (config.get("daemon") or {}).get("model_roots")
     return real_roots(["models"] if roots is None else roots, base=REPO_ROOT)

@@ -55,7 +55,7 @@ class RequestRejected(ValueError):
 @dataclass(frozen=True)
 class Outcome:
     """What a request ended with: a result, or an error with its scope (request / daemon /
-    protocol; see voiceman.protocol.error_reply)."""
+    protocol; see voiceman.daemonlink.protocol.error_reply)."""
     request_id: str
     kind: str
     ok: bool

@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from voiceman import runtime
-from voiceman.config import REPO_ROOT
+from voiceman.daemonlink import runtime
+from voiceman.resources import REPO_ROOT
 
 from .governor import Governor, NvmlSensor, Snapshot, TraceSensor, load_governor_config
 

@@ -1,6 +1,6 @@
 """Drive the daemon core from the same process, with the client's ``call`` interface.
 
-The library's stage functions (voiceman.stages, voiceman.analysis) take a client; given this
+The library's rule modules (voiceman.pipeline.<rule>) take a client; given this
 one instead of a socket client they run the very same requests through the very same core,
 so the in-process benchmark differs from the pipeline only in orchestration.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from voiceman.client import DaemonLost, RequestFailed
+from voiceman.daemonlink.client import DaemonLost, RequestFailed
 
 from .core import DaemonCore
 

@@ -20,13 +20,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from voiceman.pipeline.stage_names import DAEMON_STAGES
+
 from .governor import Governor
 from .registry import ModelRegistry, ModelSpec
 
 log = logging.getLogger(__name__)
 
 # Which governor stage a request type belongs to (the governor's batch_sizes keys).
-REQUEST_STAGES = {"transcribe": "asr", "ser": "ser"}
+REQUEST_STAGES = DAEMON_STAGES
 PHASES = ("held", "preparing", "queued", "running")
 
 

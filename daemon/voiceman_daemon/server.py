@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import zmq
 
 import voiceman
-from voiceman import protocol, transport
-from voiceman.protocol import Message
+from voiceman.daemonlink import protocol, transport
+from voiceman.daemonlink.protocol import Message
 
 from .core import DaemonCore, Outcome
 from .requests import CONTROL_REQUESTS, RequestInvalid, parse_control
@@ -52,7 +52,7 @@ class DaemonServer:
     def __init__(self, endpoint: str, core: DaemonCore, heartbeat_interval_s: float = 2.0,
                  curve: transport.CurveSettings | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
-        # Who may connect (voiceman/transport.py): ipc in a private dir; tcp on loopback, or any
+        # Who may connect (voiceman/daemonlink/transport.py): ipc in a private dir; tcp on loopback, or any
         # address with CURVE keys (curve=None: no keys).  Refused here, before anything loads.
         transport.check_server(endpoint, curve)
         self.endpoint = endpoint

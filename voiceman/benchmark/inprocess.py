@@ -4,8 +4,8 @@ imports and model loads, exactly as the pipeline's processes do:
     python -m voiceman.benchmark.inprocess --config-json CFG --files a.wav b.wav --out stats.json
 
 One process builds the daemon core (loading every configured model once) and runs the rule
-bodies (voiceman.rulejobs) for the given files one after another, with a client that drives
-the core directly.  ``naive`` runs this once per file (models reloaded for every file);
+bodies (``voiceman.pipeline.<rule>.run``) for the given files one after another, with a client
+that drives the core directly.  ``naive`` runs this once per file (models reloaded for every file);
 ``inprocess`` runs it once for all files.
 """
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .. import rulejobs
+from .. import pipeline
 from ..patterns import database_files
-from ..rulekit import RULE_SETTINGS, RuleJob, settings_for
+from ..pipeline.jobkit import RULE_SETTINGS, RuleJob, settings_for
+from ..pipeline.stage_names import DAEMON_STAGES, FILE_STAGES
 
 
 class Named(dict):
@@ -71,11 +72,11 @@ def run(config: dict[str, Any], files: list[str]) -> dict[str, Any]:
     failures = {}
     try:
         for name in files:
-            for rule in rulejobs.FILE_RULES:
-                body = getattr(rulejobs, rule)
+            for rule in FILE_STAGES:  # in DAG order
+                body = getattr(pipeline, rule).run
                 job = file_job(rule, name, config)
                 try:
-                    body(job, client) if rule in rulejobs.DAEMON_RULES else body(job)
+                    body(job, client) if rule in DAEMON_STAGES else body(job)
                 except Exception as exc:  # a benchmark file that fails is reported, not hidden
                     failures[name] = f"{rule}: {exc}"
                     break
@@ -100,7 +101,7 @@ def case_summary(config: dict[str, Any], files: list[str]) -> None:
     job = RuleJob("case_summary", Named(reports=[str(results / "report" / f"{k}.json") for k in inv.keys]),
                   Named(case=str(results / "case.json"), html=str(results / "case.html")), params,
                   [str(results / "logs" / "case_summary.log")], Named(), config)
-    rulejobs.case_summary(job)
+    pipeline.case_summary.run(job)
 
 
 def main(argv: list[str] | None = None) -> int:

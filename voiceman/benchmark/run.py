@@ -6,7 +6,7 @@
 3. ``pipeline``  ``snakemake --profile profiles/local`` with an auto-started daemon, timed
                  until Snakemake exits.
 
-All three run the same rule bodies (voiceman.rulejobs) and the same daemon core, so they
+All three run the same rule bodies (voiceman.pipeline) and the same daemon core, so they
 differ only in orchestration.  The JSON names the workload, each mode's wall time and model
 loads, the ratios, and whether the results agree (identical transcripts, SER within 1e-3).
 """
@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import REPO_ROOT, load_config
+from ..config import load_config
+from ..resources import REPO_ROOT
 from .compare import agreement
 from .workload import MODEL_SIZES, Workload, build
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..config import REPO_ROOT
+from ..resources import REPO_ROOT
 
 SENTENCES = [
     "Please meet me at the harbour tomorrow morning and bring the money with you.",

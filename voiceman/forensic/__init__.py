@@ -1,7 +1,7 @@
 """Forensic layer: text–voice cross-validation, explained scores and the per-file report.
 
 Pure functions over plain dicts; rules, thresholds and weights come from
-config/forensic.yaml (validated against workflow/schemas/forensic.schema.json).
+config/forensic.yaml (validated against voiceman/schemas/forensic.schema.json).
 """
 
 from voiceman.forensic.cross_validation import CrossCheck, StressedFeature, crosscheck, directed_stress_z

@@ -1,4 +1,4 @@
-"""Assembling and validating the per-file forensic report (workflow/schemas/report.schema.json)."""
+"""Assembling and validating the per-file forensic report (voiceman/schemas/report.schema.json)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,23 @@ from typing import Any
 import jsonschema
 
 from voiceman.forensic.cross_validation import crosscheck
-from voiceman.forensic.rules import REPO_ROOT, resolve_rules, rules_sha256
+from voiceman.forensic.rules import resolve_rules, rules_sha256
+from voiceman.resources import load_schema, schema_path
 from voiceman.forensic.scoring import score_file, score_segment, score_speakers
 
-REPORT_SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "report.schema.json"
+REPORT_SCHEMA_NAME = "report.schema.json"
+REPORT_SCHEMA_PATH = schema_path(REPORT_SCHEMA_NAME)
 REPORT_SCHEMA_VERSION = 1
 
 
 class ReportValidationError(ValueError):
-    """A report dict does not match workflow/schemas/report.schema.json."""
+    """A report dict does not match voiceman/schemas/report.schema.json."""
 
 
 @lru_cache(maxsize=1)
 def _report_validator() -> jsonschema.Draft202012Validator:
     try:
-        schema = json.loads(REPORT_SCHEMA_PATH.read_text(encoding="utf-8"))
+        schema = load_schema(REPORT_SCHEMA_NAME)
     except (OSError, json.JSONDecodeError) as exc:
         raise ReportValidationError(f"{REPORT_SCHEMA_PATH}: cannot read report schema: {exc}") from exc
     return jsonschema.Draft202012Validator(schema)

@@ -1,7 +1,7 @@
 """Loading and validating the forensic rules file (config/forensic.yaml).
 
 The rules are data: thresholds for the cross-check, weights for the score and the
-aggregation formula. They are validated against workflow/schemas/forensic.schema.json
+aggregation formula. They are validated against voiceman/schemas/forensic.schema.json
 so a typo in a threshold fails loudly, naming the file, instead of silently scoring
 with a default.
 """
@@ -15,22 +15,23 @@ from typing import Any
 import jsonschema
 
 from voiceman.hashing import sha256_json
+from voiceman.resources import CONFIG_DIR, load_schema, schema_path
 from voiceman.yamlfile import read_mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_RULES_PATH = REPO_ROOT / "config" / "forensic.yaml"
-RULES_SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "forensic.schema.json"
+DEFAULT_RULES_PATH = CONFIG_DIR / "forensic.yaml"  # the checkout's; a run names its own (forensic_rules)
+RULES_SCHEMA_NAME = "forensic.schema.json"
+RULES_SCHEMA_PATH = schema_path(RULES_SCHEMA_NAME)
 
 
 class ForensicConfigError(ValueError):
     """The forensic rules file is missing, unreadable or does not match its schema."""
 
 
-def _load_json_schema(path: Path) -> dict[str, Any]:
+def _load_json_schema() -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return load_schema(RULES_SCHEMA_NAME)
     except (OSError, json.JSONDecodeError) as exc:
-        raise ForensicConfigError(f"{path}: cannot read JSON schema: {exc}") from exc
+        raise ForensicConfigError(f"{RULES_SCHEMA_PATH}: cannot read JSON schema: {exc}") from exc
 
 
 def _error_location(error: jsonschema.ValidationError) -> str:
@@ -40,7 +41,7 @@ def _error_location(error: jsonschema.ValidationError) -> str:
 
 def validate_forensic_rules(rules: dict[str, Any], source: str = "<forensic rules>") -> dict[str, Any]:
     """Check `rules` against the schema and the cross-field constraints; return it unchanged."""
-    schema = _load_json_schema(RULES_SCHEMA_PATH)
+    schema = _load_json_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(rules), key=lambda e: list(e.absolute_path))
     if errors:

@@ -1,4 +1,4 @@
-"""HTML page for one recording's report dict (see workflow/schemas/report.schema.json)."""
+"""HTML page for one recording's report dict (see voiceman/schemas/report.schema.json)."""
 
 from __future__ import annotations
 

@@ -20,12 +20,13 @@ from pathlib import Path
 import jsonschema
 from jsonschema.exceptions import best_match
 
+from ..resources import CONFIG_DIR
 from . import english, korean
 from .compose import PHRASE_RULE, Rule, Slot
 from .model import Pattern, PatternDatabaseError
 from .yaml_lines import LocatedDocument, load_located_yaml
 
-DEFAULT_DATABASE_DIR = Path(__file__).resolve().parents[2] / "config" / "patterns"
+DEFAULT_DATABASE_DIR = CONFIG_DIR / "patterns"  # the checkout's; the workflow declares its own folder
 MANIFEST_NAME = "manifest.yaml"
 SCHEMA_NAME = "schema.json"
 LEXICON_DIR = "lexicons"

@@ -14,7 +14,7 @@ rule ser:
     params:
         settings=settings_for(config, "ser"),
     run:
-        rulejobs.ser(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.ser.run(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule voice:
@@ -28,7 +28,7 @@ rule voice:
     params:
         settings=settings_for(config, "voice"),
     run:
-        rulejobs.voice(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.voice.run(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule patterns:
@@ -43,4 +43,4 @@ rule patterns:
     params:
         settings=settings_for(config, "patterns"),
     run:
-        rulejobs.patterns(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.patterns.run(RuleJob(rule, input, output, params, log, wildcards, config))

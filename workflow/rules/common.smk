@@ -6,12 +6,18 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from voiceman import case as vm_case
-from voiceman import daemonctl, rulejobs
+from voiceman import pipeline
+from voiceman.daemonlink import daemonctl
 from voiceman.patterns import database_files
-from voiceman.rulekit import RuleJob, settings_for
+from voiceman.pipeline.jobkit import RuleJob, settings_for
 from voiceman.hashing import config_sha256
+from voiceman.resources import schema_path
 
-validate(config, "../schemas/config.schema.yaml")
+# Every rule's run: block calls pipeline.<rule>.run; import them all now, so an import error
+# stops the run before any job starts.
+pipeline.import_rules()
+
+validate(config, str(schema_path("config.schema.yaml")))
 
 RESULTS = config["results_dir"].rstrip("/")
 CASE_DIR = config["case_dir"].rstrip("/")
@@ -69,7 +75,7 @@ def case_reports(wildcards):
 def daemon_up():
     """Record the run start (the run report's window), then find the daemon or start one for
     this run (it is stopped again by daemon_down)."""
-    from voiceman import runreport
+    from voiceman.observe import runreport
 
     runreport.record_run_start(RESULTS, config)
     logger.info(daemonctl.ensure_for_workflow(config, Path(RESULTS)))
@@ -79,7 +85,7 @@ def daemon_down(status=None):
     """Save the daemon's stats beside the results, stop the daemon only if this run started it,
     then write results/run_report.json + .html (E5) -- after the stats, on success and on error.
     status: "success" / "error"; None = success when case.json was written in this run."""
-    from voiceman import runreport
+    from voiceman.observe import runreport
 
     try:
         logger.info(daemonctl.release_for_workflow(config, Path(RESULTS)))

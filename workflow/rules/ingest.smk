@@ -7,4 +7,4 @@ rule ingest:
     log:
         f"{RESULTS}/logs/ingest/{{file}}.log",
     run:
-        rulejobs.ingest(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.ingest.run(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -20,7 +20,7 @@ rule report:
         # so no report ever carries another config hash than case.json.
         config_sha256=CONFIG_SHA256,
     run:
-        rulejobs.report(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.report.run(RuleJob(rule, input, output, params, log, wildcards, config))
 
 
 rule case_summary:
@@ -39,4 +39,4 @@ rule case_summary:
         entries=CASE_ENTRIES,
         config_sha256=CONFIG_SHA256,
     run:
-        rulejobs.case_summary(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.case_summary.run(RuleJob(rule, input, output, params, log, wildcards, config))

@@ -14,4 +14,4 @@ rule transcribe:
     params:
         settings=settings_for(config, "transcribe"),
     run:
-        rulejobs.transcribe(RuleJob(rule, input, output, params, log, wildcards, config))
+        pipeline.transcribe.run(RuleJob(rule, input, output, params, log, wildcards, config))

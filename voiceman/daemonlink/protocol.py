@@ -22,7 +22,6 @@ PING = "ping"
 STATS = "stats"
 UNLOAD = "unload"
 SHUTDOWN = "shutdown"
-TRANSCRIBE = "transcribe"
 # Daemon -> client
 REPLY = "reply"
 ERROR = "error"

@@ -1,14 +1,16 @@
 """The run report (E5): what one workflow run did and what it cost, computed from the run's
 real outputs -- the per-file stage records (results/<stage>/<file>.json with started_utc /
-finished_utc), the daemon's stats (results/daemon_stats.json, saved by daemon_down before
-this report is written) and the governor's sample log (the samples inside the run window).
+finished_utc), the jobs' timing events (results/logs/job_events.jsonl: the span of a stage
+whose record carries no times of its own), the daemon's stats (results/daemon_stats.json,
+saved by daemon_down before this report is written) and the governor's sample log (the samples
+inside the run window).
 
     results/run_report.json   for machines
     results/run_report.html   for people (inline SVG plots, no scripts, no network)
 
 ``daemon_up`` records the run start (results/logs/run_started.json); ``daemon_down`` writes the
-report at the end of every run, success or error.  ``python -m voiceman.runreport RESULTS``
-writes it again by hand.
+report at the end of every run, success or error.  ``python -m voiceman.observe.runreport
+RESULTS`` writes it again by hand.
 """
 from __future__ import annotations
 
@@ -18,31 +20,19 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import read_json, write_json, write_text
+from ..atomic import read_json, write_json, write_text
+from ..pipeline.job_events import read_events
+from ..pipeline.stage_names import FILE_STAGES
+from ..timestamps import unix_from_utc, utc_from_unix, utc_now
 
 log = logging.getLogger(__name__)
 
 RUN_START_FILE = Path("logs") / "run_started.json"
-# Stages in pipeline order; any other results/<dir>/ with per-file records is added after.
-STAGE_ORDER = ("ingest", "transcribe", "ser", "voice", "patterns", "report")
+# Stages in pipeline order (FILE_STAGES); any other results/<dir>/ with per-file records is added after.
 NOT_STAGES = {"logs"}
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _unix(utc: str | None) -> float | None:
-    if not utc:
-        return None
-    try:
-        return datetime.fromisoformat(str(utc).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def record_run_start(results_dir: str | Path, config: dict[str, Any]) -> Path:
@@ -157,54 +147,52 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _stage_dirs(results: Path) -> list[str]:
     present = [d.name for d in sorted(results.iterdir()) if d.is_dir() and d.name not in NOT_STAGES]
-    return [s for s in STAGE_ORDER if s in present] + [s for s in present if s not in STAGE_ORDER]
+    return [s for s in FILE_STAGES if s in present] + [s for s in present if s not in FILE_STAGES]
+
+
+# A job's span from its timing event: {(rule, file key): (start, end)} in Unix seconds.
+JobSpans = dict[tuple[str, str], tuple[float, float]]
 
 
 def _records(results: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """{file: {stage: record}} from results/<stage>/<file>.json."""
+    """{file: {stage: record}} from results/<stage>/<key>.json; each record's file key (the
+    output's name, the ``{file}`` wildcard) is kept as ``_key``, for its job's event."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for stage in _stage_dirs(results):
         for path in sorted((results / stage).glob("*.json")):
             record = _read(path)
             if record is not None:
-                out.setdefault(str(record.get("file") or path.stem), {})[stage] = record
+                out.setdefault(str(record.get("file") or path.stem), {})[stage] = {**record, "_key": path.stem}
     return out
 
 
-def _log_span(log_path: Path) -> tuple[float | None, float | None]:
-    """Start/end of a rule job from its rule log (rulekit writes the first line when the job
-    starts and "rule X done in N s" when it ends; asctime is local time)."""
-    try:
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None, None
-
-    def stamp(line: str) -> float | None:
-        try:
-            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        except ValueError:
-            return None
-    start = stamp(lines[0]) if lines else None
-    done = [stamp(line) for line in lines if " done in " in line]
-    return start, (done[-1] if done else None)
+def _job_spans(results: Path) -> JobSpans:
+    """The span of each rule job that succeeded, from the events file (the latest run of a
+    job wins: the events file keeps every run's)."""
+    spans: JobSpans = {}
+    for event in read_events(results):
+        start, end = unix_from_utc(event.get("start_utc")), unix_from_utc(event.get("end_utc"))
+        if event.get("status") == "ok" and event.get("file") and start is not None and end is not None:
+            spans[(str(event.get("rule")), str(event["file"]))] = (start, end)
+    return spans
 
 
-def _span(record: dict[str, Any], log_path: Path) -> tuple[float | None, float | None]:
-    """A stage's start/end: the record's own UTC times, else its rule log's."""
-    start, end = _unix(record.get("started_utc")), _unix(record.get("finished_utc"))
+def _span(stage: str, record: dict[str, Any], spans: JobSpans) -> tuple[float | None, float | None]:
+    """A stage's start/end: the record's own UTC times, else its job's timing event."""
+    start, end = unix_from_utc(record.get("started_utc")), unix_from_utc(record.get("finished_utc"))
     if start is None or end is None:
-        log_start, log_end = _log_span(log_path)
-        start = start if start is not None else log_start
-        end = end if end is not None else log_end
+        job_start, job_end = spans.get((stage, record.get("_key", "")), (None, None))
+        start = start if start is not None else job_start
+        end = end if end is not None else job_end
     return start, end
 
 
 def _file_times(name: str, recs: dict[str, dict[str, Any]], run_start: float | None,
-                results: Path) -> FileTimes:
+                spans: JobSpans) -> FileTimes:
     stages_s: dict[str, float] = {}
     starts, ends = [], []
     for stage, rec in recs.items():
-        start, end = _span(rec, results / "logs" / stage / f"{name}.log")
+        start, end = _span(stage, rec, spans)
         if start is not None and end is not None and end >= start:
             stages_s[stage] = end - start
         starts += [t for t in (start,) if t is not None]
@@ -217,7 +205,7 @@ def _file_times(name: str, recs: dict[str, dict[str, Any]], run_start: float | N
     elif failure is not None:
         status, reason, stage = "failed", failure.get("reason"), failure.get("failed_stage")
     else:
-        last = [s for s in STAGE_ORDER if s in recs]
+        last = [s for s in FILE_STAGES if s in recs]
         status, stage = "incomplete", None
         reason = f"run ended before the report stage (last output: {last[-1] if last else 'none'})"
     finished = max(ends) if ends else None
@@ -279,7 +267,7 @@ def sample_stats(samples: list[dict[str, Any]], governor: dict[str, Any]) -> Sam
 
 
 def _case_files(run_info: dict[str, Any]) -> list[str]:
-    from .case import CaseError, discover
+    from ..case import CaseError, discover
     if not run_info.get("case_dir"):
         return []
     try:
@@ -304,7 +292,8 @@ def build_run_report(results_dir: str | Path, status: str | None = None,
     governor = daemon.get("governor") or {}
     records = _records(results) if results.is_dir() else {}
     names = sorted(set(records) | set(_case_files(run_info)))
-    files = [_file_times(n, records.get(n, {}), start, results) for n in names]
+    spans = _job_spans(results) if results.is_dir() else {}
+    files = [_file_times(n, records.get(n, {}), start, spans) for n in names]
     stages: dict[str, StageTime] = {}
     for f in files:
         if not f.in_this_run:
@@ -328,9 +317,9 @@ def build_run_report(results_dir: str | Path, status: str | None = None,
         cum += f.audio_s or 0.0
         throughput.append({"unix": f.finished_unix, "files_done": i + 1, "audio_s_done": round(cum, 3)})
     return RunReport(
-        status=status or _infer_status(results, start, files),
+        status=status or _infer_status(results, start),
         started_utc=run_info.get("started_utc"),
-        finished_utc=datetime.fromtimestamp(end, timezone.utc).isoformat(timespec="milliseconds"),
+        finished_utc=utc_from_unix(end),
         wall_s=wall, files_total=len(files),
         files_done=sum(f.status == "done" for f in files),
         files_failed=sum(f.status == "failed" for f in files),
@@ -367,7 +356,7 @@ def _run_end(results: Path, start: float | None) -> float:
     return saved if start is None or saved >= start else time.time()
 
 
-def _infer_status(results: Path, start: float | None, files: list[FileTimes]) -> str:
+def _infer_status(results: Path, start: float | None) -> str:
     """success when case.json was written in this run, else error (daemon_down is called by
     onsuccess and onerror alike and cannot always be told which)."""
     case = results / "case.json"
@@ -393,7 +382,7 @@ def write_run_report(results_dir: str | Path, status: str | None = None,
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m voiceman.runreport RESULTS_DIR", file=sys.stderr)
+        print("usage: python -m voiceman.observe.runreport RESULTS_DIR", file=sys.stderr)
         return 2
     for path in write_run_report(args[0]):
         print(path)

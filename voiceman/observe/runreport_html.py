@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .htmlreport.html_parts import esc, fmt_num, key_value_table, page
+from ..htmlreport.html_parts import esc, fmt_num, key_value_table, page
+from ..timestamps import unix_from_utc
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 720, 200, 52, 16, 24, 30
 STATE_FILL = {"cooldown": "#ffe2b8", "halted": "#ffc4c0"}
@@ -97,8 +98,7 @@ def render_run_report(report: dict[str, Any]) -> str:
     t0 = min([s["unix"] for s in samples] + [t["unix"] for t in report.get("throughput") or []]
              or [0.0])
     if report.get("started_utc"):
-        from datetime import datetime
-        t0 = datetime.fromisoformat(report["started_utc"]).timestamp()
+        t0 = unix_from_utc(report["started_utc"]) or t0
     status_class = "status-done" if report["status"] == "success" else "status-failed"
     summary = key_value_table([
         ("Status", f'<span class="{status_class}">{esc(report["status"])}</span>'),

@@ -1,5 +1,6 @@
-"""What every rule job shares: the job's named inputs/outputs, logging into the rule's ``log:``
-file, and a clear one-line failure.
+"""The job harness every rule job runs in: the job's named inputs/outputs and the settings its
+rule declares, logging into the rule's ``log:`` file, a clear one-line failure, and one timing
+event per job (``job_events``: what the run report reads).
 
 Rule jobs run as ``run:`` blocks.  The profiles set ``force-use-threads``, so on one machine a
 job is a thread of the Snakemake process (no interpreter start and no re-import per job;
@@ -15,6 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from ..timestamps import utc_from_unix
+from .job_events import append_event
 
 log = logging.getLogger("voiceman.rule")
 LIBRARY_LOGGER = "voiceman"  # the library's loggers all live under this name
@@ -75,6 +79,12 @@ class RuleJob:
     def label(self) -> str:
         return f"rule {self.rule}, wildcards {dict(self.wildcards)}"
 
+    @property
+    def file_key(self) -> str | None:
+        """The ``{file}`` wildcard (the key the file's outputs are filed under); None for the
+        case-wide rule."""
+        return dict(self.wildcards).get("file")
+
 
 class _FromThread(logging.Filter):
     def __init__(self, thread_id: int):
@@ -88,7 +98,8 @@ class _FromThread(logging.Filter):
 @contextlib.contextmanager
 def job_logging(job: RuleJob) -> Iterator[logging.Logger]:
     """Log this job's records to ``job.log[0]``; log an exception with its cause, then re-raise
-    so Snakemake marks the job failed and keeps going with other files."""
+    so Snakemake marks the job failed and keeps going with other files.  Either way the job's
+    timing goes to the events file (the log lines are for people; nothing parses them)."""
     library = logging.getLogger(LIBRARY_LOGGER)
     if library.level == logging.NOTSET:
         library.setLevel(logging.INFO)
@@ -98,7 +109,8 @@ def job_logging(job: RuleJob) -> Iterator[logging.Logger]:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_FromThread(threading.get_ident()))
         library.addHandler(handler)
-    started = time.monotonic()
+    started_unix, started = time.time(), time.monotonic()
+    status = "failed"
     log.info("%s", job.label)
     try:
         yield log
@@ -106,8 +118,15 @@ def job_logging(job: RuleJob) -> Iterator[logging.Logger]:
         log.error("%s failed: %s", job.label, exc)
         raise
     else:
+        status = "ok"
         log.info("rule %s done in %.2f s", job.rule, time.monotonic() - started)
     finally:
+        seconds = time.monotonic() - started
+        if job.config.get("results_dir"):
+            append_event(job.config["results_dir"], {
+                "rule": job.rule, "file": job.file_key, "start_utc": utc_from_unix(started_unix),
+                "end_utc": utc_from_unix(started_unix + seconds), "seconds": round(seconds, 3),
+                "status": status})
         if handler is not None:
             library.removeHandler(handler)
             handler.close()

@@ -18,14 +18,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .atomic import read_json
-from .case import CaseError, discover
-from .client import DaemonClient, DaemonError
-from .runreport import RUN_START_FILE, STAGE_ORDER
-
-# What each stage waits for (its queue = files its inputs are ready for, not yet done).
-UPSTREAM = {"transcribe": ("ingest",), "ser": ("transcribe",), "voice": ("transcribe",),
-            "patterns": ("transcribe",), "report": ("ser", "voice", "patterns", "transcribe")}
+from ..atomic import read_json
+from ..case import CaseError, discover
+from ..daemonlink.client import DaemonClient, DaemonError
+from ..pipeline.stage_names import DAEMON_STAGES, FILE_STAGES, UPSTREAM
+from .runreport import RUN_START_FILE
 
 
 @dataclass
@@ -92,13 +89,14 @@ def collect(results_dir: str | Path, case_dir: str | Path | None, extensions: li
             files = discover(case_dir, extensions)[0]
         except CaseError as exc:
             notes.append(str(exc))
-    listings = {stage: _listing(results / stage) for stage in STAGE_ORDER}
-    present = [s for s in STAGE_ORDER if (results / s).is_dir()]
+    listings = {stage: _listing(results / stage) for stage in FILE_STAGES}
+    present = [s for s in FILE_STAGES if (results / s).is_dir()]
     names = set(files) | set(listings["ingest"])
     done_names = set(listings["report"])
     failed = sum(watcher.record(results / "report" / f"{n}.json", m).get("status") == "failed"
                  for n, m in listings["report"].items())
     waiting = {}
+    # A stage's queue: the files its inputs are ready for that it has not done yet.
     for stage in present:
         ups = [u for u in UPSTREAM.get(stage, ()) if u in present]
         ready = names if not ups else set.intersection(*(set(listings[u]) for u in ups))
@@ -152,11 +150,10 @@ def render(state: DashboardState, title: str = "voiceman") -> Group:
     table = Table(title="stages", expand=False)
     for column in ("stage", "done", "waiting (workflow)", "daemon queued", "running", "held", "batch size"):
         table.add_column(column, justify="right" if column != "stage" else "left")
-    daemon_stage = {"transcribe": "asr", "ser": "ser"}
     for stage, done in state.stage_done.items():
-        on_daemon = stage in daemon_stage and state.daemon is not None
-        d = stages.get(daemon_stage.get(stage, ""), {})
-        batch = (governor.get("batch_sizes") or {}).get(daemon_stage.get(stage, ""))
+        on_daemon = stage in DAEMON_STAGES and state.daemon is not None
+        d = stages.get(DAEMON_STAGES.get(stage, ""), {})
+        batch = (governor.get("batch_sizes") or {}).get(DAEMON_STAGES.get(stage, ""))
         table.add_row(stage, str(done), str(state.stage_waiting.get(stage, 0)),
                       str(d.get("queued", 0) + d.get("preparing", 0)) if on_daemon else "",
                       str(d.get("running", 0)) if on_daemon else "",

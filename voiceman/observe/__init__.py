@@ -1,0 +1,3 @@
+"""Watching and accounting for a run: the live terminal view (``dashboard``) and the run
+report written at the end of every run (``runreport``: the numbers, ``runreport_html``: the
+page).  They only read what a run leaves behind; nothing here changes a result."""
