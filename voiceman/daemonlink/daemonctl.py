@@ -265,14 +265,17 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
             write_json(owner_file, {"daemon_pid": started.pid, "endpoint": client.endpoint, "log": str(log_file),
                                     "autostarted_by": me, "users": [me]})
             message = f"started a daemon (pid {started.pid}) at {client.endpoint} for this run; log: {log_file}"
-    # Wait for the models outside the lock (loading can take minutes; other runs may join
-    # meanwhile).  A model that cannot load should stop the run here, once, with its reason --
-    # not fail every file of the case one by one.
+    # Do not wait for the models: jobs that need none (ingest, ...) run while they load, and
+    # the daemon's lanes take requests once their preloads are done.  A model that already
+    # failed to load stops the run here, once, with its reason; one that fails later fails
+    # the requests needing it, each with the load error (case.json lists them).
     try:
-        status = wait_until_ready(client, timeout_s)
+        status = client.ping()
     except DaemonError:
         _leave(config, client)
         raise
+    if status.get("state") == "loading":
+        message += "; its models are loading (jobs that need none start now)"
     if status.get("load_errors"):
         errors = "; ".join(status["load_errors"].values())
         _leave(config, client, force_stop=started is not None)

@@ -122,6 +122,7 @@ def render_run_report(report: dict[str, Any]) -> str:
     stage_rows = [[esc(s["stage"]), str(s["files"]), fmt_num(s["total_s"], 2), fmt_num(s["mean_s"], 2),
                    fmt_num(s["max_s"], 2)] for s in report["stages"]]
     daemon_rows = [[esc(k), str(v.get("requests", 0)), fmt_num(v.get("mean_batch_size"), 2),
+                    fmt_num(v.get("requests_per_batch"), 2), fmt_num(v.get("padding_fraction"), 3),
                     str(v.get("cpu_requests", 0)), fmt_num(v.get("halted_wait_s"), 1)]
                    for k, v in report["daemon_stages"].items()]
     file_rows = [[esc(f["file"]), esc(f["status"]), fmt_num(f["audio_s"], 1), fmt_num(f["wall_s"], 2),
@@ -145,7 +146,8 @@ def render_run_report(report: dict[str, Any]) -> str:
         + "<h2>GPU and governor</h2>" + gpu_table + plots
         + "<h2>Stages (this run)</h2>" + _table(["stage", "files", "total s", "mean s", "max s"], stage_rows)
         + "<h2>Daemon requests per stage</h2>"
-        + _table(["stage", "requests", "mean batch size", "on CPU", "halted wait s"], daemon_rows)
+        + _table(["stage", "requests", "mean batch size", "files per batch", "padding", "on CPU", "halted wait s"],
+                 daemon_rows)
         + f'<p class="explain">SER backpressure (S5): paused {esc(bp.get("pauses", 0))} time(s), '
           f'{esc(bp.get("transcribe_held_total", 0))} transcription request(s) held, '
           f'{fmt_num(bp.get("held_wait_s"), 1)} s waited in all.</p>'
