@@ -43,6 +43,7 @@ cannot carry model.bin), a Whisper of that shape with random weights is built th
 converted for both backends; its timings are an upper bound (random weights decode to the
 length limit) and its agreement figures mean little -- the JSON says which weights ran.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -102,15 +104,24 @@ def agreement(a: dict, b: dict) -> dict[str, Any]:
     matcher = difflib.SequenceMatcher(a=[key(w) for w in words_a], b=[key(w) for w in words_b], autojunk=False)
     for block in matcher.get_matching_blocks():
         diffs += [abs(words_a[block.a + k]["start"] - words_b[block.b + k]["start"]) for k in range(block.size)]
-    return {"wer": round(word_error_rate(ref, hyp), 4), "reference_words": len(ref),
-            "mean_word_start_diff_s": round(float(np.mean(diffs)), 4) if diffs else None,
-            "max_word_start_diff_s": round(float(np.max(diffs)), 4) if diffs else None, "words_compared": len(diffs)}
+    return {
+        "wer": round(word_error_rate(ref, hyp), 4),
+        "reference_words": len(ref),
+        "mean_word_start_diff_s": round(float(np.mean(diffs)), 4) if diffs else None,
+        "max_word_start_diff_s": round(float(np.max(diffs)), 4) if diffs else None,
+        "words_compared": len(diffs),
+    }
 
 
 # -- the parts -------------------------------------------------------------------------------------
 def environment(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"python": sys.version.split()[0], "machine": platform.machine(), "host": platform.node(),
-                            "device": device, "executable": sys.executable}
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "host": platform.node(),
+        "device": device,
+        "executable": sys.executable,
+    }
     try:
         import torch
 
@@ -143,8 +154,12 @@ def device_probe(models_dir: Path) -> dict[str, Any]:
         from voiceman_daemon.device_probe import probe
     except ImportError as exc:
         raise Skip(f"voiceman_daemon.device_probe is not there: {exc}")
-    config = {"models": {"asr": {"id": str(models_dir / "whisper-tiny.en"), "device": "auto", "backend": "auto"},
-                         "ser_dimensional": {"id": str(models_dir / "bench"), "device": "auto"}}}
+    config = {
+        "models": {
+            "asr": {"id": str(models_dir / "whisper-tiny.en"), "device": "auto", "backend": "auto"},
+            "ser_dimensional": {"id": str(models_dir / "bench"), "device": "auto"},
+        }
+    }
     return probe(config).to_dict()
 
 
@@ -158,8 +173,10 @@ def workload(work: Path, dry_run: bool, audio_dir: Path | None) -> dict[str, Any
         source = f"{audio_dir} (*.wav)"
     else:
         if shutil.which("espeak-ng") is None:
-            raise Skip("espeak-ng is not installed: pass --audio DIR with WAV files "
-                       "(python bench/gpu_check.py --make-audio DIR on a machine that has it)")
+            raise Skip(
+                "espeak-ng is not installed: pass --audio DIR with WAV files "
+                "(python bench/gpu_check.py --make-audio DIR on a machine that has it)"
+            )
         from voiceman.benchmark.workload import synthesise_case
 
         count, seconds = (1, 6.0) if dry_run else (6, 60.0)
@@ -186,12 +203,21 @@ def _random_whisper(skeleton: Path, out: Path) -> Path:
     ct2_config = json.loads((skeleton / "config.json").read_text())
     tokenizer_json = json.loads((skeleton / "tokenizer.json").read_text())
     multilingual = len(ct2_config.get("lang_ids") or []) > 98
-    shape = {"vocab_size": 51865 if multilingual else 51864, "d_model": 512 if multilingual else 384,
-             "encoder_layers": 6 if multilingual else 4, "decoder_layers": 6 if multilingual else 4,
-             "encoder_attention_heads": 8 if multilingual else 6, "decoder_attention_heads": 8 if multilingual else 6,
-             "encoder_ffn_dim": 2048 if multilingual else 1536, "decoder_ffn_dim": 2048 if multilingual else 1536,
-             "num_mel_bins": 80, "max_source_positions": 1500, "max_target_positions": 448,
-             "tie_word_embeddings": True, "dtype": "float16"}
+    shape = {
+        "vocab_size": 51865 if multilingual else 51864,
+        "d_model": 512 if multilingual else 384,
+        "encoder_layers": 6 if multilingual else 4,
+        "decoder_layers": 6 if multilingual else 4,
+        "encoder_attention_heads": 8 if multilingual else 6,
+        "decoder_attention_heads": 8 if multilingual else 6,
+        "encoder_ffn_dim": 2048 if multilingual else 1536,
+        "decoder_ffn_dim": 2048 if multilingual else 1536,
+        "num_mel_bins": 80,
+        "max_source_positions": 1500,
+        "max_target_positions": 448,
+        "tie_word_embeddings": True,
+        "dtype": "float16",
+    }
     hf = out.with_name(out.name + "-hf")
     if not (hf / "model.safetensors").is_file():
         config, generation = build_configs(shape, ct2_config, tokenizer_json)
@@ -240,16 +266,32 @@ def _free() -> None:
         pass
 
 
-def run_asr(model_dir: Path, backend: str, device: str, audio: dict[str, np.ndarray], batch_size: int,
-            beam_size: int, cpu_threads: int = 0) -> dict[str, Any]:
+def run_asr(
+    model_dir: Path,
+    backend: str,
+    device: str,
+    audio: dict[str, np.ndarray],
+    batch_size: int,
+    beam_size: int,
+    cpu_threads: int = 0,
+) -> dict[str, Any]:
     import torch
 
     from voiceman_daemon.asr import load_asr
     from voiceman_daemon.registry import ModelSpec
 
     _free()
-    spec = ModelSpec.from_dict("asr", {"id": str(model_dir), "language": "en", "device": device, "backend": backend,
-                                       "beam_size": beam_size, "cpu_threads": cpu_threads})
+    spec = ModelSpec.from_dict(
+        "asr",
+        {
+            "id": str(model_dir),
+            "language": "en",
+            "device": device,
+            "backend": backend,
+            "beam_size": beam_size,
+            "cpu_threads": cpu_threads,
+        },
+    )
     started = time.perf_counter()
     model = load_asr(spec)
     load_s = time.perf_counter() - started
@@ -268,14 +310,24 @@ def run_asr(model_dir: Path, backend: str, device: str, audio: dict[str, np.ndar
     same = json.dumps(again["segments"], sort_keys=True) == json.dumps(results[first]["segments"], sort_keys=True)
     audio_s = sum(a.size for a in audio.values()) / SAMPLE_RATE
     custody = model.custody()
-    out = {"backend": backend, "device": custody.get("device"), "compute_type": custody.get("compute_type"),
-           "backend_selection": custody.get("backend_selection"), "engine": custody["decoding"].get("engine"),
-           "load_s": round(load_s, 2), "transcribe_wall_s": round(wall, 3), "audio_s": round(audio_s, 2),
-           "realtime_factor": round(audio_s / wall, 2) if wall > 0 else None, "per_file_s": per_file,
-           "vad_chunks": sum(r["vad_chunks"] for r in results.values()), "batch_size": batch_size,
-           "beam_size": beam_size, "repeat_identical": same,
-           "texts": {k: " ".join(s["text"] for s in r["segments"]) for k, r in results.items()},
-           "_results": results}
+    out = {
+        "backend": backend,
+        "device": custody.get("device"),
+        "compute_type": custody.get("compute_type"),
+        "backend_selection": custody.get("backend_selection"),
+        "engine": custody["decoding"].get("engine"),
+        "load_s": round(load_s, 2),
+        "transcribe_wall_s": round(wall, 3),
+        "audio_s": round(audio_s, 2),
+        "realtime_factor": round(audio_s / wall, 2) if wall > 0 else None,
+        "per_file_s": per_file,
+        "vad_chunks": sum(r["vad_chunks"] for r in results.values()),
+        "batch_size": batch_size,
+        "beam_size": beam_size,
+        "repeat_identical": same,
+        "texts": {k: " ".join(s["text"] for s in r["segments"]) for k, r in results.items()},
+        "_results": results,
+    }
     if device == "cuda" and torch.cuda.is_available():
         out["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
     del model
@@ -291,15 +343,19 @@ def run_ser(models_dir: Path, device: str, audio: dict[str, np.ndarray], size: s
     from voiceman_daemon.ser_backend import load_ser_categorical, load_ser_dimensional
 
     cache = models_dir / "bench" / size
-    segments = [samples[i:i + 4 * SAMPLE_RATE] for samples in audio.values()
-                for i in range(0, max(1, samples.size - SAMPLE_RATE), 4 * SAMPLE_RATE)]
+    segments = [
+        samples[i : i + 4 * SAMPLE_RATE]
+        for samples in audio.values()
+        for i in range(0, max(1, samples.size - SAMPLE_RATE), 4 * SAMPLE_RATE)
+    ]
     segments = [s for s in segments if s.size >= SAMPLE_RATE // 2]
     audio_s = sum(s.size for s in segments) / SAMPLE_RATE
     out: dict[str, Any] = {"size": size, "segments": len(segments), "audio_s": round(audio_s, 2)}
     sync = torch.cuda.synchronize if device == "cuda" and torch.cuda.is_available() else (lambda: None)
     for kind, builder, loader, marker in (
-            ("dimensional", build_dimensional_model, load_ser_dimensional, "config.json"),
-            ("categorical", build_speechbrain_iemocap_model, load_ser_categorical, "hyperparams.yaml")):
+        ("dimensional", build_dimensional_model, load_ser_dimensional, "config.json"),
+        ("categorical", build_speechbrain_iemocap_model, load_ser_categorical, "hyperparams.yaml"),
+    ):
         try:
             if kind == "categorical":
                 import speechbrain  # noqa: F401
@@ -316,8 +372,12 @@ def run_ser(models_dir: Path, device: str, audio: dict[str, np.ndarray], size: s
             model.predict(segments, batch_size=8)
             sync()
             wall = time.perf_counter() - started
-            entry = {"device": model.custody().get("device"), "load_s": round(load_s, 2), "wall_s": round(wall, 3),
-                     "realtime_factor": round(audio_s / wall, 2) if wall > 0 else None}
+            entry = {
+                "device": model.custody().get("device"),
+                "load_s": round(load_s, 2),
+                "wall_s": round(wall, 3),
+                "realtime_factor": round(audio_s / wall, 2) if wall > 0 else None,
+            }
             if device == "cuda" and torch.cuda.is_available():
                 entry["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
             out[kind] = entry
@@ -325,15 +385,18 @@ def run_ser(models_dir: Path, device: str, audio: dict[str, np.ndarray], size: s
         except ImportError as exc:
             out[kind] = {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
         except Exception as exc:  # noqa: BLE001
-            out[kind] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc()[-1500:]}
+            out[kind] = {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()[-1500:],
+            }
         _free()
     return out
 
 
 # -- CUDA-graph SER, GPU utilisation during SER, dynamic batching (GPU-throughput issue) ----------
 SER_KINDS = ("dimensional", "categorical")
-GRAPH_TARGET_SPEEDUP = 1.2     # CUDA-graph SER >= 1.2 x eager at batch <= 4
+GRAPH_TARGET_SPEEDUP = 1.2  # CUDA-graph SER >= 1.2 x eager at batch <= 4
 UTILISATION_TARGET_PCT = 90.0  # SER-stage GPU utilisation
 
 
@@ -348,8 +411,9 @@ def _ser_models(models_dir: Path, device: str, size: str, cache: dict[str, Any])
     from voiceman_daemon.ser_backend import load_ser_categorical, load_ser_dimensional
 
     for kind, builder, loader, marker in (
-            ("dimensional", build_dimensional_model, load_ser_dimensional, "config.json"),
-            ("categorical", build_speechbrain_iemocap_model, load_ser_categorical, "hyperparams.yaml")):
+        ("dimensional", build_dimensional_model, load_ser_dimensional, "config.json"),
+        ("categorical", build_speechbrain_iemocap_model, load_ser_categorical, "hyperparams.yaml"),
+    ):
         try:
             if kind == "categorical":
                 import speechbrain  # noqa: F401
@@ -386,8 +450,9 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     return round(float(np.median(times)), 3)
 
 
-def run_ser_graphs(models_dir: Path, device: str, audio: dict[str, np.ndarray], size: str, dry_run: bool,
-                   cache: dict[str, Any]) -> dict[str, Any]:
+def run_ser_graphs(
+    models_dir: Path, device: str, audio: dict[str, np.ndarray], size: str, dry_run: bool, cache: dict[str, Any]
+) -> dict[str, Any]:
     """(a) CUDA-graph vs eager SER at batch 1..8: per batch size the median time of one batch
     through the captured graphs and through the eager path (the same prepared segments, 2.5..4 s,
     so all in the 4 s bucket; batch 3, 5-7 are padded to 4 / 8 rows), their ratio and the max
@@ -407,11 +472,14 @@ def run_ser_graphs(models_dir: Path, device: str, audio: dict[str, np.ndarray], 
         samples = long_enough[i % len(long_enough)]
         n = int(rng.uniform(2.5, 4.0) * SAMPLE_RATE)
         start = int(rng.integers(0, samples.size - n + 1))
-        windows.append(samples[start:start + n])
+        windows.append(samples[start : start + n])
     repeats = 1 if dry_run else 7
     batch_sizes = (1, 3, 8) if dry_run else tuple(range(1, 9))  # dry run: exact, padded and largest only
-    out: dict[str, Any] = {"segment_s": [round(w.size / SAMPLE_RATE, 2) for w in windows], "repeats": repeats,
-                           "target": f">= {GRAPH_TARGET_SPEEDUP} x eager at batch <= 4, max |diff| <= 1e-3"}
+    out: dict[str, Any] = {
+        "segment_s": [round(w.size / SAMPLE_RATE, 2) for w in windows],
+        "repeats": repeats,
+        "target": f">= {GRAPH_TARGET_SPEEDUP} x eager at batch <= 4, max |diff| <= 1e-3",
+    }
     for kind, model in _ser_models(models_dir, device, size, cache).items():
         if isinstance(model, str):
             out[kind] = {"status": "skipped", "reason": model}
@@ -429,24 +497,37 @@ def run_ser_graphs(models_dir: Path, device: str, audio: dict[str, np.ndarray], 
             graph = runner.run(segs)
             eager_ms = _median_ms(lambda: runner.run(segs, force_eager=True), repeats)
             graph_ms = _median_ms(lambda: runner.run(segs), repeats)
-            rows.append({"batch": batch, "eager_ms": eager_ms, "graph_ms": graph_ms,
-                         "speedup": round(eager_ms / graph_ms, 3) if graph_ms > 0 else None,
-                         "max_abs_diff": float((graph - eager).abs().max())})
+            rows.append(
+                {
+                    "batch": batch,
+                    "eager_ms": eager_ms,
+                    "graph_ms": graph_ms,
+                    "speedup": round(eager_ms / graph_ms, 3) if graph_ms > 0 else None,
+                    "max_abs_diff": float((graph - eager).abs().max()),
+                }
+            )
         small = [r["speedup"] for r in rows if r["batch"] <= 4 and r["speedup"] is not None]
         max_diff = max(r["max_abs_diff"] for r in rows)
-        out[kind] = {"graph_path": "cuda graphs" if captured else "bucketed forward, no graphs",
-                     "reason": model.model.graphs.reason, "device": model.custody().get("device"),
-                     "capture_s": model.model.graphs.capture_s, "graph_memory_mb": model.model.graphs.graph_memory_mb,
-                     "graphs_captured": model.model.graphs.graphs_captured, "batches": rows,
-                     "bucket_padding_fraction": runner.stats()["bucket_padding_fraction"],
-                     "min_speedup_batch_le_4": min(small) if small else None, "max_abs_diff": max_diff,
-                     "within_1e-3": max_diff <= 1e-3,
-                     "meets_speed_target": (min(small) >= GRAPH_TARGET_SPEEDUP) if captured and small else None}
+        out[kind] = {
+            "graph_path": "cuda graphs" if captured else "bucketed forward, no graphs",
+            "reason": model.model.graphs.reason,
+            "device": model.custody().get("device"),
+            "capture_s": model.model.graphs.capture_s,
+            "graph_memory_mb": model.model.graphs.graph_memory_mb,
+            "graphs_captured": model.model.graphs.graphs_captured,
+            "batches": rows,
+            "bucket_padding_fraction": runner.stats()["bucket_padding_fraction"],
+            "min_speedup_batch_le_4": min(small) if small else None,
+            "max_abs_diff": max_diff,
+            "within_1e-3": max_diff <= 1e-3,
+            "meets_speed_target": (min(small) >= GRAPH_TARGET_SPEEDUP) if captured and small else None,
+        }
     return out
 
 
-def run_ser_utilisation(models_dir: Path, device: str, audio: dict[str, np.ndarray], size: str, dry_run: bool,
-                        cache: dict[str, Any]) -> dict[str, Any]:
+def run_ser_utilisation(
+    models_dir: Path, device: str, audio: dict[str, np.ndarray], size: str, dry_run: bool, cache: dict[str, Any]
+) -> dict[str, Any]:
     """(b) GPU utilisation sampled (through the governor's NVML wrapper, NvmlQuery) while the
     SER stage runs: both models over the workload's 4 s segments at batch 8, as the ser
     handler does, repeated for a few seconds; with the captured graphs and then eagerly.  Without
@@ -456,8 +537,11 @@ def run_ser_utilisation(models_dir: Path, device: str, audio: dict[str, np.ndarr
     from voiceman_daemon.governor.nvml_query import NvmlQuery
     from voiceman_daemon.ser.cuda_graphs import GraphSettings
 
-    segments = [samples[i:i + 4 * SAMPLE_RATE] for samples in audio.values()
-                for i in range(0, max(1, samples.size - SAMPLE_RATE), 4 * SAMPLE_RATE)]
+    segments = [
+        samples[i : i + 4 * SAMPLE_RATE]
+        for samples in audio.values()
+        for i in range(0, max(1, samples.size - SAMPLE_RATE), 4 * SAMPLE_RATE)
+    ]
     segments = [s for s in segments if s.size >= SAMPLE_RATE // 2]
     models = {k: m for k, m in _ser_models(models_dir, device, size, cache).items() if not isinstance(m, str)}
     if not models:
@@ -466,10 +550,15 @@ def run_ser_utilisation(models_dir: Path, device: str, audio: dict[str, np.ndarr
     nvml = query.init()
     interval, duration = (0.05, 0.0) if dry_run else (0.1, 6.0)
     settle_s = 0.0 if dry_run else 1.0  # NVML averages over its own window: skip the run's first second
-    out: dict[str, Any] = {"nvml": nvml, "no_nvml_reason": None if nvml else (query.unavailable_reason or "no NVML"),
-                           "device_name": query.device_name() if nvml else None, "segments": len(segments),
-                           "models": sorted(models), "interval_s": interval,
-                           "target": f">= {UTILISATION_TARGET_PCT:g} % (with CUDA graphs)"}
+    out: dict[str, Any] = {
+        "nvml": nvml,
+        "no_nvml_reason": None if nvml else (query.unavailable_reason or "no NVML"),
+        "device_name": query.device_name() if nvml else None,
+        "segments": len(segments),
+        "models": sorted(models),
+        "interval_s": interval,
+        "target": f">= {UTILISATION_TARGET_PCT:g} % (with CUDA graphs)",
+    }
     try:
         for mode in ("graphs", "eager"):
             saved = {k: m.model.graphs for k, m in models.items()}
@@ -503,14 +592,23 @@ def run_ser_utilisation(models_dir: Path, device: str, audio: dict[str, np.ndarr
                 for k, m in models.items():
                     m.model.graphs = saved[k]
             readings = [u for t, u in samples if u is not None and t >= settle_s]
-            entry: dict[str, Any] = {"passes": passes, "wall_s": round(wall, 3),
-                                     "segments_per_s": round(passes * len(segments) * len(models) / wall, 1),
-                                     "samples": len(samples), "readings": len(readings),
-                                     "graph_path": {k: m.model.graphs.reason if mode == "graphs" else "eager (forced)"
-                                                    for k, m in models.items()}}
+            entry: dict[str, Any] = {
+                "passes": passes,
+                "wall_s": round(wall, 3),
+                "segments_per_s": round(passes * len(segments) * len(models) / wall, 1),
+                "samples": len(samples),
+                "readings": len(readings),
+                "graph_path": {
+                    k: m.model.graphs.reason if mode == "graphs" else "eager (forced)" for k, m in models.items()
+                },
+            }
             if readings:
-                entry.update(mean_pct=round(float(np.mean(readings)), 1), min_pct=float(np.min(readings)),
-                             max_pct=float(np.max(readings)), median_pct=float(np.median(readings)))
+                entry.update(
+                    mean_pct=round(float(np.mean(readings)), 1),
+                    min_pct=float(np.min(readings)),
+                    max_pct=float(np.max(readings)),
+                    median_pct=float(np.median(readings)),
+                )
                 if mode == "graphs":
                     entry["meets_target"] = entry["mean_pct"] >= UTILISATION_TARGET_PCT
             else:
@@ -534,9 +632,18 @@ class _Shared:
         pass
 
 
-def run_dynamic_batching(asr_dir: Path, asr_backend: str, models_dir: Path, device: str, paths: dict[str, Path],
-                         size: str, beam_size: int, cpu_threads: int, dry_run: bool,
-                         cache: dict[str, Any]) -> dict[str, Any]:
+def run_dynamic_batching(
+    asr_dir: Path,
+    asr_backend: str,
+    models_dir: Path,
+    device: str,
+    paths: dict[str, Path],
+    size: str,
+    beam_size: int,
+    cpu_threads: int,
+    dry_run: bool,
+    cache: dict[str, Any],
+) -> dict[str, Any]:
     """(c) Dynamic (cross-file) batching on vs off: the same N files, each a ``transcribe`` then a
     ``ser`` request (its transcript's segments), all files concurrently, through the socket-free
     DaemonCore (batch_max_items=1 = off).  Wall seconds and, per stage, stats()'s
@@ -550,8 +657,17 @@ def run_dynamic_batching(asr_dir: Path, asr_backend: str, models_dir: Path, devi
     from voiceman_daemon.registry import ModelRegistry, ModelSpec
 
     ser = {k: m for k, m in _ser_models(models_dir, device, size, cache).items() if not isinstance(m, str)}
-    asr_spec = ModelSpec.from_dict("asr", {"id": str(asr_dir), "language": "en", "device": device,
-                                           "backend": asr_backend, "beam_size": beam_size, "cpu_threads": cpu_threads})
+    asr_spec = ModelSpec.from_dict(
+        "asr",
+        {
+            "id": str(asr_dir),
+            "language": "en",
+            "device": device,
+            "backend": asr_backend,
+            "beam_size": beam_size,
+            "cpu_threads": cpu_threads,
+        },
+    )
     loaded: dict[str, Any] = {f"ser_{k}": m for k, m in ser.items()}
     started = time.perf_counter()
     loaded["asr"] = load_asr(asr_spec)
@@ -565,8 +681,13 @@ def run_dynamic_batching(asr_dir: Path, asr_backend: str, models_dir: Path, devi
         paths = {f"copy{i}-{source.name}": shutil.copy(source, copies / f"copy{i}-{source.name}") for i in range(3)}
         paths = {name: Path(p) for name, p in paths.items()}
     files = sorted(paths)
-    out: dict[str, Any] = {"files": len(files), "asr_backend": asr_backend, "asr_load_s": round(asr_load_s, 2),
-                           "ser_models": sorted(ser), "batch_wait_s": 0.05}
+    out: dict[str, Any] = {
+        "files": len(files),
+        "asr_backend": asr_backend,
+        "asr_load_s": round(asr_load_s, 2),
+        "ser_models": sorted(ser),
+        "batch_wait_s": 0.05,
+    }
     replies: dict[str, dict[str, tuple[dict, dict]]] = {}
     from voiceman_daemon.governor_setup import build_governor
 
@@ -574,8 +695,14 @@ def run_dynamic_batching(asr_dir: Path, asr_backend: str, models_dir: Path, devi
         # As the daemon runs (build_core): with the governor (per-stage batch sizes, sampling).
         governor = build_governor({"governor": {"sample_log": str(scratch / f"governor-{mode}.jsonl")}})
         out["governor_sensor"] = governor.sensor.name
-        core = DaemonCore(ModelRegistry(loaders), specs, preload=list(specs), governor=governor, batch_wait_s=0.05,
-                          batch_max_items=max_items).start()
+        core = DaemonCore(
+            ModelRegistry(loaders),
+            specs,
+            preload=list(specs),
+            governor=governor,
+            batch_wait_s=0.05,
+            batch_max_items=max_items,
+        ).start()
         try:
             if core.wait_ready(120) != "ready":
                 raise RuntimeError(f"core not ready: {core.load_errors()}")
@@ -596,17 +723,27 @@ def run_dynamic_batching(asr_dir: Path, asr_backend: str, models_dir: Path, devi
         finally:
             core.close()
         replies[mode] = done
-        out[mode] = {"batch_max_items": max_items, "wall_s": round(wall, 3),
-                     "ser_segments": sum(len(r[1]["segments"]) for r in done.values()),
-                     "stages": {stage: {key: (stages.get(stage) or {}).get(key) for key in
-                                        ("requests", "batches", "mean_batch_size", "requests_per_batch",
-                                         "padding_fraction")} for stage in ("asr", "ser")}}
+        out[mode] = {
+            "batch_max_items": max_items,
+            "wall_s": round(wall, 3),
+            "ser_segments": sum(len(r[1]["segments"]) for r in done.values()),
+            "stages": {
+                stage: {
+                    key: (stages.get(stage) or {}).get(key)
+                    for key in ("requests", "batches", "mean_batch_size", "requests_per_batch", "padding_fraction")
+                }
+                for stage in ("asr", "ser")
+            },
+        }
     off, on = replies["off"], replies["on"]
-    texts_equal = all([s["text"] for s in off[f][0]["segments"]] == [s["text"] for s in on[f][0]["segments"]]
-                      for f in files)
+    texts_equal = all(
+        [s["text"] for s in off[f][0]["segments"]] == [s["text"] for s in on[f][0]["segments"]] for f in files
+    )
     diffs, compared = [], 0
     for f in files:
-        if [(s["start"], s["end"]) for s in off[f][0]["segments"]] != [(s["start"], s["end"]) for s in on[f][0]["segments"]]:
+        if [(s["start"], s["end"]) for s in off[f][0]["segments"]] != [
+            (s["start"], s["end"]) for s in on[f][0]["segments"]
+        ]:
             continue  # other segments: nothing to compare SER on
         for a, b in zip(off[f][1]["segments"], on[f][1]["segments"]):
             for key in ("dimensional", "categorical"):
@@ -615,17 +752,21 @@ def run_dynamic_batching(asr_dir: Path, asr_backend: str, models_dir: Path, devi
                     x, y = x.get("probabilities", x), y.get("probabilities", y)
                     diffs += [abs(float(x[k]) - float(y[k])) for k in x]
                     compared += 1
-    out["agreement"] = {"transcripts_identical": texts_equal, "ser_results_compared": compared,
-                        "ser_max_abs_diff": max(diffs) if diffs else None,
-                        "ser_within_1e-3": (max(diffs) <= 1e-3) if diffs else None}
+    out["agreement"] = {
+        "transcripts_identical": texts_equal,
+        "ser_results_compared": compared,
+        "ser_max_abs_diff": max(diffs) if diffs else None,
+        "ser_within_1e-3": (max(diffs) <= 1e-3) if diffs else None,
+    }
     out["speedup_on_vs_off"] = round(out["off"]["wall_s"] / out["on"]["wall_s"], 3) if out["on"]["wall_s"] else None
     return out
 
 
 def run_nvml(dry_run: bool) -> dict[str, Any]:
     args = ["--samples", "1", "--interval", "0"] if dry_run else ["--samples", "3", "--interval", "1"]
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_nvml_check.py"), *args],
-                          capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_nvml_check.py"), *args], capture_output=True, text=True, timeout=90
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"gpu_nvml_check.py exited {proc.returncode}: {proc.stderr[-1500:]}")
     return json.loads(proc.stdout)
@@ -655,12 +796,18 @@ class Check:
             except Skip as exc:
                 entry = {"status": "skipped", "reason": str(exc)}
             except Exception as exc:  # noqa: BLE001 - a failed part is a finding, not the end of the check
-                entry = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc()[-2000:]}
+                entry = {
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc()[-2000:],
+                }
         entry["seconds"] = round(time.perf_counter() - started, 2)
         target[name] = entry
-        print(f"[gpu_check] {name}: {entry['status']} ({entry['seconds']} s)"
-              + (f" -- {entry.get('reason') or entry.get('error')}" if entry["status"] != "ok" else ""), flush=True)
+        print(
+            f"[gpu_check] {name}: {entry['status']} ({entry['seconds']} s)"
+            + (f" -- {entry.get('reason') or entry.get('error')}" if entry["status"] != "ok" else ""),
+            flush=True,
+        )
         self.save()
         return value if entry["status"] == "ok" else None
 
@@ -678,9 +825,11 @@ def summary_table(result: dict[str, Any]) -> str:
             if backend not in BACKENDS:
                 continue
             if r.get("status") == "ok":
-                lines.append(f"{model + ' / ' + backend:36s} {str(r.get('device')):6s} {r['load_s']:7.1f} "
-                             f"{r['transcribe_wall_s']:7.2f} {r['realtime_factor']:11.1f}  {str(r['repeat_identical']):6s}"
-                             f"  {r.get('peak_gpu_memory_gb', '-')}")
+                lines.append(
+                    f"{model + ' / ' + backend:36s} {str(r.get('device')):6s} {r['load_s']:7.1f} "
+                    f"{r['transcribe_wall_s']:7.2f} {r['realtime_factor']:11.1f}  {str(r['repeat_identical']):6s}"
+                    f"  {r.get('peak_gpu_memory_gb', '-')}"
+                )
             else:
                 lines.append(f"{model + ' / ' + backend:36s} {r.get('status')}: {r.get('reason') or r.get('error')}")
     for model, a in (result.get("agreement") or {}).items():
@@ -689,7 +838,9 @@ def summary_table(result: dict[str, Any]) -> str:
     ser = result.get("ser") or {}
     for kind in ("dimensional", "categorical"):
         if isinstance(ser.get(kind), dict) and "realtime_factor" in ser[kind]:
-            lines.append(f"SER {kind} ({ser.get('size')}): {ser[kind]['realtime_factor']} x realtime on {ser[kind]['device']}")
+            lines.append(
+                f"SER {kind} ({ser.get('size')}): {ser[kind]['realtime_factor']} x realtime on {ser[kind]['device']}"
+            )
     lines += _throughput_lines(result)
     return "\n".join(lines)
 
@@ -705,32 +856,46 @@ def _throughput_lines(result: dict[str, Any]) -> list[str]:
                 lines.append(f"SER graphs {kind}: {g.get('status')}: {g.get('reason')}")
                 continue
             speed = " ".join(f"b{r['batch']}:{r['speedup']}x" for r in g["batches"])
-            lines.append(f"SER graphs {kind} [{g['graph_path']}; {g['reason']}]: graph/eager speed {speed}; "
-                         f"max |diff| {g['max_abs_diff']:.2e} (target <= 1e-3)")
-            lines.append(f"SER graphs {kind}: min speedup at batch <= 4 {g['min_speedup_batch_le_4']}x "
-                         f"(target >= {GRAPH_TARGET_SPEEDUP}x; met: {g['meets_speed_target']})")
+            lines.append(
+                f"SER graphs {kind} [{g['graph_path']}; {g['reason']}]: graph/eager speed {speed}; "
+                f"max |diff| {g['max_abs_diff']:.2e} (target <= 1e-3)"
+            )
+            lines.append(
+                f"SER graphs {kind}: min speedup at batch <= 4 {g['min_speedup_batch_le_4']}x "
+                f"(target >= {GRAPH_TARGET_SPEEDUP}x; met: {g['meets_speed_target']})"
+            )
     elif graphs:
         lines.append(f"SER graphs: {graphs.get('status')}: {graphs.get('reason') or graphs.get('error')}")
     util = result.get("ser_utilisation") or {}
     if util.get("status") == "ok":
         for mode in ("graphs", "eager"):
             u = util.get(mode) or {}
-            value = f"{u['mean_pct']} % mean ({u['min_pct']:g}..{u['max_pct']:g}, {u['readings']} readings)" \
-                if "mean_pct" in u else u.get("utilisation", "-")
-            lines.append(f"SER-stage GPU utilisation ({mode}): {value} (target >= {UTILISATION_TARGET_PCT:g} %"
-                         + (f"; met: {u.get('meets_target')})" if mode == "graphs" else ")"))
+            value = (
+                f"{u['mean_pct']} % mean ({u['min_pct']:g}..{u['max_pct']:g}, {u['readings']} readings)"
+                if "mean_pct" in u
+                else u.get("utilisation", "-")
+            )
+            lines.append(
+                f"SER-stage GPU utilisation ({mode}): {value} (target >= {UTILISATION_TARGET_PCT:g} %"
+                + (f"; met: {u.get('meets_target')})" if mode == "graphs" else ")")
+            )
     elif util:
         lines.append(f"SER-stage GPU utilisation: {util.get('status')}: {util.get('reason') or util.get('error')}")
     batching = result.get("dynamic_batching") or {}
     if batching.get("status") == "ok":
         for mode in ("off", "on"):
             b = batching[mode]
-            stages = "; ".join(f"{stage}: mean batch {v['mean_batch_size']}, requests/batch {v['requests_per_batch']}, "
-                               f"padding {v['padding_fraction']}" for stage, v in b["stages"].items())
+            stages = "; ".join(
+                f"{stage}: mean batch {v['mean_batch_size']}, requests/batch {v['requests_per_batch']}, "
+                f"padding {v['padding_fraction']}"
+                for stage, v in b["stages"].items()
+            )
             lines.append(f"dynamic batching {mode:3s}: {b['wall_s']:.2f} s for {batching['files']} files; {stages}")
         a = batching["agreement"]
-        lines.append(f"dynamic batching on/off: {batching['speedup_on_vs_off']}x; transcripts identical "
-                     f"{a['transcripts_identical']}, SER max |diff| {a['ser_max_abs_diff']} (within 1e-3: {a['ser_within_1e-3']})")
+        lines.append(
+            f"dynamic batching on/off: {batching['speedup_on_vs_off']}x; transcripts identical "
+            f"{a['transcripts_identical']}, SER max |diff| {a['ser_max_abs_diff']} (within 1e-3: {a['ser_within_1e-3']})"
+        )
     elif batching:
         lines.append(f"dynamic batching: {batching.get('status')}: {batching.get('reason') or batching.get('error')}")
     return lines
@@ -741,15 +906,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT") or str(REPO / "gpu_check_out"))
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny inputs, tiny SER, tiny.en only")
     parser.add_argument("--models-dir", default=str(REPO / "models"))
-    parser.add_argument("--models", default=None, help="comma-separated (default: whisper-tiny.en,whisper-base; "
-                                                       "dry run: whisper-tiny.en)")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated (default: whisper-tiny.en,whisper-base; dry run: whisper-tiny.en)",
+    )
     parser.add_argument("--audio", default=None, help="a folder of WAV files instead of synthesising")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--budget-s", type=float, default=None, help="stop starting new parts after this long "
-                                                                     "(default 420, dry run 110)")
-    parser.add_argument("--cpu-threads", type=int, default=None,
-                        help="threads for CPU decoding (default: all; dry run: 1, steady on a busy machine)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="stop starting new parts after this long (default 420, dry run 110)",
+    )
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=None,
+        help="threads for CPU decoding (default: all; dry run: 1, steady on a busy machine)",
+    )
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
     parser.add_argument("--make-audio", metavar="DIR", help="only synthesise the GPU workload's WAV files into DIR")
     args = parser.parse_args(argv)
@@ -787,32 +963,60 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         runs[name] = {}
         check.result["asr"][name] = {}
-        resolved = check.part(f"weights:{name}", lambda n=name: dict(zip(("path", "weights"),
-                                                                       map(str, whisper_model(models_dir, n, work)))),
-                              into=check.result["asr"][name])
+        resolved = check.part(
+            f"weights:{name}",
+            lambda n=name: dict(zip(("path", "weights"), map(str, whisper_model(models_dir, n, work)))),
+            into=check.result["asr"][name],
+        )
         if not audio or not resolved:
             continue
         for backend in BACKENDS:
-            runs[name][backend] = check.part(backend, run_asr, Path(resolved["path"]), backend, device, audio,
-                                             args.batch_size, args.beam_size, args.cpu_threads, need_s=20.0,
-                                             into=check.result["asr"][name])
+            runs[name][backend] = check.part(
+                backend,
+                run_asr,
+                Path(resolved["path"]),
+                backend,
+                device,
+                audio,
+                args.batch_size,
+                args.beam_size,
+                args.cpu_threads,
+                need_s=20.0,
+                into=check.result["asr"][name],
+            )
         if all(runs[name].get(b) for b in BACKENDS):
+
             def compare(n=name) -> dict[str, Any]:
                 a, b = runs[n]["ctranslate2"]["_results"], runs[n]["transformers"]["_results"]
                 per_file = {f: agreement(a[f], b[f]) for f in a}
-                diffs = [v["mean_word_start_diff_s"] for v in per_file.values() if v["mean_word_start_diff_s"] is not None]
-                return {"reference": "ctranslate2", "weights": resolved["weights"],
-                        "wer": round(float(np.mean([v["wer"] for v in per_file.values()])), 4),
-                        "mean_word_start_diff_s": round(float(np.mean(diffs)), 4) if diffs else None,
-                        "per_file": per_file}
+                diffs = [
+                    v["mean_word_start_diff_s"] for v in per_file.values() if v["mean_word_start_diff_s"] is not None
+                ]
+                return {
+                    "reference": "ctranslate2",
+                    "weights": resolved["weights"],
+                    "wer": round(float(np.mean([v["wer"] for v in per_file.values()])), 4),
+                    "mean_word_start_diff_s": round(float(np.mean(diffs)), 4) if diffs else None,
+                    "per_file": per_file,
+                }
+
             check.part(name, compare, into=check.result["agreement"])
     size = "tiny" if args.dry_run else "published"
     if audio:
         check.part("ser", run_ser, models_dir, device, audio, size, need_s=30.0)
         ser_cache: dict[str, Any] = {}  # the SER models of the three parts below, loaded once
         check.part("ser_graphs", run_ser_graphs, models_dir, device, audio, size, args.dry_run, ser_cache, need_s=40.0)
-        check.part("ser_utilisation", run_ser_utilisation, models_dir, device, audio, size, args.dry_run, ser_cache,
-                   need_s=30.0)
+        check.part(
+            "ser_utilisation",
+            run_ser_utilisation,
+            models_dir,
+            device,
+            audio,
+            size,
+            args.dry_run,
+            ser_cache,
+            need_s=30.0,
+        )
         first = names[0]
         ok_backends = sorted((runs[first][b]["transcribe_wall_s"], b) for b in BACKENDS if runs.get(first, {}).get(b))
         if ok_backends:
@@ -821,10 +1025,23 @@ def main(argv: list[str] | None = None) -> int:
             wall, backend = ok_backends[0]
             paths = (loaded or {}).get("_paths") or {}
             fit = int((check.left() - 30.0) / (2.5 * max(wall / max(len(paths), 1), 0.1)))
-            paths = {name: paths[name] for name in sorted(paths)[:max(2, min(len(paths), fit))]}
+            paths = {name: paths[name] for name in sorted(paths)[: max(2, min(len(paths), fit))]}
             asr_dir = Path(check.result["asr"][first][f"weights:{first}"]["path"])
-            check.part("dynamic_batching", run_dynamic_batching, asr_dir, backend, models_dir, device, paths,
-                       size, args.beam_size, args.cpu_threads, args.dry_run, ser_cache, need_s=60.0)
+            check.part(
+                "dynamic_batching",
+                run_dynamic_batching,
+                asr_dir,
+                backend,
+                models_dir,
+                device,
+                paths,
+                size,
+                args.beam_size,
+                args.cpu_threads,
+                args.dry_run,
+                ser_cache,
+                need_s=60.0,
+            )
         else:
             check.result["dynamic_batching"] = {"status": "skipped", "reason": f"no ASR backend ran for {first}"}
         ser_cache.clear()

@@ -7,6 +7,7 @@ memory falls back to torch.cuda.mem_get_info, then /proc/meminfo), and separatel
 torch.cuda.mem_get_info and the governor's first decision. On a machine without NVML it
 prints the "no sensor" result and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,7 @@ try:
 except ImportError:  # run from a bare checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
 
-from voiceman_daemon.governor import (GovernorConfig, GovernorPolicy, NvmlQuery, NvmlSensor,
-                                      read_meminfo_gb)
+from voiceman_daemon.governor import GovernorConfig, GovernorPolicy, NvmlQuery, NvmlSensor, read_meminfo_gb
 from voiceman_daemon.governor.nvml_query import BYTES_PER_GB
 
 
@@ -35,9 +35,12 @@ def _torch_report() -> dict:
     report = {"torch_version": torch.__version__, "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
-        report.update(device_name=torch.cuda.get_device_name(0),
-                      mem_free_gb=free / BYTES_PER_GB, mem_total_gb=total / BYTES_PER_GB,
-                      mem_used_gb=(total - free) / BYTES_PER_GB)
+        report.update(
+            device_name=torch.cuda.get_device_name(0),
+            mem_free_gb=free / BYTES_PER_GB,
+            mem_total_gb=total / BYTES_PER_GB,
+            mem_used_gb=(total - free) / BYTES_PER_GB,
+        )
     return report
 
 
@@ -51,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     query = NvmlQuery()
     sensor = NvmlSensor(query)
     # Raw NVML answers, without fallbacks, to see which readings the device supports.
-    raw = {"temp_c": query.temperature_c(), "util_pct": query.utilization_pct(),
-           "memory_gb_used_total": list(query.memory_gb()), "device_name": query.device_name()}
+    raw = {
+        "temp_c": query.temperature_c(),
+        "util_pct": query.utilization_pct(),
+        "memory_gb_used_total": list(query.memory_gb()),
+        "device_name": query.device_name(),
+    }
     snapshots = []
     for index in range(max(1, args.samples)):
         if index:
@@ -62,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     decision = policy.observe(sensor.read())
     meminfo = read_meminfo_gb("/proc/meminfo")
     report = {
-        "host": platform.node(), "machine": platform.machine(),
+        "host": platform.node(),
+        "machine": platform.machine(),
         "sensor": sensor.name,
         "no_sensor_reason": query.unavailable_reason or None,
         "nvml_raw": raw,

@@ -21,6 +21,7 @@ supports CUDA 12.9) -- see the lock's header for why CUDA 12.9.
 faked facts (tests/test_platform_install.py); `detect` reads the real ones.  Standard library
 only: this runs under the system python3 before the virtual environment exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,24 +53,35 @@ TORCH_CUDA_PINS = {"torch": "2.8.0+cu129", "torchaudio": "2.8.0", "torchvision":
 # Locked packages with no linux-aarch64 wheel, left out of the aarch64 lock, and why.
 NO_AARCH64_WHEEL = {
     "torchcodec": "0.7.0 has no linux-aarch64 wheel (torchcodec's aarch64 wheels begin with 0.12.1); "
-                  "pyannote-audio falls back with a warning, voiceman decodes audio with PyAV",
+    "pyannote-audio falls back with a warning, voiceman decodes audio with PyAV",
 }
 # Packages PyPI has only as source for linux-aarch64 (checked by tests/test_platform_install.py);
 # the native ones need a C/C++ compiler on the box.
-SOURCE_BUILDS_AARCH64 = {"connection-pool": False, "kiwipiepy-model": False,
-                         "praat-parselmouth": True, "webrtcvad": True}
+SOURCE_BUILDS_AARCH64 = {
+    "connection-pool": False,
+    "kiwipiepy-model": False,
+    "praat-parselmouth": True,
+    "webrtcvad": True,
+}
 # The lowest driver branch whose CUDA is >= the version (CUDA's release notes, Linux).
-DRIVER_CUDA = [((580, 65), (13, 0)), ((575, 51), (12, 9)), ((570, 26), (12, 8)), ((560, 28), (12, 6)),
-               ((550, 54), (12, 4)), ((535, 54), (12, 2)), ((525, 60), (12, 0))]
+DRIVER_CUDA = [
+    ((580, 65), (13, 0)),
+    ((575, 51), (12, 9)),
+    ((570, 26), (12, 8)),
+    ((560, 28), (12, 6)),
+    ((550, 54), (12, 4)),
+    ((535, 54), (12, 2)),
+    ((525, 60), (12, 0)),
+]
 
 
 @dataclass(frozen=True)
 class PlatformFacts:
-    system: str                         # platform.system(): Linux, Darwin, Windows
-    machine: str                        # platform.machine(): x86_64, aarch64, arm64
-    nvidia_driver: bool                 # nvidia-smi on PATH or /proc/driver/nvidia present
+    system: str  # platform.system(): Linux, Darwin, Windows
+    machine: str  # platform.machine(): x86_64, aarch64, arm64
+    nvidia_driver: bool  # nvidia-smi on PATH or /proc/driver/nvidia present
     driver_version: Optional[str] = None  # "580.95.05"
-    driver_cuda: Optional[str] = None     # the highest CUDA the driver supports ("13.0", nvidia-smi's header)
+    driver_cuda: Optional[str] = None  # the highest CUDA the driver supports ("13.0", nvidia-smi's header)
 
     @property
     def linux_aarch64(self) -> bool:
@@ -93,18 +105,18 @@ class PlatformFacts:
 @dataclass(frozen=True)
 class InstallStep:
     what: str
-    args: Tuple[str, ...]                       # after `uv pip install --python PY`
-    requirements: Tuple[str, ...] = ()          # pin lines, written to a temporary -r file
+    args: Tuple[str, ...]  # after `uv pip install --python PY`
+    requirements: Tuple[str, ...] = ()  # pin lines, written to a temporary -r file
 
 
 @dataclass(frozen=True)
 class InstallPlan:
     lock: str
-    torch: str                                  # "as locked" | "cuda" | "cpu"
+    torch: str  # "as locked" | "cuda" | "cpu"
     why: str
     steps: Tuple[InstallStep, ...]
     warnings: Tuple[str, ...] = ()
-    source_builds: Tuple[str, ...] = ()         # native packages built from source (need a compiler)
+    source_builds: Tuple[str, ...] = ()  # native packages built from source (need a compiler)
     check_ignores: Tuple[str, ...] = field(default=())  # packages `uv pip check` may miss on purpose
 
     def to_dict(self) -> dict:
@@ -140,24 +152,34 @@ def pins(text: str) -> List[str]:
 
 
 # -- the decision -------------------------------------------------------------------------
-def decide(facts: PlatformFacts, repo: Path = REPO, torch_index: Optional[str] = None,
-           keep_torch: bool = False) -> InstallPlan:
+def decide(
+    facts: PlatformFacts, repo: Path = REPO, torch_index: Optional[str] = None, keep_torch: bool = False
+) -> InstallPlan:
     if not facts.linux_aarch64:
         return InstallPlan(
-            lock=MAIN_LOCK, torch="as locked",
+            lock=MAIN_LOCK,
+            torch="as locked",
             why=f"{facts.system}-{facts.machine}: the universal lock, as always",
-            steps=(InstallStep("the locked environment", ("--compile-bytecode", "-r", MAIN_LOCK)),))
+            steps=(InstallStep("the locked environment", ("--compile-bytecode", "-r", MAIN_LOCK)),),
+        )
     locked = pins((repo / AARCH64_LOCK).read_text())
     base = tuple(p for p in locked if requirement_name(p) not in TORCH_PACKAGES)
     torch_pins = tuple(p for p in locked if requirement_name(p) in TORCH_PACKAGES)
     sources = tuple(name for name, native in SOURCE_BUILDS_AARCH64.items() if native)
-    first = InstallStep("every locked package but torch/torchaudio/torchvision, from PyPI",
-                        ("--compile-bytecode", "--no-deps"), base)
+    first = InstallStep(
+        "every locked package but torch/torchaudio/torchvision, from PyPI", ("--compile-bytecode", "--no-deps"), base
+    )
     if keep_torch:
-        return InstallPlan(AARCH64_LOCK, "kept",
-                           "linux-aarch64, torch/torchaudio/torchvision kept from this environment "
-                           "(VOICEMAN_KEEP_TORCH, e.g. NVIDIA's PyTorch container)",
-                           (first,), (), sources, tuple(NO_AARCH64_WHEEL) + TORCH_PACKAGES)
+        return InstallPlan(
+            AARCH64_LOCK,
+            "kept",
+            "linux-aarch64, torch/torchaudio/torchvision kept from this environment "
+            "(VOICEMAN_KEEP_TORCH, e.g. NVIDIA's PyTorch container)",
+            (first,),
+            (),
+            sources,
+            tuple(NO_AARCH64_WHEEL) + TORCH_PACKAGES,
+        )
     warnings: List[str] = []
     cuda = facts.supported_cuda()
     line = ".".join(map(str, TORCH_CUDA_LINE))
@@ -165,24 +187,35 @@ def decide(facts: PlatformFacts, repo: Path = REPO, torch_index: Optional[str] =
         if cuda is None:
             warnings.append(f"could not read which CUDA the NVIDIA driver supports; assuming >= {line}")
         index = torch_index or TORCH_CUDA_INDEX
-        second = InstallStep(f"torch/torchaudio/torchvision, CUDA {line} builds, from {index}",
-                             ("--compile-bytecode", "--no-deps", "--index-url", index), torch_pins)
-        return InstallPlan(AARCH64_LOCK, "cuda",
-                           f"linux-aarch64 with an NVIDIA driver (CUDA {'.'.join(map(str, cuda)) if cuda else '?'}): "
-                           f"PyPI's torch is CPU-only here, so torch comes from PyTorch's CUDA {line} index",
-                           (first, second), tuple(warnings), sources, tuple(NO_AARCH64_WHEEL))
+        second = InstallStep(
+            f"torch/torchaudio/torchvision, CUDA {line} builds, from {index}",
+            ("--compile-bytecode", "--no-deps", "--index-url", index),
+            torch_pins,
+        )
+        return InstallPlan(
+            AARCH64_LOCK,
+            "cuda",
+            f"linux-aarch64 with an NVIDIA driver (CUDA {'.'.join(map(str, cuda)) if cuda else '?'}): "
+            f"PyPI's torch is CPU-only here, so torch comes from PyTorch's CUDA {line} index",
+            (first, second),
+            tuple(warnings),
+            sources,
+            tuple(NO_AARCH64_WHEEL),
+        )
     if facts.nvidia_driver:
         warnings.append(
             f"the NVIDIA driver ({facts.driver_version or '?'}) supports CUDA {'.'.join(map(str, cuda or ()))}, "
             f"but torch {TORCH_CUDA_PINS['torch']} needs CUDA {line} (driver >= 575): installing the CPU build of "
             f"torch; every model will run on the CPU and the daemon says so at every start. Update the "
-            f"driver and run ./scripts/setup.sh again.")
+            f"driver and run ./scripts/setup.sh again."
+        )
         why = "linux-aarch64 with an NVIDIA driver too old for the CUDA builds: CPU torch from PyPI"
     else:
         why = "linux-aarch64 without an NVIDIA driver: CPU torch from PyPI"
     cpu_pins = tuple(re.sub(r"\+[A-Za-z0-9.]+", "", p) for p in torch_pins)
-    second = InstallStep("torch/torchaudio/torchvision, CPU builds, from PyPI", ("--compile-bytecode", "--no-deps"),
-                         cpu_pins)
+    second = InstallStep(
+        "torch/torchaudio/torchvision, CPU builds, from PyPI", ("--compile-bytecode", "--no-deps"), cpu_pins
+    )
     return InstallPlan(AARCH64_LOCK, "cpu", why, (first, second), tuple(warnings), sources, tuple(NO_AARCH64_WHEEL))
 
 
@@ -263,10 +296,21 @@ def _on_linux_aarch64(line: str) -> bool:
     except ImportError:  # the system python3 may lack it; pip always carries a copy
         from pip._vendor.packaging.markers import Marker  # type: ignore[no-redef]
     marker = Marker(line.split(";", 1)[1])
-    return any(marker.evaluate({"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "aarch64",
-                                "os_name": "posix", "implementation_name": "cpython",
-                                "platform_python_implementation": "CPython", "python_version": v[:4],
-                                "python_full_version": v}) for v in ("3.11.9", "3.12.3"))
+    return any(
+        marker.evaluate(
+            {
+                "sys_platform": "linux",
+                "platform_system": "Linux",
+                "platform_machine": "aarch64",
+                "os_name": "posix",
+                "implementation_name": "cpython",
+                "platform_python_implementation": "CPython",
+                "python_version": v[:4],
+                "python_full_version": v,
+            }
+        )
+        for v in ("3.11.9", "3.12.3")
+    )
 
 
 def derive_aarch64_lock(main_text: str) -> str:
@@ -274,10 +318,14 @@ def derive_aarch64_lock(main_text: str) -> str:
     main_torch = from_main.get("torch", "")
     want = TORCH_CUDA_PINS["torch"].split("+")[0]
     if main_torch.split(";")[0].strip() != f"torch=={want}":
-        raise SystemExit(f"requirements.lock pins {main_torch!r}, the aarch64 lock is made for torch=={want}: "
-                         f"choose the CUDA line for the new torch (TORCH_CUDA_PINS in {Path(__file__).name})")
-    left_out = "\n".join(textwrap.fill(f"{name}: {why}", 100, initial_indent="#  - ", subsequent_indent="#    ")
-                         for name, why in NO_AARCH64_WHEEL.items())
+        raise SystemExit(
+            f"requirements.lock pins {main_torch!r}, the aarch64 lock is made for torch=={want}: "
+            f"choose the CUDA line for the new torch (TORCH_CUDA_PINS in {Path(__file__).name})"
+        )
+    left_out = "\n".join(
+        textwrap.fill(f"{name}: {why}", 100, initial_indent="#  - ", subsequent_indent="#    ")
+        for name, why in NO_AARCH64_WHEEL.items()
+    )
     out = [AARCH64_HEADER.format(left_out=left_out, sources=", ".join(SOURCE_BUILDS_AARCH64))]
     for line, comments in lock_blocks(main_text):
         name = requirement_name(line)
@@ -300,8 +348,11 @@ def install(plan: InstallPlan, uv: Sequence[str], python: str, quiet: bool = Tru
         print(f"setup: WARNING: {warning}", file=sys.stderr)
     print(f"setup: {plan.why}; lock {plan.lock}")
     if plan.source_builds and not _has_compiler():
-        print(f"setup: {', '.join(plan.source_builds)} must be built from source here and no C++ compiler was "
-              f"found: install one (sudo apt-get install g++) and run ./scripts/setup.sh again", file=sys.stderr)
+        print(
+            f"setup: {', '.join(plan.source_builds)} must be built from source here and no C++ compiler was "
+            f"found: install one (sudo apt-get install g++) and run ./scripts/setup.sh again",
+            file=sys.stderr,
+        )
         return 2
     with tempfile.TemporaryDirectory(prefix="voiceman-setup-") as tmp:
         for i, step in enumerate(plan.steps):
@@ -317,9 +368,13 @@ def install(plan: InstallPlan, uv: Sequence[str], python: str, quiet: bool = Tru
     if plan.lock != MAIN_LOCK:
         # Both steps were --no-deps: anything a wheel needs that the lock lacks shows up here.
         check = subprocess.run(list(uv) + ["pip", "check", "--python", python], capture_output=True, text=True, cwd=cwd)
-        problems = [line for line in (check.stdout + check.stderr).splitlines()
-                    if line.strip() and not any(name in line for name in plan.check_ignores)
-                    and not line.startswith(("Checked ", "Found ", "All installed"))]
+        problems = [
+            line
+            for line in (check.stdout + check.stderr).splitlines()
+            if line.strip()
+            and not any(name in line for name in plan.check_ignores)
+            and not line.startswith(("Checked ", "Found ", "All installed"))
+        ]
         if check.returncode and problems:
             print("setup: the installed environment is incomplete:\n  " + "\n  ".join(problems), file=sys.stderr)
             return 1
@@ -327,8 +382,11 @@ def install(plan: InstallPlan, uv: Sequence[str], python: str, quiet: bool = Tru
             versions = subprocess.run([python, "-c", KEPT_TORCH_CHECK], capture_output=True, text=True).stdout.strip()
             print(f"setup: kept from the environment: {versions or 'nothing (torch is not importable)'}")
             if not versions.startswith("torch 2.8"):
-                print(f"setup: WARNING: voiceman is locked to torch {TORCH_CUDA_PINS['torch'].split('+')[0]} "
-                      "(whisperx 3.8.6 breaks with torch 2.9): use a container with torch 2.8", file=sys.stderr)
+                print(
+                    f"setup: WARNING: voiceman is locked to torch {TORCH_CUDA_PINS['torch'].split('+')[0]} "
+                    "(whisperx 3.8.6 breaks with torch 2.9): use a container with torch 2.8",
+                    file=sys.stderr,
+                )
     return 0
 
 
@@ -366,16 +424,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         target.write_text(derived)
         print(f"wrote {target}")
         return 0
-    plan = decide(detect(), torch_index=os.environ.get("VOICEMAN_TORCH_INDEX") or None,
-                  keep_torch=os.environ.get("VOICEMAN_KEEP_TORCH", "") not in ("", "0"))
+    plan = decide(
+        detect(),
+        torch_index=os.environ.get("VOICEMAN_TORCH_INDEX") or None,
+        keep_torch=os.environ.get("VOICEMAN_KEEP_TORCH", "") not in ("", "0"),
+    )
     if args.command == "plan":
         if args.json:
             print(json.dumps(plan.to_dict(), indent=2))
         else:
             print(f"{plan.why}\nlock: {plan.lock}\ntorch: {plan.torch}")
             for step in plan.steps:
-                print(f"  uv pip install {' '.join(step.args)}" + (f"  ({len(step.requirements)} pins)" if step.requirements else "")
-                      + f"  # {step.what}")
+                print(
+                    f"  uv pip install {' '.join(step.args)}"
+                    + (f"  ({len(step.requirements)} pins)" if step.requirements else "")
+                    + f"  # {step.what}"
+                )
             for warning in plan.warnings:
                 print(f"WARNING: {warning}")
         return 0

@@ -1,5 +1,6 @@
 """Shared fixtures: the real tiny.en Whisper model, a synthesised speech case, an isolated
 daemon runtime directory, and a running daemon process."""
+
 from __future__ import annotations
 
 import contextlib
@@ -67,14 +68,27 @@ def daemon_overrides(tiny_model: Path, **daemon) -> dict:
     # The daemon reads only files under its case roots: the tests' cases and clips are all in
     # pytest's temporary folders.
     tmp = os.path.realpath(tempfile.gettempdir())
-    return {"models": {"asr": {"id": str(tiny_model), "language": "en"}},
-            "daemon": {"heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 5, "connect_timeout_s": 5,
-                       "case_roots": [tmp], **daemon}}
+    return {
+        "models": {"asr": {"id": str(tiny_model), "language": "en"}},
+        "daemon": {
+            "heartbeat_interval_s": 0.5,
+            "heartbeat_timeout_s": 5,
+            "connect_timeout_s": 5,
+            "case_roots": [tmp],
+            **daemon,
+        },
+    }
 
 
 @contextlib.contextmanager
-def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 180,
-                   heartbeat_timeout_s: float = 10, expect_state: str = "ready", retries: int = 2):
+def running_daemon(
+    runtime_dir: Path,
+    overrides: dict,
+    ready_timeout_s: float = 180,
+    heartbeat_timeout_s: float = 10,
+    expect_state: str = "ready",
+    retries: int = 2,
+):
     """``python -m voiceman_daemon`` with ``overrides`` and its runtime dir in ``runtime_dir``,
     answering and done loading (``expect_state``); yields (process, client) and stops it
     afterwards (SIGTERM, then SIGKILL).  Its log is ``runtime_dir / "daemon.log"``."""
@@ -84,10 +98,19 @@ def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 
     log = runtime_dir / "daemon.log"
     env = {**os.environ, "VOICEMAN_RUNTIME_DIR": str(runtime_dir)}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=5,
-                          heartbeat_timeout_s=heartbeat_timeout_s, retries=retries)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
+    client = DaemonClient(
+        f"ipc://{runtime_dir / 'daemon.sock'}",
+        connect_timeout_s=5,
+        heartbeat_timeout_s=heartbeat_timeout_s,
+        retries=retries,
+    )
     try:
         wait_until_answering(client, proc, 60, log)
         assert wait_until_ready(client, ready_timeout_s)["state"] == expect_state, log.read_text()[-3000:]
@@ -105,24 +128,36 @@ def running_daemon(runtime_dir: Path, overrides: dict, ready_timeout_s: float = 
 @pytest.fixture
 def daemon_process(runtime_dir, tiny_model):
     """A real daemon process with the real tiny.en model, ready to serve."""
-    with running_daemon(runtime_dir, daemon_overrides(tiny_model), ready_timeout_s=120,
-                        heartbeat_timeout_s=5) as (proc, client):
+    with running_daemon(runtime_dir, daemon_overrides(tiny_model), ready_timeout_s=120, heartbeat_timeout_s=5) as (
+        proc,
+        client,
+    ):
         yield proc, client
 
 
-def run_snakemake(results: Path, case: Path, tiny_model: Path, *extra: str, check: bool = True,
-                  popen: bool = False, **daemon):
+def run_snakemake(
+    results: Path, case: Path, tiny_model: Path, *extra: str, check: bool = True, popen: bool = False, **daemon
+):
     """``snakemake --profile profiles/local`` over ``case``, exactly as a user runs it."""
     # Nested settings go in an extra --configfile (merged over config/config.yaml): Snakemake's
     # --config key=value only types flat values.
     overrides = results.parent / f"{results.name}-overrides.yaml"
     overrides.write_text(json.dumps(daemon_overrides(tiny_model, **daemon)))
-    cmd = [str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv/bin/snakemake").exists() else "snakemake",
-           "--profile", "profiles/local", "--configfile", str(overrides),
-           "--config", f"case_dir={case}", f"results_dir={results}", *extra]
+    cmd = [
+        str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv/bin/snakemake").exists() else "snakemake",
+        "--profile",
+        "profiles/local",
+        "--configfile",
+        str(overrides),
+        "--config",
+        f"case_dir={case}",
+        f"results_dir={results}",
+        *extra,
+    ]
     if popen:
-        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, text=True)
+        return subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True
+        )
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -1,38 +1,46 @@
 """Helpers for the security tests: a real daemon process with its own case and model roots,
 a raw DEALER socket that sends any bytes, RSS of a process, and a SpeechBrain model
 directory that runs attacker code when it is loaded."""
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import zmq
 
+from conftest import daemon_overrides
+from conftest import running_daemon as daemon_process_in
 from voiceman.daemonlink import protocol
 from voiceman.daemonlink.protocol import Message
 
-from conftest import daemon_overrides
-from conftest import running_daemon as daemon_process_in
-
 
 @contextmanager
-def running_daemon(tiny_model: Path, case_roots: list[Path], model_roots: list[Path] | None = None,
-                   expect_state: str = "ready", models: dict | None = None,
-                   **daemon) -> Iterator[tuple[subprocess.Popen, "object", Path]]:
+def running_daemon(
+    tiny_model: Path,
+    case_roots: list[Path],
+    model_roots: list[Path] | None = None,
+    expect_state: str = "ready",
+    models: dict | None = None,
+    **daemon,
+) -> Iterator[tuple[subprocess.Popen, object, Path]]:
     """``python -m voiceman_daemon`` with the real tiny.en model (plus ``models``), confined to
     ``case_roots`` (and ``model_roots``), in a runtime dir of its own; yields (process, client,
     log file) once its models are loaded (``expect_state``)."""
     runtime = Path(tempfile.mkdtemp(prefix="vm-sec-", dir="/tmp"))
-    overrides = daemon_overrides(tiny_model, case_roots=[str(p) for p in case_roots],
-                                 model_roots=[str(p) for p in (model_roots or [])], **daemon)
+    overrides = daemon_overrides(
+        tiny_model, case_roots=[str(p) for p in case_roots], model_roots=[str(p) for p in (model_roots or [])], **daemon
+    )
     overrides["models"].update(models or {})
     try:
-        with daemon_process_in(runtime, overrides, ready_timeout_s=120, expect_state=expect_state,
-                               retries=0) as (proc, client):
+        with daemon_process_in(runtime, overrides, ready_timeout_s=120, expect_state=expect_state, retries=0) as (
+            proc,
+            client,
+        ):
             yield proc, client, runtime / "daemon.log"
     finally:
         shutil.rmtree(runtime, ignore_errors=True)

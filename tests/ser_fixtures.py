@@ -79,8 +79,11 @@ def randomise_norms(model: torch.nn.Module, spread: float = 0.3) -> torch.nn.Mod
 
 def _feature_extractor(return_attention_mask: bool) -> Wav2Vec2FeatureExtractor:
     return Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16000, padding_value=0.0,
-        do_normalize=True, return_attention_mask=return_attention_mask,
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=return_attention_mask,
     )
 
 

@@ -10,6 +10,7 @@ weights: the shipped float16 CTranslate2 tiny.en, mapped back into a transformer
 - a real daemon with ``backend: transformers`` serves the demo case with word times, the same
   bytes every time, and says in custody which backend ran.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,15 +28,18 @@ from voiceman_daemon.asr import choose_backend  # noqa: E402
 
 
 # -- backend choice --------------------------------------------------------------------------
-@pytest.mark.parametrize("requested, device, ct2_cuda, torch_cuda, expected", [
-    ("auto", "auto", 1, True, "ctranslate2"),     # x86_64 + CUDA: CTranslate2 float16
-    ("auto", "auto", 0, True, "transformers"),    # GB10: CTranslate2's aarch64 wheel has no CUDA
-    ("auto", "cuda", 0, True, "transformers"),
-    ("auto", "auto", 0, False, "ctranslate2"),    # CPU-only: CTranslate2 int8
-    ("auto", "cpu", 1, True, "ctranslate2"),      # device cpu forces the CPU path
-    ("transformers", "cpu", 0, False, "transformers"),
-    ("ctranslate2", "auto", 0, True, "ctranslate2"),
-])
+@pytest.mark.parametrize(
+    "requested, device, ct2_cuda, torch_cuda, expected",
+    [
+        ("auto", "auto", 1, True, "ctranslate2"),  # x86_64 + CUDA: CTranslate2 float16
+        ("auto", "auto", 0, True, "transformers"),  # GB10: CTranslate2's aarch64 wheel has no CUDA
+        ("auto", "cuda", 0, True, "transformers"),
+        ("auto", "auto", 0, False, "ctranslate2"),  # CPU-only: CTranslate2 int8
+        ("auto", "cpu", 1, True, "ctranslate2"),  # device cpu forces the CPU path
+        ("transformers", "cpu", 0, False, "transformers"),
+        ("ctranslate2", "auto", 0, True, "ctranslate2"),
+    ],
+)
 def test_backend_choice(requested, device, ct2_cuda, torch_cuda, expected):
     backend, why = choose_backend(requested, device, ct2_cuda, torch_cuda)
     assert backend == expected and why
@@ -125,16 +129,19 @@ def test_converted_model_computes_what_ctranslate2_computes(tiny_model, speech_c
     feats = np.pad(feats, ((0, 0), (0, 3000 - feats.shape[1])))[None].astype(np.float32)
     ct2 = ctranslate2.models.Whisper(str(tiny_model), device="cpu", compute_type="float32")
     enc_ct2 = np.array(ct2.encode(ctranslate2.StorageView.from_array(feats)))
-    model = WhisperForConditionalGeneration.from_pretrained(_hf(tiny_model), local_files_only=True,
-                                                            dtype=torch.float32).eval()
+    model = WhisperForConditionalGeneration.from_pretrained(
+        _hf(tiny_model), local_files_only=True, dtype=torch.float32
+    ).eval()
     tokenizer = WhisperTokenizerFast.from_pretrained(_hf(tiny_model), local_files_only=True)
     with torch.inference_mode():
         enc_hf = model.model.encoder(torch.from_numpy(feats)).last_hidden_state
     assert np.abs(enc_ct2 - enc_hf.numpy()).max() < 1e-3 * np.abs(enc_ct2).max()
-    text = tokenizer.encode(" Please meet me at the harbour tomorrow morning. Bring the money.",
-                            add_special_tokens=False)
-    sot, no_ts, eot = (tokenizer.convert_tokens_to_ids(t) for t in
-                       ("<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>"))
+    text = tokenizer.encode(
+        " Please meet me at the harbour tomorrow morning. Bring the money.", add_special_tokens=False
+    )
+    sot, no_ts, eot = (
+        tokenizer.convert_tokens_to_ids(t) for t in ("<|startoftranscript|>", "<|notimestamps|>", "<|endoftext|>")
+    )
     expected = ct2.align(ctranslate2.StorageView.from_array(feats), [sot], [text], 3000)[0].text_token_probs
     with torch.inference_mode():
         logits = model(encoder_outputs=(enc_hf,), decoder_input_ids=torch.tensor([[sot, no_ts, *text, eot]])).logits[0]
@@ -177,14 +184,17 @@ def test_transformers_backend_transcribes_the_demo_case_like_ctranslate2(both_ba
         a = ct2.transcribe(audio, {"language": "en"})
         b = torch_backend.transcribe(audio, {"language": "en"})
         assert set(a) == set(b) and [set(s) for s in a["segments"]] == [set(s) for s in b["segments"]]
-        assert {k: a[k] for k in ("language", "vad_chunks", "batch_size_used")} == \
-            {k: b[k] for k in ("language", "vad_chunks", "batch_size_used")}
+        assert {k: a[k] for k in ("language", "vad_chunks", "batch_size_used")} == {
+            k: b[k] for k in ("language", "vad_chunks", "batch_size_used")
+        }
         wer, diff, compared = agreement(a, b)
         assert compared >= 8, (a, b)
         wers.append(wer)
         diffs.append(diff)
-    print(f"\nct2 float32 vs transformers float32 on the demo case: WER per clip {wers}, "
-          f"mean |word start diff| per clip {[round(d, 3) for d in diffs]} s")
+    print(
+        f"\nct2 float32 vs transformers float32 on the demo case: WER per clip {wers}, "
+        f"mean |word start diff| per clip {[round(d, 3) for d in diffs]} s"
+    )
     assert np.mean(wers) <= 0.05 and np.mean(diffs) <= 0.2
 
 
@@ -193,7 +203,14 @@ def test_custody_names_the_backend_and_the_same_decoding_settings(both_backends,
     a, b = ct2.custody(), torch_backend.custody()
     assert a["decoding"]["backend"] == "ctranslate2" and b["decoding"]["backend"] == "transformers"
     assert a["backend"] == "ctranslate2" and b["backend"] == "transformers"
-    for key in ("beam_size", "temperature", "temperature_fallback", "chunk_size_s", "vad", "condition_on_previous_text"):
+    for key in (
+        "beam_size",
+        "temperature",
+        "temperature_fallback",
+        "chunk_size_s",
+        "vad",
+        "condition_on_previous_text",
+    ):
         assert a["decoding"][key] == b["decoding"][key], key
     assert b["path"] == str(_hf(tiny_model).resolve()) and b["sha256"]
     assert b["converted_from"]["model_bin_sha256"] and b["compute_type"] == "float32"
@@ -242,8 +259,10 @@ def test_daemon_serves_the_demo_case_with_either_backend(backend, runtime_dir, t
             result = client.call("transcribe", deadline_s=300, audio_path=str(clip), options={"language": "en"})
             if clip.name == "call-01.wav":  # the same request again: the same bytes
                 again = client.call("transcribe", deadline_s=300, audio_path=str(clip), options={"language": "en"})
-                assert json.dumps([again["segments"], again["language"]], sort_keys=True).encode() == \
-                    json.dumps([result["segments"], result["language"]], sort_keys=True).encode()
+                assert (
+                    json.dumps([again["segments"], again["language"]], sort_keys=True).encode()
+                    == json.dumps([result["segments"], result["language"]], sort_keys=True).encode()
+                )
             words = [w for s in result["segments"] for w in s["words"]]
             assert words and all(0 <= w["start"] <= w["end"] for w in words)
             assert [w["start"] for w in words] == sorted(w["start"] for w in words)

@@ -1,6 +1,7 @@
 """Every entry of the case folder is accounted for in case.json, and a file whose name Snakemake
 or the file system cannot take (braces, 250 bytes, a newline, bytes that are not UTF-8) is
 analysed under a safe key with its original name kept -- the rest of the case completes."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_snakemake
 from voiceman import case as vm_case
 from voiceman.case import MAX_NAME_BYTES, inventory, name_is_safe, output_key
 
-from conftest import run_snakemake
-
 pytestmark = pytest.mark.timeout(900)
 
-LONG = "L" * 246 + ".wav"        # 250 bytes: "<name>.json" and the old temp names overflow 255
+LONG = "L" * 246 + ".wav"  # 250 bytes: "<name>.json" and the old temp names overflow 255
 NEWLINE = "new\nline.wav"
 BRACE = "brace{x}.wav"
 LATIN1 = os.fsdecode(b"caf\xe9.wav")  # a name that is not UTF-8 (a Latin-1 file system's "café")
@@ -106,8 +106,9 @@ def test_unreadable_file_fails_at_discovery(tmp_path, monkeypatch):
         os.chmod(locked, 0)
     inv = inventory(case, ["wav"])
     assert [r.name for r in inv.recordings] == ["ok.wav"]
-    assert inv.entries == [{"name": "locked.wav", "kind": "file", "status": "failed",
-                            "reason": "cannot read: Permission denied"}]
+    assert inv.entries == [
+        {"name": "locked.wav", "kind": "file", "status": "failed", "reason": "cannot read: Permission denied"}
+    ]
 
 
 def test_case_with_every_kind_of_entry_completes(speech_case, tiny_model, runtime_dir, tmp_path):
@@ -123,9 +124,12 @@ def test_case_with_every_kind_of_entry_completes(speech_case, tiny_model, runtim
     for name, (status, fragment) in expected.items():
         assert entries[name]["status"] == status and fragment in (entries[name]["reason"] or ""), entries[name]
     files = {f["name"]: f for f in summary["files"]}
-    assert {n for n, f in files.items() if f["status"] == "done"} == {n for n, (s, _) in expected.items() if s == "done"}
-    assert {n for n, f in files.items() if f["status"] == "failed"} == {n for n, (s, _) in expected.items()
-                                                                       if s == "failed"}
+    assert {n for n, f in files.items() if f["status"] == "done"} == {
+        n for n, (s, _) in expected.items() if s == "done"
+    }
+    assert {n for n, f in files.items() if f["status"] == "failed"} == {
+        n for n, (s, _) in expected.items() if s == "failed"
+    }
     assert set(summary["ignored"]) == {n for n, (s, _) in expected.items() if s == "ignored"}
 
     # Every recording, odd names included, is analysed under its key with its own name kept.
@@ -146,4 +150,5 @@ def test_case_with_every_kind_of_entry_completes(speech_case, tiny_model, runtim
     assert "new\\nline.wav" in page and "brace{x}.wav" in page and "sub/y.wav" in page
     # The evidence was only read: the case folder holds exactly what was put there.
     assert sorted(os.listdir(case), key=os.fsencode) == sorted(
-        [n for n in expected if "/" not in n and n != vm_case.display_name(LATIN1)] + [LATIN1], key=os.fsencode)
+        [n for n in expected if "/" not in n and n != vm_case.display_name(LATIN1)] + [LATIN1], key=os.fsencode
+    )

@@ -1,4 +1,5 @@
 """The installed ``voiceman`` command, run as a user runs it."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ several in-flight transcriptions share the Whisper passes, and every recording's
 (accuracy preserved, seed 7.3).  Real tiny.en weights (CTranslate2), real espeak speech,
 the real core; chunks of 5 s and batches of 4 so batches cut across recordings and a
 recording's chunks span batches (the per-recording word-time state)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,7 @@ from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.registry import ModelRegistry, ModelSpec
 
 TEXTS = [
-    "Please meet me at the harbour tomorrow morning. Bring the money. Come alone and tell nobody "
-    "about the boat.",
+    "Please meet me at the harbour tomorrow morning. Bring the money. Come alone and tell nobody about the boat.",
     "I know where you live.",
     "The meeting is on Friday at the old train station. Wear a red coat so that I can see you.",
 ]
@@ -40,8 +40,9 @@ def recordings(tmp_path_factory):
 
 def _core(tiny_model, **batching) -> DaemonCore:
     registry = ModelRegistry({"asr": load_asr})
-    spec = ModelSpec.from_dict("asr", {"id": str(tiny_model), "device": "cpu", "backend": "ctranslate2",
-                                       "chunk_size": 5, "language": "en"})
+    spec = ModelSpec.from_dict(
+        "asr", {"id": str(tiny_model), "device": "cpu", "backend": "ctranslate2", "chunk_size": 5, "language": "en"}
+    )
     return DaemonCore(registry, {"asr": spec}, **batching)
 
 
@@ -68,8 +69,10 @@ def test_transcriptions_of_several_files_share_batches_and_equal_one_at_a_time(t
 
     alone_core = _core(tiny_model, batch_max_items=1).start()
     try:
-        alone = [alone_core.submit("transcribe", {"audio_path": str(p), "options": OPTIONS}).result(timeout=600)
-                 for p in paths + [silent]]
+        alone = [
+            alone_core.submit("transcribe", {"audio_path": str(p), "options": OPTIONS}).result(timeout=600)
+            for p in paths + [silent]
+        ]
         alone_stats = alone_core.stats()["stages"]["asr"]
     finally:
         alone_core.close()
@@ -128,6 +131,7 @@ def _timed_handlers(windows: list):
                 return run(models, payloads, content)
             finally:
                 windows.append((kind, threading.current_thread().name, started, time.monotonic()))
+
         return wrapper
 
     return {kind: replace(h, run=timed(kind, h.run)) for kind, h in build_handlers().items()}
@@ -140,10 +144,13 @@ def test_asr_and_ser_lanes_overlap_only_when_per_stage(tiny_model, ser_model, re
     paths, _ = recordings
     windows: list = []
     registry = ModelRegistry({"asr": load_asr, "ser_dimensional": load_ser_dimensional})
-    specs = {"asr": ModelSpec.from_dict("asr", {"id": str(tiny_model), "device": "cpu", "language": "en"}),
-             "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": str(ser_model), "device": "cpu"})}
-    core = DaemonCore(registry, specs, preload=["asr", "ser_dimensional"], lanes=lanes,
-                      handlers=_timed_handlers(windows))
+    specs = {
+        "asr": ModelSpec.from_dict("asr", {"id": str(tiny_model), "device": "cpu", "language": "en"}),
+        "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": str(ser_model), "device": "cpu"}),
+    }
+    core = DaemonCore(
+        registry, specs, preload=["asr", "ser_dimensional"], lanes=lanes, handlers=_timed_handlers(windows)
+    )
     segments = [{"start": 0.5 + i, "end": 1.5 + i} for i in range(6)]
     core.start()
     try:

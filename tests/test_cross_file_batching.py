@@ -3,6 +3,7 @@ in-flight requests share one length-sorted pass, each request still gets exactly
 reply, a bad item fails alone, and the results equal the one-request-at-a-time ones
 (accuracy preserved, seed 7.3).  Real SER architectures (random weights) through the real
 loaders, on the CPU."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,9 +16,11 @@ from voiceman_daemon.registry import ModelRegistry, ModelSpec
 from voiceman_daemon.scheduler import padded_size
 from voiceman_daemon.ser_backend import load_ser_categorical, load_ser_dimensional
 
-SEGMENTS = [[{"start": 0.0, "end": 1.2}, {"start": 1.2, "end": 2.0}],
-            [{"start": 0.1, "end": 0.7}, {"start": 0.7, "end": 2.2}, {"start": 2.2, "end": 2.25}],  # last: too short
-            [{"start": 0.0, "end": 2.4}]]
+SEGMENTS = [
+    [{"start": 0.0, "end": 1.2}, {"start": 1.2, "end": 2.0}],
+    [{"start": 0.1, "end": 0.7}, {"start": 0.7, "end": 2.2}, {"start": 2.2, "end": 2.25}],  # last: too short
+    [{"start": 0.0, "end": 2.4}],
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +46,10 @@ def clips(tmp_path_factory):
 def _core(ser_models, **batching) -> DaemonCore:
     dim, cat = ser_models
     registry = ModelRegistry({"ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical})
-    specs = {"ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": str(dim), "device": "cpu"}),
-             "ser_categorical": ModelSpec.from_dict("ser_categorical", {"id": str(cat), "device": "cpu"})}
+    specs = {
+        "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": str(dim), "device": "cpu"}),
+        "ser_categorical": ModelSpec.from_dict("ser_categorical", {"id": str(cat), "device": "cpu"}),
+    }
     return DaemonCore(registry, specs, **batching)
 
 

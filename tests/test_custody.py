@@ -5,6 +5,7 @@ The two holes this closes: a file replaced between ingest and a resumed run used
 new hash recorded as "before" (the original hash was nowhere); a file swapped after ingest and
 restored before the report got ``input_unchanged: true`` with a transcript of another
 recording."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_snakemake
 from voiceman import pipeline
 from voiceman.audio import decode
 from voiceman.config import load_config
 from voiceman.demo import encode
 from voiceman.hashing import CONFIG_KEYS_NOT_HASHED, config_sha256, sha256_file
 from voiceman.ledger import EvidenceChanged, Ledger, LedgerError
-
-from conftest import run_snakemake
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -95,18 +95,34 @@ def test_ledger_is_write_once_under_concurrent_threads_and_processes(tmp_path):
 
 def test_config_hash_covers_analysis_settings_not_locations_or_transport():
     base = load_config(overrides={"case_dir": "/cases/a", "results_dir": "/results/a"})
-    moved = load_config(overrides={
-        "case_dir": "/mnt/other/a", "results_dir": "/elsewhere/results-b",
-        "daemon": {"endpoint": "tcp://127.0.0.1:5599", "heartbeat_timeout_s": 99, "request_deadline_s": 60,
-                   "connect_timeout_s": 3, "case_roots": ["/mnt/other"]},
-        "governor": {"sensor": "none"}, "audio_extensions": ["wav"],
-        "models": {"asr": {"cpu_threads": 3}}})
+    moved = load_config(
+        overrides={
+            "case_dir": "/mnt/other/a",
+            "results_dir": "/elsewhere/results-b",
+            "daemon": {
+                "endpoint": "tcp://127.0.0.1:5599",
+                "heartbeat_timeout_s": 99,
+                "request_deadline_s": 60,
+                "connect_timeout_s": 3,
+                "case_roots": ["/mnt/other"],
+            },
+            "governor": {"sensor": "none"},
+            "audio_extensions": ["wav"],
+            "models": {"asr": {"cpu_threads": 3}},
+        }
+    )
     assert config_sha256(base) == config_sha256(moved)
-    for change in ({"models": {"asr": {"beam_size": 1}}}, {"models": {"asr": {"language": "ko"}}},
-                   {"models": {"asr": {"id": "models/whisper-base"}}}, {"voice": {"pitch_floor_hz": 60}},
-                   {"patterns": {"language": "ko"}}, {"models": {"ser_dimensional": {"id": "/m/dim"}}}):
-        assert config_sha256(load_config(overrides={"case_dir": "/cases/a", "results_dir": "/results/a", **change})) \
-            != config_sha256(base), change
+    for change in (
+        {"models": {"asr": {"beam_size": 1}}},
+        {"models": {"asr": {"language": "ko"}}},
+        {"models": {"asr": {"id": "models/whisper-base"}}},
+        {"voice": {"pitch_floor_hz": 60}},
+        {"patterns": {"language": "ko"}},
+        {"models": {"ser_dimensional": {"id": "/m/dim"}}},
+    ):
+        assert config_sha256(
+            load_config(overrides={"case_dir": "/cases/a", "results_dir": "/results/a", **change})
+        ) != config_sha256(base), change
     assert {"case_dir", "results_dir", "daemon"} <= set(CONFIG_KEYS_NOT_HASHED)
     assert all(CONFIG_KEYS_NOT_HASHED.values())  # every exclusion says why
 
@@ -132,9 +148,22 @@ def test_file_swapped_after_ingest_and_restored_is_not_unchanged(speech_case, tm
     meta = pipeline.ingest.ingest(original, ledger=ledger)
     assert meta["status"] == "ok" and meta["sha256"] == meta["input_sha256_first_seen"] == sha256_file(original)
     # What the transcribe stage hands on: the ingest hash, one segment over the recording.
-    transcript = {"file": meta["file"], "audio_path": meta["path"], "sha256": meta["sha256"], "status": "ok",
-                  "language": "en", "segments": [{"start": 0.0, "end": meta["duration_s"], "speaker": None,
-                                                  "text": "please meet me at the harbour", "words": []}]}
+    transcript = {
+        "file": meta["file"],
+        "audio_path": meta["path"],
+        "sha256": meta["sha256"],
+        "status": "ok",
+        "language": "en",
+        "segments": [
+            {
+                "start": 0.0,
+                "end": meta["duration_s"],
+                "speaker": None,
+                "text": "please meet me at the harbour",
+                "words": [],
+            }
+        ],
+    }
     _swap(original, other)  # swapped after ingest ...
     voice = pipeline.voice.voice(transcript, config)
     assert voice["status"] == "failed" and voice["failed_stage"] == "voice"
@@ -154,13 +183,20 @@ def test_file_swapped_after_ingest_and_restored_is_not_unchanged(speech_case, tm
     voice_ok = pipeline.voice.voice(transcript, config)
     assert voice_ok["status"] == "ok" and voice_ok["decoded_sha256"] == meta["sha256"]
     heard_other = {**transcript, "decoded_sha256": sha256_file(other)}
-    report = pipeline.report.build_report(meta, heard_other, ser, voice_ok, pipeline.patterns.patterns(transcript),
-                                          config)
+    report = pipeline.report.build_report(
+        meta, heard_other, ser, voice_ok, pipeline.patterns.patterns(transcript), config
+    )
     assert report["status"] == "failed" and "bytes differ from the ingested evidence" in report["reason"]
     assert report["custody"]["input_unchanged"] is False
     # Control: with every stage on the ingested bytes the report is done and unchanged.
-    report = pipeline.report.build_report(meta, {**transcript, "decoded_sha256": meta["sha256"]}, ser, voice_ok,
-                                          pipeline.patterns.patterns(transcript), config)
+    report = pipeline.report.build_report(
+        meta,
+        {**transcript, "decoded_sha256": meta["sha256"]},
+        ser,
+        voice_ok,
+        pipeline.patterns.patterns(transcript),
+        config,
+    )
     assert report["status"] == "done" and report["custody"]["input_unchanged"] is True
     assert report["custody"]["input_sha256_first_seen"] == meta["sha256"]
     assert report["custody"]["config_sha256"] == config_sha256(config)
@@ -169,8 +205,7 @@ def test_file_swapped_after_ingest_and_restored_is_not_unchanged(speech_case, tm
 # ------------------------------------------------------------------ hole 1, a real resumed run
 
 
-def test_file_replaced_between_runs_fails_naming_the_first_seen_hash(speech_case, tiny_model, runtime_dir,
-                                                                    tmp_path):
+def test_file_replaced_between_runs_fails_naming_the_first_seen_hash(speech_case, tiny_model, runtime_dir, tmp_path):
     case = tmp_path / "case"
     case.mkdir()
     for name in ("call-01.wav", "call-02.mp3", "call-03.m4a"):
@@ -224,5 +259,7 @@ def test_file_replaced_between_runs_fails_naming_the_first_seen_hash(speech_case
     run_snakemake(results_b, case, tiny_model, heartbeat_timeout_s=7)
     summary_b = json.loads((results_b / "case.json").read_text())
     assert summary_b["config_sha256"] == first["config_sha256"]
-    assert json.loads((results_b / "report" / "call-03.m4a.json").read_text())["custody"]["config_sha256"] \
+    assert (
+        json.loads((results_b / "report" / "call-03.m4a.json").read_text())["custody"]["config_sha256"]
         == first["config_sha256"]
+    )

@@ -1,6 +1,7 @@
 """The daemon with the real tiny.en Whisper model: loaded once, reloaded only when a request
 names another revision (S3), unloaded only on request (N1), one bad file never hurts the
 others (U4), and a killed daemon is reported clearly by the client."""
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,10 @@ import time
 import numpy as np
 import pytest
 
+from conftest import wait_for
 from voiceman.audio import decode
 from voiceman.daemonlink.client import DaemonLost, RequestFailed
 from voiceman.demo import encode
-
-from conftest import wait_for
 
 
 def _words(result) -> str:
@@ -106,9 +106,8 @@ def test_killed_daemon_is_reported_clearly(daemon_process, speech_case, tmp_path
 def test_ser_request_uses_both_resident_models(runtime_dir, tiny_model, speech_case, tmp_path):
     """SER models of the real architectures (random weights) served by a real daemon process:
     loaded once at start, per-segment results, too-short segments get their own error."""
-    from ser_fixtures import build_dimensional_model, build_speechbrain_iemocap_model
-
     from conftest import daemon_overrides, running_daemon
+    from ser_fixtures import build_dimensional_model, build_speechbrain_iemocap_model
 
     dim = build_dimensional_model(tmp_path / "dim")
     cat = build_speechbrain_iemocap_model(tmp_path / "cat")
@@ -127,4 +126,3 @@ def test_ser_request_uses_both_resident_models(runtime_dir, tiny_model, speech_c
         assert stats["ser_dimensional"]["loads"] == 1 and stats["ser_categorical"]["loads"] == 1
         assert {m["kind"] for m in reply["models"]} == {"ser_dimensional", "ser_categorical"}
         assert all(m["sha256"] and m["device"] == "cpu" for m in reply["models"])
-

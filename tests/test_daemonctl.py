@@ -1,5 +1,6 @@
 """voiceman.daemonlink.daemonctl and .runtime: the private runtime dir, a prompt ``stop``, and
 workflow auto-start shared safely by concurrent runs (real daemons with the tiny model)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -17,9 +18,9 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides, wait_for
+from voiceman.config import load_config
 from voiceman.daemonlink import daemonctl, protocol, runtime
 from voiceman.daemonlink.client import DaemonClient, DaemonError
-from voiceman.config import load_config
 
 
 # ----------------------------------------------------------------------------- runtime dir
@@ -177,10 +178,15 @@ class Run:
 
     def __init__(self, config: dict, results: Path):
         self.results = results
-        self.proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, json.dumps(config), str(results)],
-                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     # this checkout's library and daemon, whatever the venv has installed
-                                     env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RUN_SCRIPT, json.dumps(config), str(results)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            # this checkout's library and daemon, whatever the venv has installed
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "daemon")])},
+        )
 
     def ensured(self, timeout_s: float = 240) -> dict:
         line = _readline(self.proc, timeout_s)

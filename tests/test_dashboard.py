@@ -1,5 +1,6 @@
 """`voiceman dashboard` (O3): what it computes from a results folder + the daemon's stats, and
 the live view itself in a real terminal (tmux) following a running daemon."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,12 @@ import time
 import pytest
 from rich.console import Console
 
-from voiceman import atomic
-from voiceman.observe import runreport
-from voiceman.daemonlink.client import DaemonClient
-from voiceman.observe.dashboard import collect, render
-
 from conftest import REPO, wait_for
 from test_governor_daemon import DialSensor, governor_with, serve  # noqa: F401  (serve is a fixture)
+from voiceman import atomic
+from voiceman.daemonlink.client import DaemonClient
+from voiceman.observe import runreport
+from voiceman.observe.dashboard import collect, render
 
 
 def make_results(tmp_path, started_ago_s: float):
@@ -72,11 +72,14 @@ def test_live_dashboard_in_tmux_follows_the_daemon(tmp_path, serve):
     server, client = serve(governor=governor)
     socket_name = f"vm-dash-{tmp_path.name}"
     settings = json.dumps({"daemon": {"endpoint": client.endpoint}})
-    command = (f"{sys.executable} -m voiceman.cli dashboard --set '{settings}' --results {results} "
-               f"--case {case} --interval 0.3")
+    command = (
+        f"{sys.executable} -m voiceman.cli dashboard --set '{settings}' --results {results} "
+        f"--case {case} --interval 0.3"
+    )
     tmux = ["tmux", "-L", socket_name]
-    subprocess.run([*tmux, "new-session", "-d", "-s", "dash", "-x", "130", "-y", "40", "-c", str(REPO), command],
-                   check=True)
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", "dash", "-x", "130", "-y", "40", "-c", str(REPO), command], check=True
+    )
 
     def screen() -> str:
         return subprocess.run([*tmux, "capture-pane", "-p", "-t", "dash"], capture_output=True, text=True).stdout
@@ -103,10 +106,10 @@ def test_dashboard_in_tmux_against_a_running_demo_case(speech_case, tiny_model, 
     run = run_snakemake(results, speech_case, tiny_model, popen=True)
     socket_name = f"vm-demo-{tmp_path.name}"
     tmux = ["tmux", "-L", socket_name]
-    command = (f"{sys.executable} -m voiceman.cli dashboard --results {results} --case {speech_case} "
-               f"--interval 0.5")
-    subprocess.run([*tmux, "new-session", "-d", "-s", "dash", "-x", "130", "-y", "40", "-c", str(REPO), command],
-                   check=True)
+    command = f"{sys.executable} -m voiceman.cli dashboard --results {results} --case {speech_case} --interval 0.5"
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", "dash", "-x", "130", "-y", "40", "-c", str(REPO), command], check=True
+    )
 
     def screen() -> str:
         return subprocess.run([*tmux, "capture-pane", "-p", "-t", "dash"], capture_output=True, text=True).stdout

@@ -1,6 +1,7 @@
 """Same file + same settings -> the same transcript, word times and SER values, byte for byte,
 every time (forensic-validity issue, item 1).  Decoding is at temperature 0 only (beam search,
 no sampling fallback); the settings that change the output are in the model's custody."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ def test_same_file_five_times_gives_identical_bytes(runtime_dir, tiny_model, spe
     from ser_fixtures import build_dimensional_model, build_speechbrain_iemocap_model
 
     overrides = daemon_overrides(tiny_model)
-    overrides["models"].update({"ser_dimensional": {"id": str(build_dimensional_model(tmp_path / "dim"))},
-                                "ser_categorical": {"id": str(build_speechbrain_iemocap_model(tmp_path / "cat"))}})
+    overrides["models"].update(
+        {
+            "ser_dimensional": {"id": str(build_dimensional_model(tmp_path / "dim"))},
+            "ser_categorical": {"id": str(build_speechbrain_iemocap_model(tmp_path / "cat"))},
+        }
+    )
     with running_daemon(runtime_dir, overrides) as (_, client):
         clip = str(speech_case / "call-02.mp3")
         transcripts, emotions = set(), set()
@@ -38,4 +43,3 @@ def test_same_file_five_times_gives_identical_bytes(runtime_dir, tiny_model, spe
         for setting in ("beam_size", "compute_type", "chunk_size_s", "vad"):
             assert setting in decoding
         assert {"method", "onset", "offset"} <= set(decoding["vad"])
-

@@ -1,6 +1,7 @@
 """device_probe: a GPU that NVML sees but the model libraries cannot use is a loud warning
 (log, status, run report), and an explicit ``device: cuda`` they cannot meet stops the daemon
 at start.  NVML is faked with the governor tests' FakeNvml; the library facts are handed in."""
+
 from __future__ import annotations
 
 import copy
@@ -23,11 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The GB10 as set up from PyPI: torch +cpu, CTranslate2 without CUDA.
 TORCH_CPU = dp.LibraryFacts("torch", "2.8.0+cpu", False, 0)
-CT2_NO_CUDA = dp.LibraryFacts("ctranslate2", "4.8.5", False, 0,
-                              error="This CTranslate2 package was not compiled with CUDA support")
+CT2_NO_CUDA = dp.LibraryFacts(
+    "ctranslate2", "4.8.5", False, 0, error="This CTranslate2 package was not compiled with CUDA support"
+)
 # ... and as scripts/setup.sh installs it there: torch 2.8.0+cu129 (sm_120 kernels run on 12.1).
-TORCH_CU129 = dp.LibraryFacts("torch", "2.8.0+cu129", True, 1, "12.9", (12, 1),
-                              ("sm_80", "sm_90", "sm_100", "sm_120"))
+TORCH_CU129 = dp.LibraryFacts("torch", "2.8.0+cu129", True, 1, "12.9", (12, 1), ("sm_80", "sm_90", "sm_100", "sm_120"))
 NO_NVML = FakeNvml(init_error=FakeNvml.NVMLError_LibraryNotFound)
 
 
@@ -39,19 +40,32 @@ def config(**models) -> dict:
 
 
 def test_gpu_present_but_torch_cpu_build_is_a_warning_naming_the_cause():
-    report = dp.probe(config(ser_dimensional={"id": "/models/ser-dim"}), nvml=FakeNvml(),
-                      torch=TORCH_CPU, ctranslate2=CT2_NO_CUDA, machine="aarch64")
+    report = dp.probe(
+        config(ser_dimensional={"id": "/models/ser-dim"}),
+        nvml=FakeNvml(),
+        torch=TORCH_CPU,
+        ctranslate2=CT2_NO_CUDA,
+        machine="aarch64",
+    )
     assert report.gpu_present and report.gpu_name == "NVIDIA GB10"
     text = "\n".join(report.warnings)
     assert "torch 2.8.0+cpu has no CUDA" in text
     assert "ctranslate2 4.8.5 has no CUDA on this platform" in text
-    assert any(w.startswith("GPU NVIDIA GB10 is present but SER (dimensional) runs on the CPU") for w in report.warnings)
-    assert any(w.startswith("GPU NVIDIA GB10 is present but ASR (backend auto) runs on the CPU") for w in report.warnings)
-    assert any("requirements-aarch64-cuda.lock" in w for w in report.warnings)   # how to fix it, on aarch64
+    assert any(
+        w.startswith("GPU NVIDIA GB10 is present but SER (dimensional) runs on the CPU") for w in report.warnings
+    )
+    assert any(
+        w.startswith("GPU NVIDIA GB10 is present but ASR (backend auto) runs on the CPU") for w in report.warnings
+    )
+    assert any("requirements-aarch64-cuda.lock" in w for w in report.warnings)  # how to fix it, on aarch64
     assert "torch 2.8.0+cpu has no CUDA" in report.cause
-    assert report.models["ser_dimensional"] == {"device": "auto", "libraries": ["torch"], "library": "torch",
-                                                "on_gpu": False}
-    json.dumps(report.to_dict())   # goes into stats / daemon_stats.json as it is
+    assert report.models["ser_dimensional"] == {
+        "device": "auto",
+        "libraries": ["torch"],
+        "library": "torch",
+        "on_gpu": False,
+    }
+    json.dumps(report.to_dict())  # goes into stats / daemon_stats.json as it is
 
 
 def test_warnings_are_logged_loudly(caplog):
@@ -66,7 +80,9 @@ def test_warnings_are_logged_loudly(caplog):
 def test_explicit_cuda_that_the_library_cannot_use_is_a_start_up_error():
     cfg = config(ser_categorical={"id": "/models/ser-cat", "device": "cuda"})
     report = dp.probe(cfg, nvml=FakeNvml(), torch=TORCH_CPU, ctranslate2=CT2_NO_CUDA, machine="aarch64")
-    with pytest.raises(dp.DeviceError, match=r"models\.ser_categorical\.device is cuda, but torch 2\.8\.0\+cpu has no CUDA"):
+    with pytest.raises(
+        dp.DeviceError, match=r"models\.ser_categorical\.device is cuda, but torch 2\.8\.0\+cpu has no CUDA"
+    ):
         dp.check_requested_device(report, cfg)
     # device: cpu is the user's choice: no warning for it, no error
     cfg = config(asr={"device": "cpu"})
@@ -85,11 +101,13 @@ def test_asr_cuda_depends_on_the_backend(backend, ok):
         assert report.models["asr"]["library"] == "torch" and report.models["asr"]["on_gpu"]
         assert not report.warnings
     else:
-        with pytest.raises(dp.DeviceError, match="ctranslate2 4.8.5 has no CUDA on this platform.*backend: transformers"):
+        with pytest.raises(
+            dp.DeviceError, match="ctranslate2 4.8.5 has no CUDA on this platform.*backend: transformers"
+        ):
             dp.check_requested_device(report, cfg)
         assert "ASR (backend ctranslate2) runs on the CPU" in report.warnings[0]
         assert "backend: auto or transformers" in report.warnings[0]
-        assert not any(w.startswith("fix:") for w in report.warnings)   # torch is fine: no reinstall advice
+        assert not any(w.startswith("fix:") for w in report.warnings)  # torch is fine: no reinstall advice
 
 
 def test_explicit_cuda_without_any_gpu_is_an_error_too():
@@ -103,7 +121,7 @@ def test_no_nvml_is_no_gpu_and_no_warning():
     report = dp.probe(config(), nvml=NO_NVML, torch=TORCH_CPU, ctranslate2=CT2_NO_CUDA)
     assert not report.gpu_present and not report.warnings and report.cause is None
     assert report.summary.startswith("no GPU") and "NVMLError_LibraryNotFound" in report.nvml
-    dp.check_requested_device(report, config())   # device: auto on a CPU machine is fine
+    dp.check_requested_device(report, config())  # device: auto on a CPU machine is fine
 
 
 def test_gb10_capability_12_1_runs_sm_120_kernels_but_a_missing_major_is_a_warning():
@@ -131,7 +149,7 @@ def test_run_report_shows_the_device_warning(tmp_path):
     assert run["device_warnings"] == report.warnings and run["device"]["gpu_name"] == "NVIDIA GB10"
     html = render_run_report(run)
     banner = html.index('class="device-warning"')
-    assert banner < html.index("<table")   # above everything else
+    assert banner < html.index("<table")  # above everything else
     assert "torch 2.8.0+cpu has no CUDA" in html[banner:]
 
 
@@ -154,8 +172,15 @@ def test_daemon_status_prints_the_warning(monkeypatch, capsys):
             return True
 
         def stats(self):
-            return {"pid": 1, "state": "ready", "uptime_s": 3.0, "queue_depth": 0, "in_flight": 0, "models": {},
-                    "device": report.to_dict()}
+            return {
+                "pid": 1,
+                "state": "ready",
+                "uptime_s": 3.0,
+                "queue_depth": 0,
+                "in_flight": 0,
+                "models": {},
+                "device": report.to_dict(),
+            }
 
     monkeypatch.setattr(cli.daemonctl, "client_for", lambda cfg: Client())
     assert cli.main(["daemon", "status"]) == 0
@@ -171,8 +196,13 @@ def test_daemon_refuses_to_start_when_cuda_is_asked_for_and_unusable(runtime_dir
     if facts.can_use_cuda or dp.ctranslate2_facts().can_use_cuda:
         pytest.skip("this machine's libraries can use CUDA")
     overrides = json.dumps({"models": {"asr": {"device": "cuda"}}})
-    proc = subprocess.run([sys.executable, "-m", "voiceman_daemon", "--overrides", overrides],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "voiceman_daemon", "--overrides", overrides],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "models.asr.device is cuda, but" in proc.stderr
     assert not (runtime_dir / "daemon.pid").exists()

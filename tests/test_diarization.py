@@ -2,6 +2,7 @@
 ``transcribe`` after tiny.en, on dialogues of clearly different synthesised voices with known
 turn times; the clustering on synthetic embeddings; segment splitting; the pyannote option's
 errors; and the speakers reaching voice baselines, speaker scores, custody and notes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from voiceman.audio import SAMPLE_RATE, decode
+from voiceman.demo import encode
 from voiceman_daemon.diarize import (
     DiarizationSettings,
     cluster_embeddings,
@@ -25,9 +29,6 @@ from voiceman_daemon.diarize import (
     speech_regions,
 )
 from voiceman_daemon.registry import ModelSpec
-
-from voiceman.audio import SAMPLE_RATE, decode
-from voiceman.demo import encode
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -51,11 +52,15 @@ def _say(text: str, voice: str, pitch: int, speed: int) -> np.ndarray:
         pytest.fail("espeak-ng is required (scripts/setup.sh installs it)")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "line.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(wav), text],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(wav), text],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         audio, _ = decode(wav)
     voiced = np.nonzero(np.abs(audio) > 1e-3)[0]  # espeak's own leading/trailing silence off
-    return audio[voiced[0]:voiced[-1] + 1]
+    return audio[voiced[0] : voiced[-1] + 1]
 
 
 def _conversation(path: Path, voices, gap_s: float) -> list[dict]:
@@ -95,8 +100,10 @@ def word_accuracy(segments: list[dict], turns: list[dict]) -> float:
 def dialogues(tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
     root = tmp_path_factory.mktemp("dialogues")
     out = {}
-    for name, voices, gap in (("two-speakers.wav", [("A", VOICE_A), ("B", VOICE_B)], 0.05),
-                              ("one-speaker.wav", [("A", VOICE_A)], 0.3)):
+    for name, voices, gap in (
+        ("two-speakers.wav", [("A", VOICE_A), ("B", VOICE_B)], 0.05),
+        ("one-speaker.wav", [("A", VOICE_A)], 0.3),
+    ):
         out[name] = (root / name, _conversation(root / name, voices, gap))
     return out
 
@@ -107,7 +114,6 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
     dialogue: >= 80 % of the words go to the right speaker, two speakers are counted, a
     single speaker is counted once; then the report is per speaker."""
     from conftest import daemon_overrides
-
     from voiceman import pipeline
     from voiceman.config import load_config
 
@@ -121,9 +127,11 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
     transcript = pipeline.transcribe.transcribe(client, meta, request, deadline_s=600)
     block = transcript["diarization"]
     accuracy = word_accuracy(transcript["segments"], turns)
-    print(f"two-speaker dialogue: {accuracy:.3f} of {sum(len(s['words']) for s in transcript['segments'])} "
-          f"words attributed right; {block['speaker_count']} speakers; "
-          f"{block['segments_in']} -> {block['segments_out']} segments")
+    print(
+        f"two-speaker dialogue: {accuracy:.3f} of {sum(len(s['words']) for s in transcript['segments'])} "
+        f"words attributed right; {block['speaker_count']} speakers; "
+        f"{block['segments_in']} -> {block['segments_out']} segments"
+    )
     assert block["status"] == "ok" and block["method"] == "resemblyzer"
     assert block["speaker_count"] == 2
     assert accuracy >= 0.80
@@ -137,8 +145,9 @@ def test_daemon_diarizes_a_two_speaker_call_and_a_single_speaker(daemon_process,
 
     # Same file again: the same speakers, word for word (nothing random).
     again = pipeline.transcribe.transcribe(client, meta, request, deadline_s=600)
-    assert [(s["speaker"], s["text"]) for s in again["segments"]] == [(s["speaker"], s["text"])
-                                                                       for s in transcript["segments"]]
+    assert [(s["speaker"], s["text"]) for s in again["segments"]] == [
+        (s["speaker"], s["text"]) for s in transcript["segments"]
+    ]
 
     single_path, _ = dialogues["one-speaker.wav"]
     single = pipeline.transcribe.transcribe(client, pipeline.ingest.ingest(single_path), request, deadline_s=600)
@@ -222,15 +231,27 @@ def test_clustering_bounds_and_outliers():
 
 # ---------------------------------------------------------------------------- labelling and splitting
 def test_words_get_speakers_and_a_segment_splits_where_the_speaker_changes():
-    words = [{"word": w, "start": s, "end": s + 0.4, "probability": 0.9}
-             for w, s in (("Yes,", 0.0), ("fine.", 0.5), ("Who", 1.2), ("is", 1.7), ("this?", 2.2))]
-    segments = [{"start": 0.0, "end": 2.7, "text": "Yes, fine. Who is this?", "speaker": None, "words": words,
-                 "avg_logprob": -0.2},
-                {"start": 3.0, "end": 3.5, "text": "Me.", "speaker": None, "words": []}]
+    words = [
+        {"word": w, "start": s, "end": s + 0.4, "probability": 0.9}
+        for w, s in (("Yes,", 0.0), ("fine.", 0.5), ("Who", 1.2), ("is", 1.7), ("this?", 2.2))
+    ]
+    segments = [
+        {
+            "start": 0.0,
+            "end": 2.7,
+            "text": "Yes, fine. Who is this?",
+            "speaker": None,
+            "words": words,
+            "avg_logprob": -0.2,
+        },
+        {"start": 3.0, "end": 3.5, "text": "Me.", "speaker": None, "words": []},
+    ]
     out = label_segments(segments, lambda start, end: 0 if end <= 1.0 else 1)
     assert [(s["speaker"], s["text"], s["start"], s["end"]) for s in out] == [
-        ("SPEAKER_00", "Yes, fine.", 0.0, 0.9), ("SPEAKER_01", "Who is this?", 1.2, 2.7),
-        ("SPEAKER_01", "Me.", 3.0, 3.5)]
+        ("SPEAKER_00", "Yes, fine.", 0.0, 0.9),
+        ("SPEAKER_01", "Who is this?", 1.2, 2.7),
+        ("SPEAKER_01", "Me.", 3.0, 3.5),
+    ]
     assert [w["speaker"] for w in out[0]["words"]] == ["SPEAKER_00"] * 2
     assert [w["speaker"] for w in out[1]["words"]] == ["SPEAKER_01"] * 3
     assert segments[0]["words"][0].get("speaker") is None  # the input is not modified
@@ -252,8 +273,10 @@ def test_a_failed_diarization_keeps_the_transcript_and_says_why():
     assert out == segments and block["status"] == "failed" and "out of memory" in block["reason"]
     from voiceman.pipeline.report import _notes
 
-    assert any("diarization failed (RuntimeError: out of memory)" in n
-               for n in _notes({}, {"segments": segments, "diarization": block}))
+    assert any(
+        "diarization failed (RuntimeError: out of memory)" in n
+        for n in _notes({}, {"segments": segments, "diarization": block})
+    )
     assert any("no diarization model configured" in n for n in _notes({}, {"segments": segments}))
     ok = {"status": "ok", "method": "resemblyzer"}
     labelled = [{**segments[0], "speaker": "SPEAKER_00"}]
@@ -272,13 +295,16 @@ def test_encoder_loads_offline_from_the_wheel_frozen(monkeypatch):
     assert Path(custody["path"]).name == "pretrained.pt" and Path(custody["path"]).stat().st_size > 10_000_000
     assert custody["sha256"] == hashlib.sha256(Path(custody["path"]).read_bytes()).hexdigest()
     meta = importlib.metadata.metadata("resemblyzer")
-    assert meta["Version"] == "0.1.4" and "License :: OSI Approved :: Apache Software License" in meta.get_all("Classifier")
+    assert meta["Version"] == "0.1.4" and "License :: OSI Approved :: Apache Software License" in meta.get_all(
+        "Classifier"
+    )
     assert not model.encoder.training and not any(p.requires_grad for p in model.encoder.parameters())
 
 
 def test_mel_spectrogram_equals_the_packages_librosa_one(dialogues, monkeypatch):
     """The torch mel the daemon computes (in blocks) is resemblyzer.audio.wav_to_mel_spectrogram's."""
     from resemblyzer import audio as rz_audio
+
     from voiceman_daemon import diarize
 
     model = load_diarization(ModelSpec("diarization", "resemblyzer", options=(("device", "cpu"),)))
@@ -316,13 +342,20 @@ def test_config_enables_resemblyzer_by_default_and_null_turns_it_off():
 
 
 def test_a_pyannote_config_without_its_directory_is_a_load_error_the_daemon_reports(tmp_path, tiny_model):
+    from voiceman.config import load_config
     from voiceman_daemon.__main__ import build_core
 
-    from voiceman.config import load_config
-
-    config = load_config(None, {"models": {"asr": {"id": str(tiny_model)},
-                                           "diarization": {"method": "pyannote", "id": str(tmp_path / "nope")}},
-                                "daemon": {"case_roots": [str(tmp_path)]}, "governor": {"sensor": "none"}})
+    config = load_config(
+        None,
+        {
+            "models": {
+                "asr": {"id": str(tiny_model)},
+                "diarization": {"method": "pyannote", "id": str(tmp_path / "nope")},
+            },
+            "daemon": {"case_roots": [str(tmp_path)]},
+            "governor": {"sensor": "none"},
+        },
+    )
     core = build_core(config).start()
     try:
         assert core.wait_ready(60) == "degraded"

@@ -3,6 +3,7 @@ listed and escaped, play controls that point at the original recording (relative
 time range), filters/sort read from the URL, verdict controls -- checked as HTML and in
 headless Chromium (the script runs under the page's own CSP: no console error, no CSP
 violation, the evidence really loads at the right position)."""
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,13 @@ from voiceman.htmlreport.html_parts import script_hash
 
 RULES = load_forensic_config()
 EVIL = "<script>alert('x')</script>"
-ODD = "통화 it's \"q\" #1 50%.wav"
+ODD = '통화 it\'s "q" #1 50%.wav'
 
 
 def tone_wav(path: Path, seconds: float = 12.0, rate: int = 16000) -> None:
-    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 220 * i / rate)))
-                      for i in range(int(seconds * rate)))
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 220 * i / rate))) for i in range(int(seconds * rate))
+    )
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -41,20 +43,41 @@ def tone_wav(path: Path, seconds: float = 12.0, rate: int = 16000) -> None:
 
 
 def _emotion(arousal, valence):
-    return {"status": "analysed", "reason": None, "device": "cpu",
-            "dimensional": {"arousal": arousal, "dominance": 0.5, "valence": valence},
-            "categorical": {"label": "ang", "probabilities": {"ang": 0.6, "neu": 0.4}}}
+    return {
+        "status": "analysed",
+        "reason": None,
+        "device": "cpu",
+        "dimensional": {"arousal": arousal, "dominance": 0.5, "valence": valence},
+        "categorical": {"label": "ang", "probabilities": {"ang": 0.6, "neu": 0.4}},
+    }
 
 
 def _voice(z):
-    return {"f0_mean_hz": 200.0, "f0_sd_hz": 20.0, "jitter_local": 0.01, "shimmer_local": 0.05, "hnr_db": 14.0,
-            "intensity_db": 66.0, "speech_rate_wps": 2.5, "pause_ratio": 0.1, "notes": [], "z": {"f0_mean_hz": z}}
+    return {
+        "f0_mean_hz": 200.0,
+        "f0_sd_hz": 20.0,
+        "jitter_local": 0.01,
+        "shimmer_local": 0.05,
+        "hnr_db": 14.0,
+        "intensity_db": 66.0,
+        "speech_rate_wps": 2.5,
+        "pause_ratio": 0.1,
+        "notes": [],
+        "z": {"f0_mean_hz": z},
+    }
 
 
 def _hit(pid, category, severity, text, phrase):
     start = text.index(phrase)
-    return {"pattern_id": pid, "category": category, "severity": severity, "start": start,
-            "end": start + len(phrase), "text": phrase, "context": "direct"}
+    return {
+        "pattern_id": pid,
+        "category": category,
+        "severity": severity,
+        "start": start,
+        "end": start + len(phrase),
+        "text": phrase,
+        "context": "direct",
+    }
 
 
 def make_report(name: str, path: Path, speaker: str, variant: int) -> dict:
@@ -66,16 +89,34 @@ def make_report(name: str, path: Path, speaker: str, variant: int) -> dict:
         {"start": 4.0, "end": 6.0, "text": "thank you for the dinner", "speaker": "SPEAKER_01", "words": []},
         {"start": 6.5, "end": 9.25, "text": t2, "speaker": "SPEAKER_01", "words": []},
     ]
-    hits = [[_hit("EN-THR-001", "threat", 5, t0, "will kill you")], [],
-            [_hit("EN-GAS-002", "gaslighting", 3, t2, "never said that")] if variant != 2
-            else [_hit("EN-INS-001", "insult", 2, t2, "idiot")]]
-    custody = {"input_path": str(path), "input_sha256_before": "a" * 64, "input_sha256_after": "a" * 64,
-               "models": [], "config_sha256": "c" * 64, "software_version": "test",
-               "started_utc": "2026-11-27T10:00:00Z", "finished_utc": "2026-11-27T10:01:00Z"}
+    hits = [
+        [_hit("EN-THR-001", "threat", 5, t0, "will kill you")],
+        [],
+        [_hit("EN-GAS-002", "gaslighting", 3, t2, "never said that")]
+        if variant != 2
+        else [_hit("EN-INS-001", "insult", 2, t2, "idiot")],
+    ]
+    custody = {
+        "input_path": str(path),
+        "input_sha256_before": "a" * 64,
+        "input_sha256_after": "a" * 64,
+        "models": [],
+        "config_sha256": "c" * 64,
+        "software_version": "test",
+        "started_utc": "2026-11-27T10:00:00Z",
+        "finished_utc": "2026-11-27T10:01:00Z",
+    }
     return assemble_file_report(
-        file=name, custody=custody, segments=segments,
+        file=name,
+        custody=custody,
+        segments=segments,
         emotions=[_emotion(0.85, 0.15), _emotion(0.4, 0.6), _emotion(0.5 + 0.1 * variant, 0.4)],
-        voices=[_voice(2.6), _voice(0.1), _voice(0.3)], patterns=hits, duration_s=12.0, language="en", rules=RULES)
+        voices=[_voice(2.6), _voice(0.1), _voice(0.3)],
+        patterns=hits,
+        duration_s=12.0,
+        language="en",
+        rules=RULES,
+    )
 
 
 def build_results(root: Path, verdicts_first: bool = False) -> SimpleNamespace:
@@ -96,16 +137,23 @@ def build_results(root: Path, verdicts_first: bool = False) -> SimpleNamespace:
     for variant, rec in enumerate(sorted(inv.recordings, key=lambda r: r.name)):
         report = make_report(rec.display, Path(rec.path), "SPEAKER_00" if variant != 1 else "화자 <A>", variant)
         atomic.write_json(results / "report" / f"{rec.key}.json", report)
-        atomic.write_text(results / "report" / f"{rec.key}.html",
-                          render_file_report(report, page_dir=results / "report"))
+        atomic.write_text(
+            results / "report" / f"{rec.key}.html", render_file_report(report, page_dir=results / "report")
+        )
         if rec.name.endswith(".amr"):
             atomic.write_json(results / "ingest" / f"{rec.key}.json", {"audio": {"codec": "amr_nb"}})
         reports[rec.key] = report
     (results / "logs").mkdir(parents=True, exist_ok=True)
     case_summary(config, inv.keys)
-    return SimpleNamespace(case=case, results=results, config=config, keys=inv.keys, reports=reports,
-                           html=(results / "case.html").read_text(encoding="utf-8"),
-                           summary=json.loads((results / "case.json").read_text(encoding="utf-8")))
+    return SimpleNamespace(
+        case=case,
+        results=results,
+        config=config,
+        keys=inv.keys,
+        reports=reports,
+        html=(results / "case.html").read_text(encoding="utf-8"),
+        summary=json.loads((results / "case.json").read_text(encoding="utf-8")),
+    )
 
 
 @pytest.fixture
@@ -155,11 +203,11 @@ def rows_of(html: str) -> _Rows:
 
 
 def expected_findings(reports: dict) -> int:
-    return sum(1 for r in reports.values() for s in r["segments"]
-               if s["crosscheck"]["flagged"] or s["patterns"])
+    return sum(1 for r in reports.values() for s in r["segments"] if s["crosscheck"]["flagged"] or s["patterns"])
 
 
 # ------------------------------------------------------------------ the page as written
+
 
 def test_case_page_lists_every_finding_escaped(built):
     html = built.html
@@ -236,10 +284,18 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not insta
 
 def _dom(tmp_path: Path, page: Path, fragment: str = "", budget_ms: int = 4000):
     """The DOM after the page's script ran (and media had time to load), and the console."""
-    url_page = page if not fragment else SimpleNamespace(as_uri=lambda: page.as_uri() + "#" + fragment,
-                                                         stem=page.stem + str(abs(hash(fragment))))
-    result = _chromium(tmp_path, url_page, f"--virtual-time-budget={budget_ms}", "--autoplay-policy=no-user-gesture-required",
-                       "--dump-dom")
+    url_page = (
+        page
+        if not fragment
+        else SimpleNamespace(as_uri=lambda: page.as_uri() + "#" + fragment, stem=page.stem + str(abs(hash(fragment))))
+    )
+    result = _chromium(
+        tmp_path,
+        url_page,
+        f"--virtual-time-budget={budget_ms}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--dump-dom",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout, _console_messages(result.stderr)
 
@@ -248,8 +304,10 @@ def _dom(tmp_path: Path, page: Path, fragment: str = "", budget_ms: int = 4000):
 def test_console_capture_sees_csp_violations(tmp_path):
     # Control: a script the policy does not allow must show up, or "no console errors" proves nothing.
     bad = tmp_path / "bad.html"
-    bad.write_text(f'<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-                   f'script-src {script_hash(SCRIPT)}"></head><body><script>document.title="ran"</script></body></html>')
+    bad.write_text(
+        f'<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        f'script-src {script_hash(SCRIPT)}"></head><body><script>document.title="ran"</script></body></html>'
+    )
     _, console = _dom(tmp_path, bad)
     assert any("Content Security Policy" in line for line in console), console
 
@@ -266,7 +324,9 @@ def test_findings_page_runs_without_console_errors_and_loads_the_first_finding(b
     scores = [float(r["data-score"]) for r in parsed.rows]
     assert scores == sorted(scores, reverse=True)
     first = parsed.rows[0]
-    assert parsed.player["data-current"] == first["id"] and parsed.player["src"].endswith(first["play"]["href"].split("/")[-1])
+    assert parsed.player["data-current"] == first["id"] and parsed.player["src"].endswith(
+        first["play"]["href"].split("/")[-1]
+    )
     if first["play"]["data-support"] == "yes":
         assert parsed.player["data-state"] == "ready", parsed.player
         assert float(parsed.player["data-position"]) == pytest.approx(float(first["data-start"]), abs=0.05)
@@ -321,7 +381,9 @@ def test_file_report_audio_loads_at_its_range(built, tmp_path):
         "var a=document.getElementById('a');function f(e){document.getElementById('out').textContent=e+' '+"
         "a.currentTime.toFixed(3)+' '+(a.error?a.error.code:'ok');}"
         "a.addEventListener('loadedmetadata',function(){f('meta')});a.addEventListener('error',function(){f('error')});"
-        "</script></body></html>", encoding="utf-8")
+        "</script></body></html>",
+        encoding="utf-8",
+    )
     dom, _ = _dom(tmp_path, harness)
     state = re.search(r'<p id="out">([^<]*)</p>', dom).group(1).split()
     assert state[0] == "meta" and state[2] == "ok", state
@@ -346,9 +408,22 @@ class _PipeBrowser:
             os.dup2(chrome_out, 4)
 
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-pipe",
-             "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=wire, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-pipe",
+                "--autoplay-policy=no-user-gesture-required",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            pass_fds=(3, 4),
+            preexec_fn=wire,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(chrome_in)
         os.close(chrome_out)
         self._id, self._buf, self.console = 0, b"", []
@@ -417,20 +492,26 @@ def test_click_plays_exactly_the_range_and_save_downloads_an_importable_file(bui
         # Play the odd-named recording's first finding: it starts at its start and stops at its end.
         start, end = browser.js(
             "var r=[...document.querySelectorAll('tr.finding')].find(r=>r.dataset.name.startsWith('통화')"
-            " && r.dataset.segment==='0'); r.querySelector('a.play').click(); [+r.dataset.start, +r.dataset.end]")
+            " && r.dataset.segment==='0'); r.querySelector('a.play').click(); [+r.dataset.start, +r.dataset.end]"
+        )
         browser.until(f"var p=document.getElementById('player'); !p.paused && p.currentTime > {start}")
-        browser.until(f"var p=document.getElementById('player'); p.paused && p.currentTime >= {end} - 0.05",
-                      timeout_s=30)
+        browser.until(
+            f"var p=document.getElementById('player'); p.paused && p.currentTime >= {end} - 0.05", timeout_s=30
+        )
         assert browser.js("document.getElementById('player').currentTime") == pytest.approx(end, abs=0.1)
         # An AMR finding is not played: the row says so and gives the range.
-        note = browser.js("var r=[...document.querySelectorAll('tr.finding')].find(r=>r.dataset.name==='memo.amr');"
-                          "r.querySelector('a.play').click(); r.querySelector('.play-note').textContent")
+        note = browser.js(
+            "var r=[...document.querySelectorAll('tr.finding')].find(r=>r.dataset.name==='memo.amr');"
+            "r.querySelector('a.play').click(); r.querySelector('.play-note').textContent"
+        )
         assert "cannot play" in note and "(1.000–3.500 s)" in note
         # A verdict with a note, the reviewer's name, then "Download verdicts".
-        browser.js("document.getElementById('reviewer').value='analyst \"Q\"';"
-                   "var r=document.querySelectorAll('tr.finding')[0]; var s=r.querySelector('select.verdict');"
-                   "s.value='confirmed'; s.dispatchEvent(new Event('change'));"
-                   "var t=r.querySelector('textarea.note'); t.value='heard it </script>'; t.dispatchEvent(new Event('input'));")
+        browser.js(
+            "document.getElementById('reviewer').value='analyst \"Q\"';"
+            "var r=document.querySelectorAll('tr.finding')[0]; var s=r.querySelector('select.verdict');"
+            "s.value='confirmed'; s.dispatchEvent(new Event('change'));"
+            "var t=r.querySelector('textarea.note'); t.value='heard it </script>'; t.dispatchEvent(new Event('input'));"
+        )
         assert "unsaved" in browser.js("document.getElementById('save-status').textContent")
         browser.js("document.getElementById('save-verdicts').click()")
         saved = browser.until("document.getElementById('download-verdicts').download")
@@ -441,12 +522,17 @@ def test_click_plays_exactly_the_range_and_save_downloads_an_importable_file(bui
             time.sleep(0.1)
     finally:
         browser.close()
-    errors = [m for m in browser.console if m.get("method") == "Runtime.exceptionThrown"
-              or (m.get("params", {}).get("entry", {}).get("level") == "error")]
+    errors = [
+        m
+        for m in browser.console
+        if m.get("method") == "Runtime.exceptionThrown"
+        or (m.get("params", {}).get("entry", {}).get("level") == "error")
+    ]
     assert errors == []
     doc = json.loads((downloads / saved).read_text(encoding="utf-8"))
     review.validate_document(doc)
-    assert [(v["verdict"], v["note"], v["reviewer"]) for v in doc["verdicts"]] == [("confirmed", "heard it </script>",
-                                                                                   'analyst "Q"')]
+    assert [(v["verdict"], v["note"], v["reviewer"]) for v in doc["verdicts"]] == [
+        ("confirmed", "heard it </script>", 'analyst "Q"')
+    ]
     result = review.import_file(downloads / saved, built.results)
     assert result.added == 1

@@ -28,25 +28,49 @@ SEG = {"start": 1.0, "end": 4.0, "text": "I will kill you tonight", "speaker": "
 
 def emotion(arousal=0.5, valence=0.5, label="neu", probs=None):
     return {
-        "status": "analysed", "reason": None, "device": "cpu",
+        "status": "analysed",
+        "reason": None,
+        "device": "cpu",
         "dimensional": {"arousal": arousal, "dominance": 0.5, "valence": valence},
         "categorical": {"label": label, "probabilities": probs or {"neu": 1.0, "ang": 0.0, "hap": 0.0, "sad": 0.0}},
     }
 
 
-NOT_ANALYSED = {"status": "not_analysed", "reason": "segment shorter than 1.0 s", "device": None,
-                "dimensional": None, "categorical": None}
+NOT_ANALYSED = {
+    "status": "not_analysed",
+    "reason": "segment shorter than 1.0 s",
+    "device": None,
+    "dimensional": None,
+    "categorical": None,
+}
 
 
 def voice(**z):
-    return {"f0_mean_hz": 180.0, "f0_sd_hz": 20.0, "f0_range_hz": 80.0, "jitter_local": 0.01,
-            "shimmer_local": 0.05, "hnr_db": 15.0, "intensity_db": 65.0, "speech_rate_wps": 2.5,
-            "pause_ratio": 0.1, "notes": [], "z": dict(z)}
+    return {
+        "f0_mean_hz": 180.0,
+        "f0_sd_hz": 20.0,
+        "f0_range_hz": 80.0,
+        "jitter_local": 0.01,
+        "shimmer_local": 0.05,
+        "hnr_db": 15.0,
+        "intensity_db": 65.0,
+        "speech_rate_wps": 2.5,
+        "pause_ratio": 0.1,
+        "notes": [],
+        "z": dict(z),
+    }
 
 
 def hit(category="threat", context="direct", severity=4, pid="EN-THR-001", start=2, end=11):
-    return {"pattern_id": pid, "category": category, "severity": severity, "start": start, "end": end,
-            "text": SEG["text"][start:end], "context": context}
+    return {
+        "pattern_id": pid,
+        "category": category,
+        "severity": severity,
+        "start": start,
+        "end": end,
+        "text": SEG["text"][start:end],
+        "context": context,
+    }
 
 
 def check(emo, v=None, hits=(), rules=RULES):
@@ -188,12 +212,19 @@ def assert_identity(score):
         assert set(e.to_dict()) == {"source", "detail", "value", "weight", "contribution"}
 
 
-@pytest.mark.parametrize("emo,v,hits", [
-    (emotion(0.82, 0.18, "ang", {"ang": 0.7, "neu": 0.2, "hap": 0.05, "sad": 0.05}), voice(f0_mean_hz=2.4, hnr_db=-6.0), [hit()]),
-    (emotion(0.3, 0.6), voice(), [hit(category="insult", severity=2, pid="EN-INS-004")]),
-    (NOT_ANALYSED, voice(jitter_local=3.0), [hit(context="reported")]),
-    (emotion(0.5, 0.5), voice(), []),
-])
+@pytest.mark.parametrize(
+    "emo,v,hits",
+    [
+        (
+            emotion(0.82, 0.18, "ang", {"ang": 0.7, "neu": 0.2, "hap": 0.05, "sad": 0.05}),
+            voice(f0_mean_hz=2.4, hnr_db=-6.0),
+            [hit()],
+        ),
+        (emotion(0.3, 0.6), voice(), [hit(category="insult", severity=2, pid="EN-INS-004")]),
+        (NOT_ANALYSED, voice(jitter_local=3.0), [hit(context="reported")]),
+        (emotion(0.5, 0.5), voice(), []),
+    ],
+)
 def test_score_is_clipped_sum_of_evidence(emo, v, hits):
     score = score_segment(SEG, emo, v, hits, rules=RULES)
     assert_identity(score)
@@ -225,7 +256,14 @@ def test_reported_speech_weighs_less_than_direct_and_negated_least():
 
 def test_unknown_pattern_category_is_a_clear_error():
     with pytest.raises(ValueError, match="'EN-X-1': category 'stalking'"):
-        score_segment(SEG, emotion(), voice(), [hit(category="stalking", pid="EN-X-1")], check={"outcome": "consistent"}, rules=RULES)
+        score_segment(
+            SEG,
+            emotion(),
+            voice(),
+            [hit(category="stalking", pid="EN-X-1")],
+            check={"outcome": "consistent"},
+            rules=RULES,
+        )
 
 
 def test_not_analysed_emotion_adds_no_emotion_evidence():
@@ -244,12 +282,23 @@ def test_many_hits_clip_at_100_but_keep_uncapped_total():
 
 
 def scored(start, end, speaker, score, flagged=False):
-    return {"start": start, "end": end, "speaker": speaker, "score": score, "evidence": [],
-            "crosscheck": {"outcome": "corroborated" if flagged else "consistent", "flagged": flagged}}
+    return {
+        "start": start,
+        "end": end,
+        "speaker": speaker,
+        "score": score,
+        "evidence": [],
+        "crosscheck": {"outcome": "corroborated" if flagged else "consistent", "flagged": flagged},
+    }
 
 
 def test_speaker_scores_are_max_plus_duration_weighted_mean():
-    segs = [scored(0, 10, "A", 10.0), scored(10, 12, "A", 80.0, True), scored(12, 20, "B", 20.0), scored(20, 21, None, 5.0)]
+    segs = [
+        scored(0, 10, "A", 10.0),
+        scored(10, 12, "A", 80.0, True),
+        scored(12, 20, "B", 20.0),
+        scored(20, 21, None, 5.0),
+    ]
     speakers = score_speakers(segs, RULES)
     assert [s["speaker"] for s in speakers] == ["A", "B", None]
     a = speakers[0]
@@ -270,7 +319,9 @@ def test_file_score_aggregates_all_segments_and_handles_edge_cases():
     empty = score_file([], RULES)
     assert empty["score"] == 0 and empty["evidence"] == []
     zero_length = score_file([scored(5, 5, "A", 30.0), scored(6, 6, "A", 10.0)], RULES)
-    assert math.isclose(zero_length["score"], 0.6 * 30 + 0.4 * 20) and "plain mean" in zero_length["evidence"][1]["detail"]
+    assert (
+        math.isclose(zero_length["score"], 0.6 * 30 + 0.4 * 20) and "plain mean" in zero_length["evidence"][1]["detail"]
+    )
 
 
 # ------------------------------------------------------------------ report
@@ -278,23 +329,49 @@ def test_file_score_aggregates_all_segments_and_handles_edge_cases():
 
 def custody(**overrides):
     base = {
-        "input_path": "case/rec01.m4a", "input_size_bytes": 1234,
-        "input_sha256_before": "a" * 64, "input_sha256_after": "a" * 64,
-        "models": [{"id": "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim", "role": "ser_dimensional",
-                    "path": "/models/msp-dim", "sha256": "b" * 64},
-                   {"id": "Systran/faster-whisper-small", "role": "asr", "revision": "abc123", "sha256": "c" * 64}],
-        "config_sha256": "d" * 64, "software_version": "voiceman 0.1.0",
-        "started_utc": "2026-11-27T10:00:00Z", "finished_utc": "2026-11-27T10:05:00.123456Z",
+        "input_path": "case/rec01.m4a",
+        "input_size_bytes": 1234,
+        "input_sha256_before": "a" * 64,
+        "input_sha256_after": "a" * 64,
+        "models": [
+            {
+                "id": "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim",
+                "role": "ser_dimensional",
+                "path": "/models/msp-dim",
+                "sha256": "b" * 64,
+            },
+            {"id": "Systran/faster-whisper-small", "role": "asr", "revision": "abc123", "sha256": "c" * 64},
+        ],
+        "config_sha256": "d" * 64,
+        "software_version": "voiceman 0.1.0",
+        "started_utc": "2026-11-27T10:00:00Z",
+        "finished_utc": "2026-11-27T10:05:00.123456Z",
     }
     return {**base, **overrides}
 
 
 def build_report(**overrides):
-    segments = [SEG, {"start": 4.5, "end": 5.0, "text": "okay", "speaker": "SPEAKER_01", "words": [
-        {"word": "okay", "start": 4.5, "end": 5.0, "probability": 0.9}]}]
-    args = dict(file="rec01.m4a", custody=custody(), segments=segments,
-                emotions=[emotion(0.8, 0.2), NOT_ANALYSED], voices=[voice(f0_mean_hz=2.2), None],
-                patterns=[[hit()], []], duration_s=6.0, language="en", rules=RULES)
+    segments = [
+        SEG,
+        {
+            "start": 4.5,
+            "end": 5.0,
+            "text": "okay",
+            "speaker": "SPEAKER_01",
+            "words": [{"word": "okay", "start": 4.5, "end": 5.0, "probability": 0.9}],
+        },
+    ]
+    args = dict(
+        file="rec01.m4a",
+        custody=custody(),
+        segments=segments,
+        emotions=[emotion(0.8, 0.2), NOT_ANALYSED],
+        voices=[voice(f0_mean_hz=2.2), None],
+        patterns=[[hit()], []],
+        duration_s=6.0,
+        language="en",
+        rules=RULES,
+    )
     return assemble_file_report(**{**args, **overrides})
 
 
@@ -306,16 +383,26 @@ def test_assembled_report_is_schema_valid_and_consistent():
     first, second = report["segments"]
     assert first["crosscheck"]["outcome"] == "corroborated" and second["crosscheck"]["outcome"] == "not_assessable"
     assert math.isclose(first["score"], round(sum(e["contribution"] for e in first["evidence"]), 2))
-    assert report["summary"] == {"segment_count": 2, "flagged_segments": 1, "pattern_hits": 1,
-                                 "emotion_not_analysed": 1, "outcomes": {"corroborated": 1, "not_assessable": 1}}
+    assert report["summary"] == {
+        "segment_count": 2,
+        "flagged_segments": 1,
+        "pattern_hits": 1,
+        "emotion_not_analysed": 1,
+        "outcomes": {"corroborated": 1, "not_assessable": 1},
+    }
     assert [s["speaker"] for s in report["speakers"]] == ["SPEAKER_00", "SPEAKER_01"]
     assert report["file_score"]["top_segments"][0]["index"] == 0
 
 
 def test_tampered_input_is_recorded_and_failed_reports_need_a_reason():
     assert build_report(custody=custody(input_sha256_after="e" * 64))["custody"]["input_unchanged"] is False
-    failed = assemble_file_report(file="bad.m4a", custody=custody(input_sha256_after=None), status="failed",
-                                  reason="decode error: moov atom not found", rules=RULES)
+    failed = assemble_file_report(
+        file="bad.m4a",
+        custody=custody(input_sha256_after=None),
+        status="failed",
+        reason="decode error: moov atom not found",
+        rules=RULES,
+    )
     assert failed["file_score"] is None and failed["custody"]["input_unchanged"] is None
     with pytest.raises(ReportValidationError, match="reason"):
         assemble_file_report(file="bad.m4a", custody=custody(), status="failed", rules=RULES)
@@ -341,36 +428,85 @@ def test_schema_rejects_broken_custody_and_misaligned_parts():
 
 # A report written by hand (as another producer would write one) validates against the schema.
 EXAMPLE_REPORT = {
-    "schema_version": 1, "file": "call-2026-03-02.wav", "status": "done", "reason": None,
-    "duration_s": 12.0, "language": "ko",
+    "schema_version": 1,
+    "file": "call-2026-03-02.wav",
+    "status": "done",
+    "reason": None,
+    "duration_s": 12.0,
+    "language": "ko",
     "custody": {
-        "input_sha256_before": "1" * 64, "input_sha256_after": "1" * 64, "input_unchanged": True,
-        "models": [{"id": "speechbrain/emotion-recognition-wav2vec2-IEMOCAP", "path": "/m/iemocap", "sha256": "2" * 64}],
-        "config_sha256": "3" * 64, "forensic_rules_sha256": "4" * 64, "software_version": "voiceman 0.1.0",
-        "started_utc": "2026-03-02T09:00:00Z", "finished_utc": "2026-03-02T09:00:41Z",
+        "input_sha256_before": "1" * 64,
+        "input_sha256_after": "1" * 64,
+        "input_unchanged": True,
+        "models": [
+            {"id": "speechbrain/emotion-recognition-wav2vec2-IEMOCAP", "path": "/m/iemocap", "sha256": "2" * 64}
+        ],
+        "config_sha256": "3" * 64,
+        "forensic_rules_sha256": "4" * 64,
+        "software_version": "voiceman 0.1.0",
+        "started_utc": "2026-03-02T09:00:00Z",
+        "finished_utc": "2026-03-02T09:00:41Z",
     },
-    "segments": [{
-        "index": 0, "start": 0.0, "end": 12.0, "speaker": "SPEAKER_00", "text": "가만 안 둔다",
-        "emotion": {"status": "analysed", "reason": None, "device": "cuda",
-                    "dimensional": {"arousal": 0.3, "dominance": 0.6, "valence": 0.45},
-                    "categorical": {"label": "neu", "probabilities": {"neu": 0.8, "ang": 0.1, "hap": 0.05, "sad": 0.05}}},
-        "voice": None,
-        "patterns": [{"pattern_id": "KO-THR-003", "category": "threat", "severity": 4, "start": 0, "end": 7,
-                      "text": "가만 안 둔다", "context": "direct"}],
-        "crosscheck": {"outcome": "calm_threat", "flagged": True,
-                       "explanation": "threat:KO-THR-003 said in a calm voice: arousal 0.30 <= 0.45, valence 0.45"},
-        "score": 42.0,
-        "evidence": [{"source": "pattern", "detail": "threat KO-THR-003", "value": 4, "weight": 8, "contribution": 32},
-                     {"source": "crosscheck", "detail": "calm_threat", "value": None, "weight": 10, "contribution": 10}],
-    }],
+    "segments": [
+        {
+            "index": 0,
+            "start": 0.0,
+            "end": 12.0,
+            "speaker": "SPEAKER_00",
+            "text": "가만 안 둔다",
+            "emotion": {
+                "status": "analysed",
+                "reason": None,
+                "device": "cuda",
+                "dimensional": {"arousal": 0.3, "dominance": 0.6, "valence": 0.45},
+                "categorical": {"label": "neu", "probabilities": {"neu": 0.8, "ang": 0.1, "hap": 0.05, "sad": 0.05}},
+            },
+            "voice": None,
+            "patterns": [
+                {
+                    "pattern_id": "KO-THR-003",
+                    "category": "threat",
+                    "severity": 4,
+                    "start": 0,
+                    "end": 7,
+                    "text": "가만 안 둔다",
+                    "context": "direct",
+                }
+            ],
+            "crosscheck": {
+                "outcome": "calm_threat",
+                "flagged": True,
+                "explanation": "threat:KO-THR-003 said in a calm voice: arousal 0.30 <= 0.45, valence 0.45",
+            },
+            "score": 42.0,
+            "evidence": [
+                {"source": "pattern", "detail": "threat KO-THR-003", "value": 4, "weight": 8, "contribution": 32},
+                {"source": "crosscheck", "detail": "calm_threat", "value": None, "weight": 10, "contribution": 10},
+            ],
+        }
+    ],
     "speakers": [],
-    "file_score": {"score": 42.0, "uncapped_total": 42.0, "evidence": [
-        {"source": "aggregate", "detail": "highest segment", "value": 42.0, "weight": 0.6, "contribution": 25.2},
-        {"source": "aggregate", "detail": "mean", "value": 42.0, "weight": 0.4, "contribution": 16.8}],
-        "segment_count": 1, "speech_s": 12.0, "flagged_segments": 1, "outcomes": {"calm_threat": 1},
-        "top_segments": [{"index": 0, "start": 0.0, "end": 12.0, "score": 42.0}], "method": "0.6 max + 0.4 mean"},
-    "summary": {"segment_count": 1, "flagged_segments": 1, "pattern_hits": 1, "emotion_not_analysed": 0,
-                "outcomes": {"calm_threat": 1}},
+    "file_score": {
+        "score": 42.0,
+        "uncapped_total": 42.0,
+        "evidence": [
+            {"source": "aggregate", "detail": "highest segment", "value": 42.0, "weight": 0.6, "contribution": 25.2},
+            {"source": "aggregate", "detail": "mean", "value": 42.0, "weight": 0.4, "contribution": 16.8},
+        ],
+        "segment_count": 1,
+        "speech_s": 12.0,
+        "flagged_segments": 1,
+        "outcomes": {"calm_threat": 1},
+        "top_segments": [{"index": 0, "start": 0.0, "end": 12.0, "score": 42.0}],
+        "method": "0.6 max + 0.4 mean",
+    },
+    "summary": {
+        "segment_count": 1,
+        "flagged_segments": 1,
+        "pattern_hits": 1,
+        "emotion_not_analysed": 0,
+        "outcomes": {"calm_threat": 1},
+    },
 }
 
 
@@ -389,6 +525,9 @@ def test_custody_digests(tmp_path):
     (tmp_path / "m" / "weights.bin").write_bytes(b"\x00\x01")
     (tmp_path / "m" / "config.json").write_text("{}")
     first = sha256_weights(tmp_path / "m")
-    assert sha256_file(tmp_path / "m" / "config.json") == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    assert (
+        sha256_file(tmp_path / "m" / "config.json")
+        == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    )
     (tmp_path / "m" / "weights.bin").write_bytes(b"\x00\x02")
     assert sha256_weights(tmp_path / "m") != first

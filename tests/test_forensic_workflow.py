@@ -1,6 +1,7 @@
 """The whole forensic workflow over real speech: real tiny.en ASR, SER models of the real
 architectures (random weights, built here), Praat features, the pattern DB, cross-check,
 scores, schema-valid JSON reports and self-contained HTML."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from ser_fixtures import build_dimensional_model
-
 from conftest import run_snakemake
+from ser_fixtures import build_dimensional_model
 from voiceman.demo import encode, speak
 from voiceman.forensic import validate_report
 
@@ -23,20 +23,32 @@ def test_forensic_case_end_to_end(speech_case, tiny_model, runtime_dir, tmp_path
     for clip in speech_case.iterdir():
         (case / clip.name).write_bytes(clip.read_bytes())
     pause = np.zeros(8000, dtype=np.float32)
-    threat = np.concatenate([pause, speak("I will kill you if you call the police."), pause,
-                             speak("Thank you for the lovely dinner yesterday."), pause])
+    threat = np.concatenate(
+        [
+            pause,
+            speak("I will kill you if you call the police."),
+            pause,
+            speak("Thank you for the lovely dinner yesterday."),
+            pause,
+        ]
+    )
     encode(threat, case / "threat.flac", "flac")
     dim = build_dimensional_model(tmp_path / "ser-dim")
     missing = tmp_path / "no-such-iemocap-model"
     overrides = tmp_path / "ser.yaml"
-    overrides.write_text(json.dumps({"models": {"ser_dimensional": {"id": str(dim)},
-                                                "ser_categorical": {"id": str(missing)}}}))
+    overrides.write_text(
+        json.dumps({"models": {"ser_dimensional": {"id": str(dim)}, "ser_categorical": {"id": str(missing)}}})
+    )
     results = tmp_path / "results"
     run_snakemake(results, case, tiny_model, "--configfile", str(overrides))
 
     summary = json.loads((results / "case.json").read_text())
     assert {f["name"]: f["status"] for f in summary["files"]} == {
-        "call-01.wav": "done", "call-02.mp3": "done", "call-03.m4a": "done", "threat.flac": "done"}
+        "call-01.wav": "done",
+        "call-02.mp3": "done",
+        "call-03.m4a": "done",
+        "threat.flac": "done",
+    }
     assert "threat.flac" in (results / "case.html").read_text()
 
     report = json.loads((results / "report" / "threat.flac.json").read_text())
@@ -56,7 +68,7 @@ def test_forensic_case_end_to_end(speech_case, tiny_model, runtime_dir, tmp_path
     threat_segments = [s for s in segments if any(h["category"] == "threat" for h in s["patterns"])]
     assert threat_segments, [s["text"] for s in segments]
     hit = threat_segments[0]["patterns"][0]
-    assert threat_segments[0]["text"][hit["start"]:hit["end"]] == hit["text"]
+    assert threat_segments[0]["text"][hit["start"] : hit["end"]] == hit["text"]
     for seg in segments:
         assert seg["emotion"]["status"] == "analysed" and seg["emotion"]["device"] == "cpu"
         assert set(seg["emotion"]["dimensional"]) == {"arousal", "dominance", "valence"}

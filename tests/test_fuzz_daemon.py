@@ -8,6 +8,7 @@ bounded time.  Every frame must get exactly one final answer; afterwards the dae
 ping as ready, a real transcription succeeds, and its memory has not grown without bound.
 The parsers themselves are fuzzed in-process first: they may raise only their own errors.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,45 +18,89 @@ import time
 import msgpack
 import zmq
 
+from security_helpers import dealer, rss_bytes, running_daemon
 from voiceman.daemonlink import protocol
 from voiceman.daemonlink.protocol import Message
 from voiceman_daemon.requests import RequestInvalid, parse_control, parse_work
-
-from security_helpers import dealer, rss_bytes, running_daemon
 
 SEED = 20260413
 FRAMES = 20_000
 TYPES = ["ping", "stats", "unload", "shutdown", "transcribe", "ser", "frobnicate", ""]
 KINDS = {"transcribe": ("asr",), "ser": ("ser_dimensional", "ser_categorical")}
-EDGE_NUMBERS = [0, -1, 1, 2**31, 2**63 - 1, -2**63, 2**64 - 1, float("nan"), float("inf"), -float("inf"),
-                -0.0, 1e308, 5e-324, True, False]
+EDGE_NUMBERS = [
+    0,
+    -1,
+    1,
+    2**31,
+    2**63 - 1,
+    -(2**63),
+    2**64 - 1,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    -0.0,
+    1e308,
+    5e-324,
+    True,
+    False,
+]
 
 
 def random_value(rng: random.Random, depth: int = 0):
     roll = rng.random()
     if depth > 3 or roll < 0.35:
-        return rng.choice([None, rng.choice(EDGE_NUMBERS), rng.randint(-10**6, 10**6), rng.random() * 1e4,
-                           "".join(chr(rng.randint(32, 0xD7FF)) for _ in range(rng.randint(0, 12))),
-                           rng.randbytes(rng.randint(0, 16)), "x" * rng.choice([1, 300, 5000]),
-                           msgpack.ExtType(rng.randint(0, 127), rng.randbytes(4)),
-                           msgpack.Timestamp(rng.randint(0, 2**32 - 1))])
+        return rng.choice(
+            [
+                None,
+                rng.choice(EDGE_NUMBERS),
+                rng.randint(-(10**6), 10**6),
+                rng.random() * 1e4,
+                "".join(chr(rng.randint(32, 0xD7FF)) for _ in range(rng.randint(0, 12))),
+                rng.randbytes(rng.randint(0, 16)),
+                "x" * rng.choice([1, 300, 5000]),
+                msgpack.ExtType(rng.randint(0, 127), rng.randbytes(4)),
+                msgpack.Timestamp(rng.randint(0, 2**32 - 1)),
+            ]
+        )
     if roll < 0.65:
         return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))]
-    keys = rng.choice([["audio_path", "models", "options", "segments", "sha256", "kind", "brief", "id"],
-                       [rng.randint(-5, 5)], ["", "\x00", "a" * 100]])
+    keys = rng.choice(
+        [
+            ["audio_path", "models", "options", "segments", "sha256", "kind", "brief", "id"],
+            [rng.randint(-5, 5)],
+            ["", "\x00", "a" * 100],
+        ]
+    )
     return {rng.choice(keys): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
 
 
 def template(rng: random.Random, msg_type: str) -> dict:
     """A content that is valid, or nearly, for its type (never a real evidence file)."""
-    path = rng.choice(["/nonexistent/a.wav", "/etc/passwd", "http://127.0.0.1:9/x.wav", "relative.wav",
-                       "concat:/a.wav|/b.wav", "/tmp/../etc/shadow"])
+    path = rng.choice(
+        [
+            "/nonexistent/a.wav",
+            "/etc/passwd",
+            "http://127.0.0.1:9/x.wav",
+            "relative.wav",
+            "concat:/a.wav|/b.wav",
+            "/tmp/../etc/shadow",
+        ]
+    )
     content = {
-        "transcribe": {"audio_path": path, "models": {"asr": {"id": "/x", "revision": None}},
-                       "options": {"language": "en", "batch_size": 4, "word_timestamps": True}, "sha256": "a" * 64},
-        "ser": {"audio_path": path, "segments": [{"start": 0.0, "end": 1.0}], "options": {"batch_size": 2},
-                "models": {"ser_dimensional": {"id": "/m"}}},
-        "stats": {"brief": True}, "unload": {"kind": "asr"},
+        "transcribe": {
+            "audio_path": path,
+            "models": {"asr": {"id": "/x", "revision": None}},
+            "options": {"language": "en", "batch_size": 4, "word_timestamps": True},
+            "sha256": "a" * 64,
+        },
+        "ser": {
+            "audio_path": path,
+            "segments": [{"start": 0.0, "end": 1.0}],
+            "options": {"batch_size": 2},
+            "models": {"ser_dimensional": {"id": "/m"}},
+        },
+        "stats": {"brief": True},
+        "unload": {"kind": "asr"},
     }.get(msg_type, {})
     if rng.random() < 0.5:
         content.pop("models", None)  # then a well-formed request goes on to the I/O pool (and is refused there)
@@ -85,8 +130,13 @@ def mutate(rng: random.Random, content: dict) -> dict:
 
 
 def header(rng: random.Random, msg_type) -> dict:
-    h = {"version": protocol.PROTOCOL_VERSION, "msg_type": msg_type, "msg_id": rng.randbytes(8).hex(),
-         "parent_id": None, "sent_unix": time.time()}
+    h = {
+        "version": protocol.PROTOCOL_VERSION,
+        "msg_type": msg_type,
+        "msg_id": rng.randbytes(8).hex(),
+        "parent_id": None,
+        "sent_unix": time.time(),
+    }
     if rng.random() < 0.3:
         h[rng.choice(list(h))] = random_value(rng)
     return h
@@ -119,40 +169,58 @@ def _frames(rng: random.Random, n: int):
         if category == 0:
             yield "random bytes", rng.randbytes(rng.randint(0, 300))
         elif category == 1:
-            yield "truncated", valid[:rng.randint(0, len(valid) - 1)]
+            yield "truncated", valid[: rng.randint(0, len(valid) - 1)]
         elif category == 2:
             flipped = bytearray(valid)
             for _ in range(rng.randint(1, 4)):
                 flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
             yield "bit flips", bytes(flipped)
         elif category == 3:
-            yield "wrong header", msgpack.packb({"header": header(rng, rng.choice(TYPES + [5, None, ["ping"]])),
-                                                 "content": {}}, use_bin_type=True)
+            yield (
+                "wrong header",
+                msgpack.packb(
+                    {"header": header(rng, rng.choice(TYPES + [5, None, ["ping"]])), "content": {}}, use_bin_type=True
+                ),
+            )
         elif category in (4, 5, 6):
             msg_type = TYPES[(i // 12) % len(TYPES)]
             content = mutate(rng, template(rng, msg_type))
             if msg_type in ("shutdown", "unload"):
                 content["junk"] = 1  # never a valid shutdown or unload: the daemon must stay up with its model
-            yield f"wrong shape {msg_type or '(empty)'}", msgpack.packb(
-                {"header": header(rng, msg_type), "content": content}, use_bin_type=True)
+            yield (
+                f"wrong shape {msg_type or '(empty)'}",
+                msgpack.packb({"header": header(rng, msg_type), "content": content}, use_bin_type=True),
+            )
         elif category == 7:
             msg_type = rng.choice(TYPES)
-            yield "random content", msgpack.packb({"header": {**header(rng, msg_type), "version": 1},
-                                                   "content": random_value(rng)}, use_bin_type=True)
+            yield (
+                "random content",
+                msgpack.packb(
+                    {"header": {**header(rng, msg_type), "version": 1}, "content": random_value(rng)}, use_bin_type=True
+                ),
+            )
         elif category == 8:
             depth = rng.choice([50, 200, 1000, 5000])
             yield "deep nesting", b"\x82\xa6header\x80\xa7content\x81\xa1x" + b"\x91" * depth + b"\xc0"
         elif category == 9:
             number = rng.choice(EDGE_NUMBERS)
-            field = rng.choice([("segments", [{"start": number, "end": number}]), ("options", {"batch_size": number}),
-                                ("sha256", number), ("audio_path", number)])
+            field = rng.choice(
+                [
+                    ("segments", [{"start": number, "end": number}]),
+                    ("options", {"batch_size": number}),
+                    ("sha256", number),
+                    ("audio_path", number),
+                ]
+            )
             content = {**template(rng, "ser"), field[0]: field[1]}
             yield "edge numbers", msgpack.packb({"header": header(rng, "ser"), "content": content}, use_bin_type=True)
         elif category == 10:
             yield "multi-frame", [protocol.pack(Message("ping")), rng.randbytes(rng.randint(0, 20))]
         else:
-            yield "other version", protocol.pack(Message(rng.choice(TYPES) or "ping",
-                                                         version=rng.choice([0, 2, 99, 2**31 - 1])))
+            yield (
+                "other version",
+                protocol.pack(Message(rng.choice(TYPES) or "ping", version=rng.choice([0, 2, 99, 2**31 - 1]))),
+            )
 
 
 def test_parsers_raise_only_their_own_errors():
@@ -221,9 +289,15 @@ def test_fuzzed_daemon_keeps_serving(tiny_model, speech_case):
         result = client.call("transcribe", deadline_s=120, audio_path=clip)
         rss_after = rss_bytes(proc.pid)
         stats = client.stats()
-        figures = {"frames": sent, "answered": answered, "heartbeats": heartbeats, "seconds": round(elapsed, 1),
-                   "rss_before_mb": round(rss_before / 2**20, 1), "rss_after_mb": round(rss_after / 2**20, 1),
-                   "categories": counts}
+        figures = {
+            "frames": sent,
+            "answered": answered,
+            "heartbeats": heartbeats,
+            "seconds": round(elapsed, 1),
+            "rss_before_mb": round(rss_before / 2**20, 1),
+            "rss_after_mb": round(rss_after / 2**20, 1),
+            "categories": counts,
+        }
         print("fuzz figures:", json.dumps(figures))
         assert sent >= 10_000 and answered == sent, figures  # every frame got exactly one final answer
         assert elapsed < 180, figures

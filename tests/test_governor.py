@@ -1,5 +1,6 @@
 """Governor tests: traces through `voiceman governor simulate`, fake NVML modules, the
 runtime object with an injected clock (nothing sleeps for real)."""
+
 from __future__ import annotations
 
 import io
@@ -11,13 +12,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voiceman_daemon.governor import (Governor, GovernorConfig, NvmlQuery, NvmlSensor, Snapshot,
-                                      TraceSensor, detect_memory_budget, load_governor_config)
+from voiceman_daemon.governor import (
+    Governor,
+    GovernorConfig,
+    NvmlQuery,
+    NvmlSensor,
+    Snapshot,
+    TraceSensor,
+    detect_memory_budget,
+    load_governor_config,
+)
 from voiceman_daemon.governor.config import load_schema
 from voiceman_daemon.governor.simulate import main as simulate_main
 
 REPO = Path(__file__).resolve().parents[1]
-GIB = 2 ** 30
+GIB = 2**30
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -102,6 +111,7 @@ class FakeNvml:
 
 class ScriptedSensor:
     """Returns snapshots from a list (memory only), repeating the last one."""
+
     name = "scripted"
 
     def __init__(self, mem_used: list[float], total: float = 100.0, temp: float | list = 60.0):
@@ -135,8 +145,7 @@ def test_cooldown_above_80_and_back_to_normal_only_below_70(tmp_path):
     assert kinds(records[1]) == ["cooldown_enter"]
     assert kinds(records[2]) == []
     assert kinds(records[3]) == ["cooldown_exit"]
-    assert set(records[0]) == {"t_s", "temp_c", "mem_frac", "state", "batch_scale",
-                               "extra_delay_s", "device", "events"}
+    assert set(records[0]) == {"t_s", "temp_c", "mem_frac", "state", "batch_scale", "extra_delay_s", "device", "events"}
 
 
 def test_flapping_around_80_and_70_changes_state_once_each(tmp_path):
@@ -151,8 +160,7 @@ def test_flapping_around_80_and_70_changes_state_once_each(tmp_path):
 
 def test_halt_at_85_until_below_70(tmp_path):
     records = simulate(tmp_path, temps(84, 85, 82, 75, 70, 69, 72))
-    assert [r["state"] for r in records] == [
-        "cooldown", "halted", "halted", "halted", "halted", "normal", "normal"]
+    assert [r["state"] for r in records] == ["cooldown", "halted", "halted", "halted", "halted", "normal", "normal"]
     assert kinds(records[1]) == ["halt"]
     assert kinds(records[5]) == ["resume"]
 
@@ -160,7 +168,15 @@ def test_halt_at_85_until_below_70(tmp_path):
 def test_missing_temperature_keeps_state_and_is_recorded_once_per_stretch(tmp_path):
     records = simulate(tmp_path, temps(None, 81, None, None, 75, None, 69, 69))
     assert [r["state"] for r in records] == [
-        "normal", "cooldown", "cooldown", "cooldown", "cooldown", "cooldown", "normal", "normal"]
+        "normal",
+        "cooldown",
+        "cooldown",
+        "cooldown",
+        "cooldown",
+        "cooldown",
+        "normal",
+        "normal",
+    ]
     assert all_kinds(records).count("temp_missing") == 3
     assert all_kinds(records).count("temp_restored") == 3
     assert kinds(records[3]) == []  # second missing reading in a row: no new event
@@ -204,8 +220,7 @@ def test_memory_pressure_combines_with_cooldown_and_unknown_memory_is_null(tmp_p
 def test_runtime_calls_empty_cache_under_pressure_and_moves_only_the_active_stage(tmp_path):
     calls = []
     sensor = ScriptedSensor([95, 95, 95, 95])
-    governor = Governor(GovernorConfig(), sensor, empty_cache=lambda: calls.append(1),
-                        sample_log_path=None)
+    governor = Governor(GovernorConfig(), sensor, empty_cache=lambda: calls.append(1), sample_log_path=None)
     assert governor.sample().empty_cache is True
     assert len(calls) == 1
     governor.batch_started("ser")  # reads memory too
@@ -226,7 +241,7 @@ def test_budget_detected_from_machine_size():
     assert detect_memory_budget(memory, 119.7).budget_gb == 30  # GB10 as the OS reports it
     assert detect_memory_budget(memory, 119.7).reason == "large_machine"
     assert detect_memory_budget(memory, 32).budget_gb == 10
-    assert detect_memory_budget(memory, 6).budget_gb == 6       # capped at what exists
+    assert detect_memory_budget(memory, 6).budget_gb == 6  # capped at what exists
     assert detect_memory_budget(memory, None).budget_gb == 10
 
 
@@ -266,8 +281,9 @@ def test_steady_memory_growth_across_batches_is_a_suspected_leak():
     # two reads per batch (start, end); end memory grows 0.2 GB per batch
     growing = [v for i in range(6) for v in (10 + 0.2 * i, 10 + 0.2 * (i + 1))]
     calls = []
-    governor = Governor(GovernorConfig(), ScriptedSensor(growing),
-                        empty_cache=lambda: calls.append(1), sample_log_path=None)
+    governor = Governor(
+        GovernorConfig(), ScriptedSensor(growing), empty_cache=lambda: calls.append(1), sample_log_path=None
+    )
     for _ in range(6):  # the 6th batch starts a fresh window: no second report yet
         governor.batch_started("asr")
         governor.batch_finished("asr")
@@ -282,8 +298,7 @@ def test_steady_memory_growth_across_batches_is_a_suspected_leak():
 
 def test_flat_or_noisy_memory_is_not_a_leak():
     noisy = [10, 10.5, 10, 10.3, 10, 10.6, 10, 10.2, 10, 10.9, 10, 10.1]
-    governor = Governor(GovernorConfig(), ScriptedSensor(noisy), empty_cache=None,
-                        sample_log_path=None)
+    governor = Governor(GovernorConfig(), ScriptedSensor(noisy), empty_cache=None, sample_log_path=None)
     for _ in range(6):
         governor.batch_started("ser")
         governor.batch_finished("ser")
@@ -310,8 +325,7 @@ def test_batch_plan_per_stage_scales_and_never_drops_below_1():
 def test_wait_if_halted_waits_without_failing_and_times_out(tmp_path):
     trace = TraceSensor(write_trace(tmp_path, temps(86, 80, 72, 69, 60)))
     clock = FakeClock()
-    governor = Governor(GovernorConfig(), trace, empty_cache=None, clock=clock,
-                        sleep=clock.sleep, sample_log_path=None)
+    governor = Governor(GovernorConfig(), trace, empty_cache=None, clock=clock, sleep=clock.sleep, sample_log_path=None)
     assert governor.sample().halted
     assert governor.plan_batch("ser").halted
     assert governor.wait_if_halted(timeout=7) is False  # 80 C, 72 C: still halted
@@ -325,8 +339,7 @@ def test_wait_if_halted_waits_without_failing_and_times_out(tmp_path):
 
 def test_wait_if_halted_follows_the_background_sampler():
     config = GovernorConfig.from_dict({"sample_interval_s": 0.002})
-    governor = Governor(config, ScriptedSensor([10], temp=[86, 86, 84, 60]), empty_cache=None,
-                        sample_log_path=None)
+    governor = Governor(config, ScriptedSensor([10], temp=[86, 86, 84, 60]), empty_cache=None, sample_log_path=None)
     governor.sample()
     assert governor.policy.state == "halted"
     governor.start_sampler()
@@ -373,8 +386,9 @@ def test_simulate_summary_and_bad_trace(tmp_path, capsys):
 # -- sensors: fake NVML, fallbacks, no library -----------------------------------------------
 def test_gb10_not_supported_memory_falls_back_to_torch_mem_get_info():
     nvml = FakeNvml(temp=66, memory=None)
-    sensor = NvmlSensor(NvmlQuery(nvml), mem_get_info=lambda: (20 * GIB, 120 * GIB),
-                        meminfo_path=None, clock=lambda: 3.0)
+    sensor = NvmlSensor(
+        NvmlQuery(nvml), mem_get_info=lambda: (20 * GIB, 120 * GIB), meminfo_path=None, clock=lambda: 3.0
+    )
     snap = sensor.read()
     assert snap.sensor == "nvml" and snap.temp_c == 66.0 and snap.util_pct == 42.0
     assert snap.mem_source == "torch"
@@ -384,10 +398,8 @@ def test_gb10_not_supported_memory_falls_back_to_torch_mem_get_info():
 
 def test_gb10_without_cuda_falls_back_to_proc_meminfo(tmp_path):
     meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       125829120 kB\nMemFree:  1000 kB\n"
-                       "MemAvailable:    94371840 kB\n")
-    sensor = NvmlSensor(NvmlQuery(FakeNvml(memory=None)), mem_get_info=lambda: None,
-                        meminfo_path=meminfo)
+    meminfo.write_text("MemTotal:       125829120 kB\nMemFree:  1000 kB\nMemAvailable:    94371840 kB\n")
+    sensor = NvmlSensor(NvmlQuery(FakeNvml(memory=None)), mem_get_info=lambda: None, meminfo_path=meminfo)
     snap = sensor.read()
     assert snap.mem_source == "meminfo"
     assert snap.mem_total_gb == pytest.approx(120.0) and snap.mem_used_gb == pytest.approx(30.0)
@@ -395,8 +407,9 @@ def test_gb10_without_cuda_falls_back_to_proc_meminfo(tmp_path):
 
 
 def test_nvml_memory_used_when_supported():
-    sensor = NvmlSensor(NvmlQuery(FakeNvml(memory=(8 * GIB, 80 * GIB))),
-                        mem_get_info=lambda: pytest.fail("fallback must not be used"))
+    sensor = NvmlSensor(
+        NvmlQuery(FakeNvml(memory=(8 * GIB, 80 * GIB))), mem_get_info=lambda: pytest.fail("fallback must not be used")
+    )
     snap = sensor.read()
     assert snap.mem_source == "nvml" and snap.mem_frac == pytest.approx(0.1)
 
@@ -404,8 +417,7 @@ def test_nvml_memory_used_when_supported():
 def test_missing_nvml_library_is_no_sensor_mode_logged_once(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="voiceman_daemon.governor")
     nvml = FakeNvml(init_error=FakeNvml.NVMLError_LibraryNotFound)
-    sensor = NvmlSensor(NvmlQuery(nvml), mem_get_info=lambda: None,
-                        meminfo_path=tmp_path / "absent")
+    sensor = NvmlSensor(NvmlQuery(nvml), mem_get_info=lambda: None, meminfo_path=tmp_path / "absent")
     governor = Governor(GovernorConfig(), sensor, empty_cache=None, sample_log_path=None)
     decisions = [governor.sample() for _ in range(3)]
     assert sensor.name == "none"
@@ -439,6 +451,7 @@ def test_every_schema_key_has_a_description():
         for key, child in node.get("properties", {}).items():
             assert child.get("description"), f"{where}.{key} lacks a description"
             walk(child, f"{where}.{key}")
+
     schema = load_schema()
     walk(schema, "governor")
     defaults = GovernorConfig().to_dict()

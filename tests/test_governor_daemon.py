@@ -1,6 +1,7 @@
 """The governor wired into the daemon, over real sockets: a real DaemonServer (real request
 handlers, real decoding) with light model loaders injected, a dial sensor the test turns
 (temperature, memory), and a deliberately slow SER model for S5 backpressure."""
+
 from __future__ import annotations
 
 import json
@@ -12,22 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import wait_for
 from voiceman.daemonlink.client import DaemonClient
 from voiceman.demo import encode
 from voiceman_daemon.admission import SerBackpressure
+from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.governor import Governor, GovernorConfig, Snapshot
 from voiceman_daemon.governor_setup import RecordingSensor, ReplaySensor, build_governor
 from voiceman_daemon.registry import ModelRegistry, ModelSpec
-from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.server import DaemonServer
-
-from conftest import wait_for
 
 SR = 16_000
 
 
 class DialSensor:
     """GPU readings the test sets; memory grows by `leak_gb` at every read while leaking."""
+
     name = "dial"
 
     def __init__(self, temp=60.0, used=10.0, total=100.0):
@@ -49,14 +50,22 @@ class LightASR:
 
     def transcribe(self, audio, options):
         seconds = max(1, len(audio) // SR)
-        segments = [{"start": float(i), "end": float(i + 1),
-                     "text": f"rms {float(np.sqrt(np.mean(audio[i * SR:(i + 1) * SR] ** 2))):.4f}",
-                     "speaker": None, "words": []} for i in range(seconds)]
+        segments = [
+            {
+                "start": float(i),
+                "end": float(i + 1),
+                "text": f"rms {float(np.sqrt(np.mean(audio[i * SR : (i + 1) * SR] ** 2))):.4f}",
+                "speaker": None,
+                "words": [],
+            }
+            for i in range(seconds)
+        ]
         return {"language": "en", "segments": segments, "batch_size_seen": options.get("batch_size")}
 
 
 class SlowSER:
     """Stands in for a SER model: each predict waits for a permit from the test (slow SER)."""
+
     permits: threading.Semaphore | None = None
     loads: list[tuple[str, str]] = []
 
@@ -70,15 +79,18 @@ class SlowSER:
     def predict(self, waveforms, batch_size=None):
         if SlowSER.permits is not None:
             assert SlowSER.permits.acquire(timeout=30), "test never released the SER model"
-        return [{"arousal": float(np.abs(w).mean()), "batch_size": batch_size, "device": self.device}
-                for w in waveforms]
+        return [
+            {"arousal": float(np.abs(w).mean()), "batch_size": batch_size, "device": self.device} for w in waveforms
+        ]
 
 
 @pytest.fixture
 def clips(tmp_path) -> list[Path]:
     rng = np.random.default_rng(7)
-    return [encode((rng.standard_normal(SR * 2) * 0.05 * (i + 1)).astype(np.float32),
-                   tmp_path / f"clip-{i}.wav", "wav") for i in range(7)]
+    return [
+        encode((rng.standard_normal(SR * 2) * 0.05 * (i + 1)).astype(np.float32), tmp_path / f"clip-{i}.wav", "wav")
+        for i in range(7)
+    ]
 
 
 @pytest.fixture
@@ -89,8 +101,10 @@ def serve(tmp_path):
     def start(governor=None, backpressure=None):
         SlowSER.loads = []
         registry = ModelRegistry({"asr": LightASR, "ser_dimensional": SlowSER})
-        specs = {"asr": ModelSpec.from_dict("asr", {"id": "light-asr"}),
-                 "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": "slow-ser", "device": "auto"})}
+        specs = {
+            "asr": ModelSpec.from_dict("asr", {"id": "light-asr"}),
+            "ser_dimensional": ModelSpec.from_dict("ser_dimensional", {"id": "slow-ser", "device": "auto"}),
+        }
         endpoint = f"ipc://{tmp_path}/d.sock"
         # One request per batch: these tests count SER predictions per file (cross-file
         # batching has its own test, tests/test_cross_file_batching.py).
@@ -116,8 +130,12 @@ def serve(tmp_path):
 def governor_with(sensor, tmp_path, **config) -> tuple[Governor, list[str]]:
     cache_calls: list[str] = []
     cfg = GovernorConfig.from_dict({"sample_interval_s": 0.05, **config})
-    gov = Governor(cfg, RecordingSensor(sensor), empty_cache=lambda: cache_calls.append("x"),
-                   sample_log_path=tmp_path / "logs" / "governor_samples.jsonl")
+    gov = Governor(
+        cfg,
+        RecordingSensor(sensor),
+        empty_cache=lambda: cache_calls.append("x"),
+        sample_log_path=tmp_path / "logs" / "governor_samples.jsonl",
+    )
     return gov, cache_calls
 
 
@@ -129,6 +147,7 @@ def in_background(fn, *args, **kwargs) -> dict:
             out["result"] = fn(*args, **kwargs)
         except Exception as exc:  # recorded for the assertions
             out["error"] = exc
+
     out["thread"] = threading.Thread(target=target, daemon=True)
     out["thread"].start()
     return out
@@ -146,8 +165,14 @@ def test_thermal_policy_governs_daemon_batches(serve, tmp_path, clips, caplog):
 
     # Normal: PR-005 base size for ASR, one empty_cache after the batch (PR-003), not per file.
     reply = client.call("transcribe", deadline_s=30, audio_path=str(clips[0]))
-    assert reply["governor"] == {"stage": "asr", "batch_size": 16, "device": "cuda", "halted_wait_s": 0.0,
-                                 "extra_delay_s": 0.0, "model_devices": {"asr": "auto"}}
+    assert reply["governor"] == {
+        "stage": "asr",
+        "batch_size": 16,
+        "device": "cuda",
+        "halted_wait_s": 0.0,
+        "extra_delay_s": 0.0,
+        "model_devices": {"asr": "auto"},
+    }
     assert reply["batch_size_seen"] == 16 and len(reply["segments"]) == 2
     assert governor.empty_cache_calls["after_batch"] == 1 and cache_calls == ["x"]
 
@@ -279,8 +304,9 @@ def test_daemon_builds_governor_from_config_with_trace_sensor(tmp_path, monkeypa
     monkeypatch.setenv("VOICEMAN_RUNTIME_DIR", str(tmp_path / "rt"))
     trace = tmp_path / "trace.csv"
     trace.write_text("t_s,temp_c,mem_used_gb,mem_total_gb,util_pct\n0,60,10,100,30\n5,86,,,95\n")
-    governor = build_governor({"governor": {"config": "config/governor.yaml", "sensor": "trace",
-                                            "trace": str(trace), "sample_log": None}})
+    governor = build_governor(
+        {"governor": {"config": "config/governor.yaml", "sensor": "trace", "trace": str(trace), "sample_log": None}}
+    )
     assert governor.config.sample_interval_s == 5 and dict(governor.config.batch_sizes)["alignment"] == 8
     assert governor.sample_log_path == tmp_path / "rt" / "governor_samples.jsonl"
     assert governor.sample().state == "normal"

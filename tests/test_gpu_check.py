@@ -2,6 +2,7 @@
 (both Whisper backends on the same synthesised file, their agreement, SER, CUDA-graph vs eager
 SER, SER-stage utilisation, dynamic batching on vs off, the NVML check),
 so the script a lent GPU machine runs is known to work before it gets there."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,23 @@ from conftest import REPO
 def test_gpu_check_dry_run_measures_both_backends_and_writes_json(tmp_path, tiny_model):
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out)}
-    proc = subprocess.run([str(REPO / "bench" / "gpu_check.sh"), "--dry-run", "--models-dir", str(tiny_model.parent),
-                           "--work", str(tmp_path / "work"), "--budget-s", "600"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            str(REPO / "bench" / "gpu_check.sh"),
+            "--dry-run",
+            "--models-dir",
+            str(tiny_model.parent),
+            "--work",
+            str(tmp_path / "work"),
+            "--budget-s",
+            "600",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((out / "gpu_check.json").read_text())
     assert (out / "nvidia-smi.txt").is_file()
@@ -73,6 +88,12 @@ def test_gpu_check_dry_run_measures_both_backends_and_writes_json(tmp_path, tiny
     assert off["stages"]["ser"]["requests_per_batch"] == 1.0 and on["stages"]["ser"]["requests_per_batch"] > 1.0
     assert batching["agreement"]["transcripts_identical"] is True
     assert batching["agreement"]["ser_results_compared"] > 0 and batching["agreement"]["ser_within_1e-3"] is True
-    for line in ("SER graphs dimensional", "target >= 1.2x", "SER-stage GPU utilisation (graphs): ",
-                 "target >= 90 %", "dynamic batching off", "dynamic batching on "):
+    for line in (
+        "SER graphs dimensional",
+        "target >= 1.2x",
+        "SER-stage GPU utilisation (graphs): ",
+        "target >= 90 %",
+        "dynamic batching off",
+        "dynamic batching on ",
+    ):
         assert line in proc.stdout, line

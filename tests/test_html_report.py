@@ -18,56 +18,137 @@ THREAT_TEXT = "I will kill you " + EVIL
 
 
 def _emotion(arousal, valence):
-    return {"status": "analysed", "reason": None, "device": "cpu",
-            "dimensional": {"arousal": arousal, "dominance": 0.5, "valence": valence},
-            "categorical": {"label": "ang", "probabilities": {"ang": 0.6, "neu": 0.2, "hap": 0.1, "sad": 0.1}}}
+    return {
+        "status": "analysed",
+        "reason": None,
+        "device": "cpu",
+        "dimensional": {"arousal": arousal, "dominance": 0.5, "valence": valence},
+        "categorical": {"label": "ang", "probabilities": {"ang": 0.6, "neu": 0.2, "hap": 0.1, "sad": 0.1}},
+    }
 
 
 def _voice(f0, **z):
-    return {"f0_mean_hz": f0, "f0_sd_hz": 20.0, "f0_range_hz": 70.0, "jitter_local": 0.012, "shimmer_local": 0.06,
-            "hnr_db": 14.0, "intensity_db": 66.0, "speech_rate_wps": 2.8, "pause_ratio": 0.1,
-            "notes": ["f0 from voiced frames only"], "z": dict(z)}
+    return {
+        "f0_mean_hz": f0,
+        "f0_sd_hz": 20.0,
+        "f0_range_hz": 70.0,
+        "jitter_local": 0.012,
+        "shimmer_local": 0.06,
+        "hnr_db": 14.0,
+        "intensity_db": 66.0,
+        "speech_rate_wps": 2.8,
+        "pause_ratio": 0.1,
+        "notes": ["f0 from voiced frames only"],
+        "z": dict(z),
+    }
 
 
 def build_report(file_name="rec<01>.m4a"):
     segments = [
         {"start": 0.0, "end": 4.0, "text": THREAT_TEXT, "speaker": "SPEAKER_00<b>", "words": []},
         {"start": 4.0, "end": 4.6, "text": "uh", "speaker": "SPEAKER_01", "words": []},
-        {"start": 5.0, "end": 9.0, "text": "you never said that, you imagine things", "speaker": "SPEAKER_01", "words": []},
+        {
+            "start": 5.0,
+            "end": 9.0,
+            "text": "you never said that, you imagine things",
+            "speaker": "SPEAKER_01",
+            "words": [],
+        },
     ]
     hits = [
-        [{"pattern_id": "EN-THR-001", "category": "threat", "severity": 5, "start": 2, "end": 15,
-          "text": "will kill you", "context": "direct"},
-         {"pattern_id": "EN-THR-009", "category": "intimidation", "severity": 3, "start": 7, "end": 11,
-          "text": "kill", "context": "direct"},
-         {"pattern_id": "EN-BAD-000", "category": "insult", "severity": 1, "start": 500, "end": 510,
-          "text": "?", "context": "direct"}],
+        [
+            {
+                "pattern_id": "EN-THR-001",
+                "category": "threat",
+                "severity": 5,
+                "start": 2,
+                "end": 15,
+                "text": "will kill you",
+                "context": "direct",
+            },
+            {
+                "pattern_id": "EN-THR-009",
+                "category": "intimidation",
+                "severity": 3,
+                "start": 7,
+                "end": 11,
+                "text": "kill",
+                "context": "direct",
+            },
+            {
+                "pattern_id": "EN-BAD-000",
+                "category": "insult",
+                "severity": 1,
+                "start": 500,
+                "end": 510,
+                "text": "?",
+                "context": "direct",
+            },
+        ],
         [],
-        [{"pattern_id": "EN-GAS-002", "category": "gaslighting", "severity": 3, "start": 4, "end": 20,
-          "text": "never said that", "context": "direct"}],
+        [
+            {
+                "pattern_id": "EN-GAS-002",
+                "category": "gaslighting",
+                "severity": 3,
+                "start": 4,
+                "end": 20,
+                "text": "never said that",
+                "context": "direct",
+            }
+        ],
     ]
-    custody = {"input_sha256_before": "a" * 64, "input_sha256_after": "a" * 64,
-               "models": [{"id": "org/model<x>", "role": "asr", "revision": "r1", "sha256": "b" * 64}],
-               "config_sha256": "c" * 64, "software_version": "voiceman 0.1.0",
-               "started_utc": "2026-11-27T10:00:00Z", "finished_utc": "2026-11-27T10:01:00Z"}
-    not_analysed = {"status": "not_analysed", "reason": "segment shorter than 1.0 s <i>", "device": None,
-                    "dimensional": None, "categorical": None}
+    custody = {
+        "input_sha256_before": "a" * 64,
+        "input_sha256_after": "a" * 64,
+        "models": [{"id": "org/model<x>", "role": "asr", "revision": "r1", "sha256": "b" * 64}],
+        "config_sha256": "c" * 64,
+        "software_version": "voiceman 0.1.0",
+        "started_utc": "2026-11-27T10:00:00Z",
+        "finished_utc": "2026-11-27T10:01:00Z",
+    }
+    not_analysed = {
+        "status": "not_analysed",
+        "reason": "segment shorter than 1.0 s <i>",
+        "device": None,
+        "dimensional": None,
+        "categorical": None,
+    }
     return assemble_file_report(
-        file=file_name, custody=custody, segments=segments,
+        file=file_name,
+        custody=custody,
+        segments=segments,
         emotions=[_emotion(0.85, 0.15), not_analysed, _emotion(0.35, 0.55)],
         voices=[_voice(230.0, f0_mean_hz=2.6), _voice(None), _voice(170.0, f0_mean_hz=-0.3)],
-        patterns=hits, duration_s=10.0, language="en", rules=RULES,
+        patterns=hits,
+        duration_s=10.0,
+        language="en",
+        rules=RULES,
     )
 
 
 def build_case(report):
-    return {"case": "case <2026-01>", "files": [
-        {"name": "rec<01>.m4a", "status": "done", "reason": None, "report": "reports/rec01.json",
-         "file_score": report["file_score"]},
-        {"name": "broken.m4a", "status": "failed", "reason": "decode error: <moov atom not found>",
-         "report": "javascript:alert(1)", "file_score": None},
-        {"name": "quiet.wav", "status": "done", "reason": None, "report": "reports/quiet.json", "file_score": 3.5},
-    ], "run": {"wall_s": 12.5}}
+    return {
+        "case": "case <2026-01>",
+        "files": [
+            {
+                "name": "rec<01>.m4a",
+                "status": "done",
+                "reason": None,
+                "report": "reports/rec01.json",
+                "file_score": report["file_score"],
+            },
+            {
+                "name": "broken.m4a",
+                "status": "failed",
+                "reason": "decode error: <moov atom not found>",
+                "report": "javascript:alert(1)",
+                "file_score": None,
+            },
+            {"name": "quiet.wav", "status": "done", "reason": None, "report": "reports/quiet.json", "file_score": 3.5},
+        ],
+        "run": {"wall_s": 12.5},
+    }
 
 
 def test_file_report_escapes_transcript_and_labels():
@@ -89,8 +170,11 @@ def test_file_report_highlights_hits_by_offset():
     html = render_file_report(build_report())
     # Overlap: "will " and " you" are only threat; "kill" is covered by both, marked as the most severe.
     assert '<mark class="hit cat-threat ctx-direct" title="threat EN-THR-001 severity 5 (direct)">will </mark>' in html
-    assert re.search(r'<mark class="hit cat-threat ctx-direct" title="threat EN-THR-001 severity 5 \(direct\); '
-                     r'intimidation EN-THR-009 severity 3 \(direct\)">kill</mark>', html)
+    assert re.search(
+        r'<mark class="hit cat-threat ctx-direct" title="threat EN-THR-001 severity 5 \(direct\); '
+        r'intimidation EN-THR-009 severity 3 \(direct\)">kill</mark>',
+        html,
+    )
     assert '<mark class="hit cat-gaslighting ctx-direct"' in html and ">never said that,</mark>" in html
     assert "offsets 500–510 outside the text (not highlighted)" in html
 
@@ -115,9 +199,20 @@ def test_file_report_plots_flags_scores_and_missing_emotion():
 
 def test_failed_file_report_says_why():
     report = assemble_file_report(
-        file="x.m4a", status="failed", reason="decode error: <bad header>", rules=RULES,
-        custody={"input_sha256_before": None, "input_sha256_after": None, "models": [], "config_sha256": "c" * 64,
-                 "software_version": "0.1.0", "started_utc": "2026-11-27T10:00:00Z", "finished_utc": "2026-11-27T10:00:01Z"})
+        file="x.m4a",
+        status="failed",
+        reason="decode error: <bad header>",
+        rules=RULES,
+        custody={
+            "input_sha256_before": None,
+            "input_sha256_after": None,
+            "models": [],
+            "config_sha256": "c" * 64,
+            "software_version": "0.1.0",
+            "started_utc": "2026-11-27T10:00:00Z",
+            "finished_utc": "2026-11-27T10:00:01Z",
+        },
+    )
     html = render_file_report(report)
     assert "Analysis failed: decode error: &lt;bad header&gt;" in html and "<svg" not in html
 
@@ -131,8 +226,19 @@ def test_case_report_lists_every_file_status_score_and_failure():
     assert '<a href="reports/rec01.json">' in html and '<a href="reports/rec01.html">html</a>' in html
     assert 'href="javascript' not in html and "javascript:alert(1)" in html  # shown as text, never linked
     # Real evidence names (spaces, quotes, Hangul) still get working, percent-encoded links.
-    named = render_case_report({"files": [{"name": "통화 (1).wav", "status": "done", "reason": None,
-                                            "report": "report/통화 it's (1).wav.json", "file_score": 1.0}]})
+    named = render_case_report(
+        {
+            "files": [
+                {
+                    "name": "통화 (1).wav",
+                    "status": "done",
+                    "reason": None,
+                    "report": "report/통화 it's (1).wav.json",
+                    "file_score": 1.0,
+                }
+            ]
+        }
+    )
     assert 'href="report/%ED%86%B5%ED%99%94%20it%27s%20%281%29.wav.html"' in named
     assert f"{report['file_score']['score']:.2f}" in html and "3.50" in html
     # Ranked: done files by score descending, then failed files.
@@ -142,16 +248,28 @@ def test_case_report_lists_every_file_status_score_and_failure():
 # ------------------------------------------------------------------ real browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def _chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedProcess:
     profile = tmp_path / f"profile-{page.stem}-{len(extra)}"
     return subprocess.run(
         [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=90, check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
 
 

@@ -1,6 +1,7 @@
 """The job harness records every rule job's timing as one JSON line in the results' events
 file (what the run report reads instead of the human log lines), from threads and processes
 at once without a torn or interleaved line."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 def _job(tmp_path, rule="voice", key="call 1.wav"):
     log = tmp_path / "logs" / rule / f"{key}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    return RuleJob(rule, {}, {}, {}, [str(log)], {"file": key} if key else {},
-                   {"results_dir": str(tmp_path)})
+    return RuleJob(rule, {}, {}, {}, [str(log)], {"file": key} if key else {}, {"results_dir": str(tmp_path)})
 
 
 def test_every_job_writes_one_timing_event_done_or_failed(tmp_path):
@@ -34,7 +34,10 @@ def test_every_job_writes_one_timing_event_done_or_failed(tmp_path):
         pass
     events = read_events(tmp_path)
     assert [(e["rule"], e["file"], e["status"]) for e in events] == [
-        ("voice", "call 1.wav", "ok"), ("report", "other.wav", "failed"), ("case_summary", None, "ok")]
+        ("voice", "call 1.wav", "ok"),
+        ("report", "other.wav", "failed"),
+        ("case_summary", None, "ok"),
+    ]
     for event in events:
         assert set(event) == {"rule", "file", "start_utc", "end_utc", "seconds", "status"}
         assert UTC.match(event["start_utc"]) and UTC.match(event["end_utc"])
@@ -52,8 +55,10 @@ for i in range(int(sys.argv[2])):
 
 def test_appends_from_threads_and_processes_never_interleave(tmp_path):
     per_writer, pad = 300, "x" * 3000  # lines of about 3 KB each
-    procs = [subprocess.Popen([sys.executable, "-c", APPEND_SCRIPT, str(tmp_path), str(per_writer), f"p{n}-"])
-             for n in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPEND_SCRIPT, str(tmp_path), str(per_writer), f"p{n}-"])
+        for n in range(2)
+    ]
 
     def writer(n: int) -> None:
         for i in range(per_writer):

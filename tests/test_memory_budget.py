@@ -1,6 +1,7 @@
 """The governor's memory budget is enforced when a model loads (S1, N3; GPU-throughput issue):
 a model whose weights would take the held models past the budget is refused with a clear
 reason, loads nothing, and the models already held keep serving."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,6 +13,7 @@ from voiceman_daemon.registry import ModelLoadError, ModelRegistry, ModelSpec, M
 
 class Weights:
     """A model whose 'weights' are the files of its directory (loading reads nothing)."""
+
     loads: list[str] = []
 
     def __init__(self, spec: ModelSpec):
@@ -33,23 +35,30 @@ def _model_dir(root, name: str, gb: float):
 
 def test_a_load_past_the_budget_is_refused_and_the_held_model_stays(tmp_path):
     governor = Governor(GovernorConfig.from_dict({"memory": {"budget_gb": 2.0}}), NoSensor())
-    asr, small, big = _model_dir(tmp_path, "asr", 1.2), _model_dir(tmp_path, "ser-small", 0.5), \
-        _model_dir(tmp_path, "ser-big", 1.0)
+    asr, small, big = (
+        _model_dir(tmp_path, "asr", 1.2),
+        _model_dir(tmp_path, "ser-small", 0.5),
+        _model_dir(tmp_path, "ser-big", 1.0),
+    )
     assert model_size_gb(str(asr)) == pytest.approx(1.2)
     Weights.loads = []
-    registry = ModelRegistry({"asr": Weights, "ser_dimensional": Weights}, ModelTrust([tmp_path]),
-                             admits=governor.admits_model, budget_gb=lambda: governor.memory_budget_gb)
+    registry = ModelRegistry(
+        {"asr": Weights, "ser_dimensional": Weights},
+        ModelTrust([tmp_path]),
+        admits=governor.admits_model,
+        budget_gb=lambda: governor.memory_budget_gb,
+    )
     registry.get(ModelSpec("asr", str(asr)))
-    held = registry.get(ModelSpec("ser_dimensional", str(small)))       # 1.2 + 0.5 <= 2.0
+    held = registry.get(ModelSpec("ser_dimensional", str(small)))  # 1.2 + 0.5 <= 2.0
     with pytest.raises(ModelLoadError) as refused:
-        registry.get(ModelSpec("ser_dimensional", str(big)))           # 1.2 + 1.0 > 2.0 (replacing 0.5)
+        registry.get(ModelSpec("ser_dimensional", str(big)))  # 1.2 + 1.0 > 2.0 (replacing 0.5)
     message = str(refused.value)
     assert "memory budget of 2 GB" in message and "1.00 GB" in message and "1.20 GB" in message
-    assert Weights.loads == [str(asr), str(small)]                      # nothing was loaded for it
+    assert Weights.loads == [str(asr), str(small)]  # nothing was loaded for it
     assert registry.get(ModelSpec("ser_dimensional", str(small))) is held  # still serving
     stats = registry.stats()["ser_dimensional"]
     assert stats["loads"] == 1 and stats["load_failures"] == 1 and "budget" in stats["last_error"]
-    registry.unload("asr")                                              # room again: now it fits
+    registry.unload("asr")  # room again: now it fits
     registry.get(ModelSpec("ser_dimensional", str(big)))
     assert Weights.loads[-1] == str(big)
 
@@ -61,9 +70,13 @@ def test_the_daemon_core_wires_the_budget(tmp_path, monkeypatch):
 
     rules = tmp_path / "governor.yaml"
     rules.write_text("memory:\n  budget_gb: 1.0\n")
-    config = load_config(None, {"governor": {"config": str(rules), "sensor": "none",
-                                             "sample_log": str(tmp_path / "samples.jsonl")},
-                                "case_dir": str(tmp_path)})
+    config = load_config(
+        None,
+        {
+            "governor": {"config": str(rules), "sensor": "none", "sample_log": str(tmp_path / "samples.jsonl")},
+            "case_dir": str(tmp_path),
+        },
+    )
     core = build_core(config)
     big = _model_dir(tmp_path, "models-big", 1.5)
     with pytest.raises(ModelLoadError, match="memory budget of 1 GB"):

@@ -2,6 +2,7 @@
 
 The held-out fifth was fixed before any rule was written against the set and is never used
 to tune rules; these figures are deterministic (no timing, no sampling)."""
+
 from __future__ import annotations
 
 import json

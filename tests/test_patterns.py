@@ -1,4 +1,5 @@
 """Tests of the crime-language pattern database (config/patterns/) and scanner."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,14 +15,14 @@ from voiceman.patterns import (
     DEFAULT_DATABASE_DIR,
     PatternDatabaseError,
     PatternHit,
+    korean,
     load_database,
+    scan_cli,
 )
-from voiceman.patterns import korean, scan_cli
 
 DB = load_database()
 
-HIT_KEYS = {"pattern_id", "category", "severity", "start", "end", "text", "context", "rule",
-            "language"}
+HIT_KEYS = {"pattern_id", "category", "severity", "start", "end", "text", "context", "rule", "language"}
 
 
 def _examples(kind: str):
@@ -36,7 +37,7 @@ def test_positive_example_hits_its_pattern(pattern, sentence):
     hits = [h for h in DB.scan(sentence, lang=pattern.language) if h.pattern_id == pattern.id]
     assert hits, f"{pattern.id} ({pattern.source_file.name}:{pattern.line}) missed: {sentence!r}"
     for hit in hits:
-        assert hit.text == sentence[hit.start:hit.end]
+        assert hit.text == sentence[hit.start : hit.end]
         assert hit.category == pattern.category and hit.severity == pattern.severity
 
 
@@ -52,8 +53,7 @@ def test_negative_example_does_not_hit_its_pattern(pattern, sentence):
 def test_database_covers_every_category_in_both_languages():
     counts: dict[tuple[str, str], int] = {}
     for pattern in DB.patterns:
-        counts[(pattern.language, pattern.category)] = counts.get(
-            (pattern.language, pattern.category), 0) + 1
+        counts[(pattern.language, pattern.category)] = counts.get((pattern.language, pattern.category), 0) + 1
         assert len(pattern.positive_examples) >= 2 and len(pattern.negative_examples) >= 2
         assert 1 <= pattern.severity <= 5
         assert pattern.id.startswith(f"{pattern.language}.{pattern.category}.")
@@ -63,8 +63,11 @@ def test_database_covers_every_category_in_both_languages():
 
 
 def test_version_and_sha256_cover_the_files_bytes():
-    files = (list(DEFAULT_DATABASE_DIR.glob("*.yaml")) + [DEFAULT_DATABASE_DIR / "schema.json"]
-             + list(DEFAULT_DATABASE_DIR.glob("lexicons/*.yaml")))
+    files = (
+        list(DEFAULT_DATABASE_DIR.glob("*.yaml"))
+        + [DEFAULT_DATABASE_DIR / "schema.json"]
+        + list(DEFAULT_DATABASE_DIR.glob("lexicons/*.yaml"))
+    )
     digest = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.relative_to(DEFAULT_DATABASE_DIR).as_posix()):
         digest.update(path.read_bytes())
@@ -75,7 +78,8 @@ def test_version_and_sha256_cover_the_files_bytes():
 def test_sha256_changes_when_a_pattern_file_changes(tmp_path):
     copy = _copy_db(tmp_path)
     (copy / "en.insult.yaml").write_text(
-        (copy / "en.insult.yaml").read_text(encoding="utf-8") + "\n# reviewed\n", encoding="utf-8")
+        (copy / "en.insult.yaml").read_text(encoding="utf-8") + "\n# reviewed\n", encoding="utf-8"
+    )
     assert load_database(copy).sha256 != DB.sha256
 
 
@@ -125,29 +129,35 @@ def test_korean_offsets_point_into_the_original_text():
     hits = [h for h in DB.scan(text) if h.pattern_id == "ko.threat.kill"]
     assert len(hits) == 1
     hit = hits[0]
-    assert text[hit.start:hit.end] == hit.text
+    assert text[hit.start : hit.end] == hit.text
     assert hit.start == text.index("너 진짜")
     assert hit.text.startswith("너 진짜 죽여버릴")
 
 
-@pytest.mark.parametrize("sentence,pattern_id", [
-    ("I would never hurt you.", "en.threat.physical_harm"),
-    ("I won't kill you.", "en.threat.kill"),
-    ("I'm not going to kill you, relax.", "en.threat.kill"),
-    ("I don't want to hurt you.", "en.threat.physical_harm"),
-])
+@pytest.mark.parametrize(
+    "sentence,pattern_id",
+    [
+        ("I would never hurt you.", "en.threat.physical_harm"),
+        ("I won't kill you.", "en.threat.kill"),
+        ("I'm not going to kill you, relax.", "en.threat.kill"),
+        ("I don't want to hurt you.", "en.threat.physical_harm"),
+    ],
+)
 def test_english_negation_is_suppressed_by_default_and_marked(sentence, pattern_id):
     assert not [h for h in DB.scan(sentence) if h.pattern_id == pattern_id]
     negated = [h for h in DB.scan(sentence, include_negated=True) if h.pattern_id == pattern_id]
     assert negated and all(h.context == "negated" for h in negated)
-    assert negated[0].text == sentence[negated[0].start:negated[0].end]
+    assert negated[0].text == sentence[negated[0].start : negated[0].end]
 
 
-@pytest.mark.parametrize("sentence,pattern_id", [
-    ("He said he'd kill me.", "en.threat.kill"),
-    ("She told me he would hurt me.", "en.threat.physical_harm"),
-    ("My ex texted that he is going to burn your house down.", "en.threat.arson"),
-])
+@pytest.mark.parametrize(
+    "sentence,pattern_id",
+    [
+        ("He said he'd kill me.", "en.threat.kill"),
+        ("She told me he would hurt me.", "en.threat.physical_harm"),
+        ("My ex texted that he is going to burn your house down.", "en.threat.arson"),
+    ],
+)
 def test_english_reported_speech_is_kept_and_marked(sentence, pattern_id):
     hits = [h for h in DB.scan(sentence) if h.pattern_id == pattern_id]
     assert hits and hits[0].context == "reported"
@@ -161,29 +171,35 @@ def test_english_first_person_restatement_stays_direct():
     assert [h.context for h in hits if h.pattern_id == "en.threat.kill"] == ["direct"]
 
 
-@pytest.mark.parametrize("sentence,pattern_id", [
-    ("너 안 죽여.", "ko.threat.kill"),
-    ("너 죽이지 않아.", "ko.threat.kill"),
-    ("죽이지 않을 거야.", "ko.threat.kill"),
-    ("너 때리지 않을 거야.", "ko.threat.beat"),
-    ("너 절대 안 때려.", "ko.threat.beat"),
-])
+@pytest.mark.parametrize(
+    "sentence,pattern_id",
+    [
+        ("너 안 죽여.", "ko.threat.kill"),
+        ("너 죽이지 않아.", "ko.threat.kill"),
+        ("죽이지 않을 거야.", "ko.threat.kill"),
+        ("너 때리지 않을 거야.", "ko.threat.beat"),
+        ("너 절대 안 때려.", "ko.threat.beat"),
+    ],
+)
 def test_korean_negation_is_suppressed_by_default_and_marked(sentence, pattern_id):
     assert not [h for h in DB.scan(sentence) if h.pattern_id == pattern_id]
     negated = [h for h in DB.scan(sentence, include_negated=True) if h.pattern_id == pattern_id]
     assert negated and all(h.context == "negated" for h in negated)
 
 
-@pytest.mark.parametrize("sentence,pattern_id", [
-    ("그가 나를 죽인다고 했어.", "ko.threat.kill"),
-    ("걔가 너 죽여버릴 거라고 했어.", "ko.threat.kill"),
-    ("걔가 너 때린대.", "ko.threat.beat"),
-    ('그 사람이 "죽여버린다"라고 했어요.', "ko.threat.kill"),
-])
+@pytest.mark.parametrize(
+    "sentence,pattern_id",
+    [
+        ("그가 나를 죽인다고 했어.", "ko.threat.kill"),
+        ("걔가 너 죽여버릴 거라고 했어.", "ko.threat.kill"),
+        ("걔가 너 때린대.", "ko.threat.beat"),
+        ('그 사람이 "죽여버린다"라고 했어요.', "ko.threat.kill"),
+    ],
+)
 def test_korean_reported_speech_is_kept_and_marked(sentence, pattern_id):
     hits = [h for h in DB.scan(sentence) if h.pattern_id == pattern_id]
     assert hits and hits[0].context == "reported"
-    assert hits[0].text == sentence[hits[0].start:hits[0].end]
+    assert hits[0].text == sentence[hits[0].start : hits[0].end]
 
 
 def test_korean_direct_threat_is_direct():
@@ -266,8 +282,7 @@ def test_schema_violation_names_file_and_line_of_the_node(tmp_path):
 
 
 def test_missing_required_property_names_the_pattern_line(tmp_path):
-    error = _error_for(tmp_path, "zz.extra.yaml",
-                       GOOD_ENTRY.replace("    description: A test entry.\n", ""))
+    error = _error_for(tmp_path, "zz.extra.yaml", GOOD_ENTRY.replace("    description: A test entry.\n", ""))
     assert (error.file.name, error.line) == ("zz.extra.yaml", 2)
     assert "description" in str(error)
 
@@ -279,8 +294,7 @@ def test_rule_key_must_match_language(tmp_path):
 
 
 def test_duplicate_id_names_second_file_and_line(tmp_path):
-    entry = GOOD_ENTRY.replace("en.insult.test_entry", "en.threat.kill").replace(
-        "category: insult", "category: threat")
+    entry = GOOD_ENTRY.replace("en.insult.test_entry", "en.threat.kill").replace("category: insult", "category: threat")
     error = _error_for(tmp_path, "zz.extra.yaml", entry)
     assert (error.file.name, error.line) == ("zz.extra.yaml", 2)
     assert "duplicate pattern id 'en.threat.kill'" in str(error)
@@ -298,23 +312,22 @@ def test_bad_regex_and_unknown_macro_name_file_and_line(tmp_path):
     error = _error_for(tmp_path, "zz.extra.yaml", GOOD_ENTRY.replace("you dolt", "you (dolt"))
     assert (error.file.name, error.line) == ("zz.extra.yaml", 8)
     assert "invalid rule regex" in str(error)
-    error = _error_for(tmp_path / "b", "zz.extra.yaml",
-                       GOOD_ENTRY.replace('"you dolt"', '"{{nosuch}} dolt"'))
+    error = _error_for(tmp_path / "b", "zz.extra.yaml", GOOD_ENTRY.replace('"you dolt"', '"{{nosuch}} dolt"'))
     assert (error.file.name, error.line) == ("zz.extra.yaml", 8)
     assert "unknown macro {{nosuch}}" in str(error)
 
 
 def test_id_must_carry_language_and_category(tmp_path):
-    error = _error_for(tmp_path, "zz.extra.yaml",
-                       GOOD_ENTRY.replace("en.insult.test_entry", "en.threat.test_entry"))
+    error = _error_for(tmp_path, "zz.extra.yaml", GOOD_ENTRY.replace("en.insult.test_entry", "en.threat.test_entry"))
     assert (error.file.name, error.line) == ("zz.extra.yaml", 2)
 
 
 def test_bad_manifest_version_names_manifest(tmp_path):
     directory = _copy_db(tmp_path)
     manifest = directory / "manifest.yaml"
-    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
-        f'version: "{DB.version}"', 'version: "one"'), encoding="utf-8")
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace(f'version: "{DB.version}"', 'version: "one"'), encoding="utf-8"
+    )
     with pytest.raises(PatternDatabaseError) as caught:
         load_database(directory)
     assert caught.value.file.name == "manifest.yaml" and caught.value.line == 3
@@ -336,9 +349,11 @@ def test_cli_scans_a_file(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     hits = [json.loads(line) for line in lines]
     assert all(set(h) == HIT_KEYS for h in hits)
-    assert all(text[h["start"]:h["end"]] == h["text"] for h in hits)
+    assert all(text[h["start"] : h["end"]] == h["text"] for h in hits)
     assert [(h["pattern_id"], h["context"]) for h in hits] == [
-        ("en.threat.kill", "direct"), ("ko.threat.kill", "reported")]
+        ("en.threat.kill", "direct"),
+        ("ko.threat.kill", "reported"),
+    ]
     assert "죽인다" in lines[1]  # ensure_ascii=False keeps Hangul readable
 
     assert scan_cli.main(["--all", "--lang", "ko", str(source)]) == 0
@@ -347,7 +362,7 @@ def test_cli_scans_a_file(tmp_path, capsys):
 
 
 def test_cli_reads_stdin(monkeypatch, capsys):
-    stdin = io.TextIOWrapper(io.BytesIO("You're worthless.".encode("utf-8")), encoding="utf-8")
+    stdin = io.TextIOWrapper(io.BytesIO(b"You're worthless."), encoding="utf-8")
     monkeypatch.setattr(sys, "stdin", stdin)
     assert scan_cli.main(["--lang", "en", "-"]) == 0
     hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -1,5 +1,6 @@
 """The wire protocol: pack/unpack are inverses; the daemon answers bad input with an error
 reply over a real ZeroMQ socket instead of crashing or going silent."""
+
 from __future__ import annotations
 
 import threading
@@ -11,15 +12,19 @@ import zmq
 from voiceman.daemonlink import protocol
 from voiceman.daemonlink.client import DaemonClient, DaemonUnavailable, RequestFailed
 from voiceman.daemonlink.protocol import Message
-from voiceman_daemon.registry import ModelRegistry
 from voiceman_daemon.core import DaemonCore
+from voiceman_daemon.registry import ModelRegistry
 from voiceman_daemon.server import DaemonServer
 
 
-@pytest.mark.parametrize("content", [
-    {}, {"audio_path": "/x/y.wav", "options": {"language": None, "batch_size": 8}},
-    {"nested": {"list": [1, 2.5, "ü", None, True]}, "bytes": b"\x00\x01"},
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        {},
+        {"audio_path": "/x/y.wav", "options": {"language": None, "batch_size": 8}},
+        {"nested": {"list": [1, 2.5, "ü", None, True]}, "bytes": b"\x00\x01"},
+    ],
+)
 def test_pack_unpack_are_inverses(content):
     msg = Message("transcribe", content, parent_id="abc")
     back = protocol.unpack(protocol.pack(msg))
@@ -27,8 +32,16 @@ def test_pack_unpack_are_inverses(content):
     assert protocol.pack(back) == protocol.pack(msg)
 
 
-@pytest.mark.parametrize("frame", [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"header": 3}),
-                                   msgpack.packb({"header": {"msg_type": "ping"}})])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"header": 3}),
+        msgpack.packb({"header": {"msg_type": "ping"}}),
+    ],
+)
 def test_unpack_rejects_malformed_frames(frame):
     with pytest.raises(protocol.ProtocolError):
         protocol.unpack(frame)

@@ -2,6 +2,7 @@
 settings it depends on (``params:``) and the files it reads (inputs), so changing one setting
 reruns exactly the stages it affects -- and nothing else; and no report ever carries another
 config hash than case.json."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,18 @@ DOWNSTREAM = {"report", "case_summary", "all"}
 def _snakemake(results, case, tiny_model, *extra, configfiles=()):
     base = results.parent / "base.yaml"
     base.write_text(json.dumps(daemon_overrides(tiny_model)))
-    cmd = [str(REPO / ".venv/bin/snakemake"), "--profile", "profiles/local",
-           "--configfile", str(base), *map(str, configfiles),
-           "--config", f"case_dir={case}", f"results_dir={results}", *extra]
+    cmd = [
+        str(REPO / ".venv/bin/snakemake"),
+        "--profile",
+        "profiles/local",
+        "--configfile",
+        str(base),
+        *map(str, configfiles),
+        "--config",
+        f"case_dir={case}",
+        f"results_dir={results}",
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
@@ -60,15 +70,18 @@ def analysed(tmp_path_factory, speech_case, tiny_model):
             os.environ["VOICEMAN_RUNTIME_DIR"] = old
 
 
-@pytest.mark.parametrize("change, reruns", [
-    ({"models": {"asr": {"beam_size": 4}}}, {"transcribe", "ser", "voice", "patterns"} | DOWNSTREAM),
-    ({"models": {"asr": {"vad_onset": 0.6}}}, {"transcribe", "ser", "voice", "patterns"} | DOWNSTREAM),
-    ({"models": {"ser_dimensional": {"batch_size": 2}}}, {"ser"} | DOWNSTREAM),
-    ({"voice": {"pitch_floor_hz": 70}}, {"voice"} | DOWNSTREAM),
-    ({"patterns": {"language": "en"}}, {"patterns"} | DOWNSTREAM),
-    ({"daemon": {"heartbeat_interval_s": 1.0, "request_deadline_s": 600}}, set()),
-    ({"governor": {"ser_queue_pause_at": 4}}, set()),
-])
+@pytest.mark.parametrize(
+    "change, reruns",
+    [
+        ({"models": {"asr": {"beam_size": 4}}}, {"transcribe", "ser", "voice", "patterns"} | DOWNSTREAM),
+        ({"models": {"asr": {"vad_onset": 0.6}}}, {"transcribe", "ser", "voice", "patterns"} | DOWNSTREAM),
+        ({"models": {"ser_dimensional": {"batch_size": 2}}}, {"ser"} | DOWNSTREAM),
+        ({"voice": {"pitch_floor_hz": 70}}, {"voice"} | DOWNSTREAM),
+        ({"patterns": {"language": "en"}}, {"patterns"} | DOWNSTREAM),
+        ({"daemon": {"heartbeat_interval_s": 1.0, "request_deadline_s": 600}}, set()),
+        ({"governor": {"ser_queue_pause_at": 4}}, set()),
+    ],
+)
 def test_one_setting_reruns_exactly_its_stages(analysed, tiny_model, change, reruns):
     results, case = analysed
     assert _would_run(results, case, tiny_model, change) == reruns

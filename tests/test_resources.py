@@ -1,5 +1,6 @@
 """The library's own data (the schemas) ships in the package and is read through
 voiceman.resources only; the source tree is located in exactly one place."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -16,8 +17,12 @@ PACKAGE = REPO / "voiceman"
 def test_every_schema_is_declared_package_data_and_loads():
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["voiceman"]
     schemas = sorted(p for p in (PACKAGE / "schemas").iterdir() if p.is_file())
-    assert {p.name for p in schemas} >= {"config.schema.yaml", "forensic.schema.json", "report.schema.json",
-                                         "review.schema.json"}
+    assert {p.name for p in schemas} >= {
+        "config.schema.yaml",
+        "forensic.schema.json",
+        "report.schema.json",
+        "review.schema.json",
+    }
     for path in schemas:
         rel = path.relative_to(PACKAGE).as_posix()
         assert any(fnmatch.fnmatch(rel, pattern) for pattern in patterns), f"{rel} is not package data"
@@ -31,6 +36,8 @@ def test_library_reads_no_schema_by_path_and_finds_the_checkout_once():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
-        if path.name != "resources.py" and re.search(r"__file__\)?\.resolve\(\)\.parents|workflow[\"'/ ,]+schemas", text):
+        if path.name != "resources.py" and re.search(
+            r"__file__\)?\.resolve\(\)\.parents|workflow[\"'/ ,]+schemas", text
+        ):
             offenders.append(str(path.relative_to(REPO)))
     assert offenders == []

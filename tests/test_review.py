@@ -4,6 +4,7 @@ merged with history), custody (a verdict names the report hash it was made on: s
 refused on import and never applied later), the case summary counting and showing them, the
 page saving what import accepts, export as CSV/JSON, and the workflow rerunning the case
 summary -- and only it -- after an import."""
+
 from __future__ import annotations
 
 import csv
@@ -29,20 +30,39 @@ def built(tmp_path):
 
 
 def findings(built):
-    return review.case_findings(built.reports, {k: built.results / "report" / f"{k}.json" for k in built.keys},
-                                {k: r["file"] for k, r in built.reports.items()})
+    return review.case_findings(
+        built.reports,
+        {k: built.results / "report" / f"{k}.json" for k in built.keys},
+        {k: r["file"] for k, r in built.reports.items()},
+    )
 
 
 def verdict(f, value="confirmed", note="", when="2026-11-28T09:00:00.000Z", reviewer="analyst A"):
-    return {"file": f["file"], "name": f["name"], "segment": f["segment"], "start": f["start"], "end": f["end"],
-            "report_sha256": f["report_sha256"], "verdict": value, "note": note, "decided_utc": when,
-            "reviewer": reviewer}
+    return {
+        "file": f["file"],
+        "name": f["name"],
+        "segment": f["segment"],
+        "start": f["start"],
+        "end": f["end"],
+        "report_sha256": f["report_sha256"],
+        "verdict": value,
+        "note": note,
+        "decided_utc": when,
+        "reviewer": reviewer,
+    }
 
 
 def document(*verdicts, reviewer="analyst A"):
-    return {"format": "voiceman-review", "version": 1, "case_dir": "/x", "case_config_sha256": None,
-            "page_generated_utc": None, "saved_utc": "2026-11-28T09:05:00.000Z", "reviewer": reviewer,
-            "verdicts": list(verdicts)}
+    return {
+        "format": "voiceman-review",
+        "version": 1,
+        "case_dir": "/x",
+        "case_config_sha256": None,
+        "page_generated_utc": None,
+        "saved_utc": "2026-11-28T09:05:00.000Z",
+        "reviewer": reviewer,
+        "verdicts": list(verdicts),
+    }
 
 
 def write(path: Path, doc) -> Path:
@@ -60,6 +80,7 @@ def snapshot(*folders: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ schema
+
 
 def test_schema_accepts_a_verdicts_file_and_refuses_bad_ones(built):
     fs = findings(built)
@@ -86,6 +107,7 @@ def test_schema_accepts_a_verdicts_file_and_refuses_bad_ones(built):
 
 # ------------------------------------------------------------------ import
 
+
 def test_import_stores_in_results_review_and_touches_nothing_else(built, tmp_path):
     fs = findings(built)
     before = snapshot(built.case, built.results)
@@ -95,7 +117,8 @@ def test_import_stores_in_results_review_and_touches_nothing_else(built, tmp_pat
     assert snapshot(built.case, built.results) == before  # evidence, reports, case.json/html: untouched
     state = json.loads(review.state_path(built.results).read_text())
     assert [(v["file"], v["segment"], v["verdict"]) for v in state["verdicts"]] == sorted(
-        [(fs[0]["file"], fs[0]["segment"], "confirmed"), (fs[2]["file"], fs[2]["segment"], "rejected")])
+        [(fs[0]["file"], fs[0]["segment"], "confirmed"), (fs[2]["file"], fs[2]["segment"], "rejected")]
+    )
     assert state["imports"][0]["id"] == result.import_id and result.record.is_file()
     record = json.loads(result.record.read_text())
     assert record["document"] == json.loads(source.read_text())  # the import as it came
@@ -110,9 +133,14 @@ def test_imports_merge_with_history_and_are_all_kept(built, tmp_path):
     assert review.import_file(first, built.results).added == 1
     again = review.import_file(first, built.results)
     assert again.already and again.import_id is None  # the same bytes twice: nothing changes
-    second = write(tmp_path / "b.json", document(
-        verdict(fs[0], "rejected", "misheard: 'kill' is 'bill'", "2026-11-29T10:00:00Z", "analyst B"),
-        verdict(fs[1], "unsure"), reviewer="analyst B"))
+    second = write(
+        tmp_path / "b.json",
+        document(
+            verdict(fs[0], "rejected", "misheard: 'kill' is 'bill'", "2026-11-29T10:00:00Z", "analyst B"),
+            verdict(fs[1], "unsure"),
+            reviewer="analyst B",
+        ),
+    )
     result = review.import_file(second, built.results)
     assert (result.added, result.changed, result.unchanged) == (1, 1, 0)
     state = review.load_state(built.results)
@@ -144,16 +172,22 @@ def test_verdict_on_another_analysis_is_refused(built, tmp_path):
     state = review.load_state(built.results)
     assert [(v["file"], v["segment"]) for v in state["verdicts"]] == [(fs[3]["file"], fs[3]["segment"])]
     record = json.loads(result.record.read_text())
-    assert record["refused_stale"][0]["file"] == fs[0]["file"] and "report changed" in record["refused_stale"][0]["stale_reason"]
+    assert (
+        record["refused_stale"][0]["file"] == fs[0]["file"]
+        and "report changed" in record["refused_stale"][0]["stale_reason"]
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda v: v.update(file="../../../etc/passwd"), "not an analysed recording"),
-    (lambda v: v.update(file="no-such.wav"), "not an analysed recording"),
-    (lambda v: v.update(segment=99), "no segment 99"),
-    (lambda v: v.update(segment=1), "is not a finding"),  # the calm line
-    (lambda v: v.update(start=0.5), "starts at"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v.update(file="../../../etc/passwd"), "not an analysed recording"),
+        (lambda v: v.update(file="no-such.wav"), "not an analysed recording"),
+        (lambda v: v.update(segment=99), "no segment 99"),
+        (lambda v: v.update(segment=1), "is not a finding"),  # the calm line
+        (lambda v: v.update(start=0.5), "starts at"),
+    ],
+)
 def test_verdicts_that_are_not_this_cases_findings_are_refused(built, tmp_path, change, message):
     fs = findings(built)
     bad = verdict(fs[0])
@@ -178,10 +212,16 @@ def test_import_refuses_what_is_not_a_verdicts_file(built, tmp_path):
 
 # ------------------------------------------------------------------ case summary
 
+
 def test_case_summary_counts_and_shows_verdicts_and_flags_stale_ones(built, tmp_path):
     fs = findings(built)
-    review.import_file(write(tmp_path / "v.json", document(
-        verdict(fs[0], note="<b>heard it</b>"), verdict(fs[1], "rejected"), verdict(fs[2], "unsure"))), built.results)
+    review.import_file(
+        write(
+            tmp_path / "v.json",
+            document(verdict(fs[0], note="<b>heard it</b>"), verdict(fs[1], "rejected"), verdict(fs[2], "unsure")),
+        ),
+        built.results,
+    )
     assert review.verdict_inputs(built.results) == [str(review.state_path(built.results))]
     case_summary(built.config, built.keys)
     summary = json.loads((built.results / "case.json").read_text())
@@ -223,8 +263,13 @@ def test_the_page_saves_what_import_accepts(built, tmp_path):
     """case.html after an import: its verdicts file (what 'Download verdicts' saves, shown in
     the page) is schema-valid, carries the imported verdicts unchanged, and imports as such."""
     fs = findings(built)
-    review.import_file(write(tmp_path / "v.json", document(
-        verdict(fs[0], note="line one\nline two"), verdict(fs[4], "unsure", reviewer="분석가"))), built.results)
+    review.import_file(
+        write(
+            tmp_path / "v.json",
+            document(verdict(fs[0], note="line one\nline two"), verdict(fs[4], "unsure", reviewer="분석가")),
+        ),
+        built.results,
+    )
     case_summary(built.config, built.keys)
     dom, console = _dom(tmp_path, built.results / "case.html")
     assert console == []
@@ -243,21 +288,23 @@ def test_the_page_saves_what_import_accepts(built, tmp_path):
 
 # ------------------------------------------------------------------ export and CLI
 
+
 def test_export_csv_and_json(built, tmp_path):
     fs = findings(built)
-    review.import_file(write(tmp_path / "v.json", document(verdict(fs[0], "rejected", "=HYPERLINK(\"x\")"))),
-                       built.results)
+    review.import_file(
+        write(tmp_path / "v.json", document(verdict(fs[0], "rejected", '=HYPERLINK("x")'))), built.results
+    )
     rows = list(csv.DictReader(io.StringIO(review.export(built.results, "csv"))))
     assert len(rows) == len(fs) == 6 and set(review.CSV_COLUMNS) == set(rows[0])
     mine = next(r for r in rows if r["file"] == fs[0]["file"] and r["segment"] == str(fs[0]["segment"]))
-    assert mine["verdict"] == "rejected" and mine["note"] == "'=HYPERLINK(\"x\")"  # never a formula
+    assert mine["verdict"] == "rejected" and mine["note"] == '\'=HYPERLINK("x")'  # never a formula
     assert mine["report_sha256"] == fs[0]["report_sha256"] and mine["evidence"] == fs[0]["evidence"]
     assert "threat EN-THR-001 severity 5 direct: will kill you" in mine["hits"]
     assert sum(1 for r in rows if not r["verdict"]) == 5
     doc = json.loads(review.export(built.results, "json"))
     assert doc["format"] == "voiceman-findings" and doc["review"]["rejected"] == 1 and len(doc["findings"]) == 6
     exported = next(f for f in doc["findings"] if f["verdict"])
-    assert exported["verdict"]["note"] == "=HYPERLINK(\"x\")" and exported["text"] == fs[0]["text"]
+    assert exported["verdict"]["note"] == '=HYPERLINK("x")' and exported["text"] == fs[0]["text"]
 
 
 def test_cli_import_and_export(built, tmp_path, capsys):
@@ -278,6 +325,7 @@ def test_cli_import_and_export(built, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ the workflow
+
 
 @pytest.mark.timeout(900)
 def test_an_import_reruns_only_the_case_summary(tmp_path, tiny_model, runtime_dir):

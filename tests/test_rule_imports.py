@@ -4,6 +4,7 @@ Rule jobs are threads of the Snakemake process (profiles set force-use-threads),
 imports everything the rules run -- every module of voiceman.pipeline (the rule bodies and the
 harness, found by listing the package, so a new rule module is covered too) and the modules
 they import lazily -- in a fresh interpreter and lists what came with them."""
+
 from __future__ import annotations
 
 import pkgutil
@@ -17,20 +18,30 @@ from voiceman.pipeline.stage_names import RULES
 
 PIPELINE_MODULES = sorted(f"voiceman.pipeline.{m.name}" for m in pkgutil.iter_modules(voiceman.pipeline.__path__))
 # What the rule bodies import lazily, and what the workflow's own hooks run in the same process.
-LAZY_MODULES = ["voiceman.voice", "voiceman.patterns", "voiceman.patterns.language", "voiceman.forensic",
-                "voiceman.htmlreport", "voiceman.review", "voiceman.observe.runreport", "voiceman.case",
-                "voiceman.daemonlink.daemonctl"]
+LAZY_MODULES = [
+    "voiceman.voice",
+    "voiceman.patterns",
+    "voiceman.patterns.language",
+    "voiceman.forensic",
+    "voiceman.htmlreport",
+    "voiceman.review",
+    "voiceman.observe.runreport",
+    "voiceman.case",
+    "voiceman.daemonlink.daemonctl",
+]
 HEAVY = {"torch", "whisperx", "transformers", "speechbrain", "ctranslate2", "pyannote", "faster_whisper"}
 RULES_DIR = Path(__file__).resolve().parents[1] / "workflow" / "rules"
 
 
 def test_rule_jobs_never_import_torch_or_model_libraries():
     assert {f"voiceman.pipeline.{rule}" for rule in RULES} <= set(PIPELINE_MODULES)
-    code = ("import importlib, sys\n"
-            f"for name in {PIPELINE_MODULES + LAZY_MODULES!r}:\n"
-            "    importlib.import_module(name)\n"
-            f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(HEAVY)!r})\n"
-            "print(','.join(heavy))\n")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {PIPELINE_MODULES + LAZY_MODULES!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(HEAVY)!r})\n"
+        "print(','.join(heavy))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"rule jobs import heavy model libraries: {out}"
 

@@ -2,23 +2,24 @@
 recordings, transcriptions done by a real daemon over a socket through the real transcribe
 stage function, the daemon's real stats and the governor's real sample log -- with the
 governor reading a fake NVML module whose memory query answers NotSupported (the GB10)."""
+
 from __future__ import annotations
 
 import json
 import re
 import time
+from datetime import UTC
 
 import numpy as np
-
-from voiceman import atomic, pipeline
-from voiceman.observe import runreport
-from voiceman.pipeline.job_events import append_event
-from voiceman.demo import encode
-from voiceman_daemon.governor import NvmlQuery, NvmlSensor
 
 from conftest import wait_for
 from test_governor import FakeNvml
 from test_governor_daemon import SR, governor_with, serve  # noqa: F401  (serve is a fixture)
+from voiceman import atomic, pipeline
+from voiceman.demo import encode
+from voiceman.observe import runreport
+from voiceman.pipeline.job_events import append_event
+from voiceman_daemon.governor import NvmlQuery, NvmlSensor
 
 RESULTS_STAGES = ("ingest", "transcribe")
 
@@ -59,8 +60,10 @@ def run_case(tmp_path, serve, sensor_nvml, temps):
         atomic.write_json(results / "ingest" / f"{name}.json", meta)
         if name == "call-2.wav":
             continue  # the run "dies" before this file is transcribed
-        atomic.write_json(results / "transcribe" / f"{name}.json",
-                          pipeline.transcribe.transcribe(client, meta, request, deadline_s=60))
+        atomic.write_json(
+            results / "transcribe" / f"{name}.json",
+            pipeline.transcribe.transcribe(client, meta, request, deadline_s=60),
+        )
     wait_for(lambda: client.stats()["governor"]["samples"] > 10, 10, "governor samples")
     atomic.write_json(results / "daemon_stats.json", client.stats())
     return results
@@ -114,9 +117,16 @@ def test_run_report_success_and_realtime_factor(tmp_path):
     for i, audio_s in enumerate((30.0, 90.0)):
         name = f"f{i}.wav"
         t0 = start + 1 + i * 10
-        atomic.write_json(results / "ingest" / f"{name}.json", {
-            "file": name, "status": "ok", "duration_s": audio_s,
-            "started_utc": _utc(t0), "finished_utc": _utc(t0 + 0.5)})
+        atomic.write_json(
+            results / "ingest" / f"{name}.json",
+            {
+                "file": name,
+                "status": "ok",
+                "duration_s": audio_s,
+                "started_utc": _utc(t0),
+                "finished_utc": _utc(t0 + 0.5),
+            },
+        )
         atomic.write_json(results / "report" / f"{name}.json", {"file": name, "status": "done"})
         # The report record carries no times of its own: they come from its job's timing event
         # (the latest successful run of the job; a failed attempt and an earlier run do not count).
@@ -127,7 +137,8 @@ def test_run_report_success_and_realtime_factor(tmp_path):
         (results / "logs" / "report").mkdir(parents=True, exist_ok=True)
         (results / "logs" / "report" / f"{name}.log").write_text(
             f"{_local(t0)} INFO voiceman.rule: rule report, wildcards {{}}\n"
-            f"{_local(t0 + 50)} INFO voiceman.rule: rule report done in 50.00 s\n")
+            f"{_local(t0 + 50)} INFO voiceman.rule: rule report done in 50.00 s\n"
+        )
     atomic.write_json(results / "case.json", {"files": []})
     report = runreport.build_run_report(results, now=start + 60).to_dict()
     assert report["status"] == "success" and report["wall_s"] == 60
@@ -140,15 +151,23 @@ def test_run_report_success_and_realtime_factor(tmp_path):
 
 
 def _event(rule: str, key: str, start: float, end: float, status: str) -> dict:
-    return {"rule": rule, "file": key, "start_utc": _utc(start), "end_utc": _utc(end),
-            "seconds": round(end - start, 3), "status": status}
+    return {
+        "rule": rule,
+        "file": key,
+        "start_utc": _utc(start),
+        "end_utc": _utc(end),
+        "seconds": round(end - start, 3),
+        "status": status,
+    }
 
 
 def _utc(unix: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(unix, timezone.utc).isoformat(timespec="milliseconds")
+    from datetime import datetime
+
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds")
 
 
 def _local(unix: float) -> str:
     from datetime import datetime
+
     return datetime.fromtimestamp(unix).strftime("%Y-%m-%d %H:%M:%S,%f")[:23]

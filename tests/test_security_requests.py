@@ -11,6 +11,7 @@ table says it was observed there:
   FIFO / directory / device are refused, naming only the request's own file;
 - custody: the daemon hashes the bytes it decodes and refuses bytes that differ from ingest.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -27,19 +28,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voiceman.daemonlink import protocol
+from security_helpers import evil_speechbrain_dir, exchange, rss_bytes, running_daemon
 from voiceman.audio import decode_fd
+from voiceman.daemonlink import protocol
 from voiceman.daemonlink.client import RequestFailed
+from voiceman.daemonlink.protocol import Message
 from voiceman.demo import encode
 from voiceman.hashing import sha256_file
-from voiceman.daemonlink.protocol import Message
 from voiceman_daemon.confinement import CaseRoots, ModelRefused, sha256_tree
 from voiceman_daemon.core import DaemonCore
 from voiceman_daemon.handlers import Evidence, build_handlers
 from voiceman_daemon.registry import ModelLoadError, ModelRegistry, ModelSpec, ModelTrust
 from voiceman_daemon.requests import RequestInvalid, SerRequest, TranscribeRequest
-
-from security_helpers import evil_speechbrain_dir, exchange, request, rss_bytes, running_daemon
 
 SR = 16_000
 
@@ -78,23 +78,26 @@ def _refusal(client, msg_type="transcribe", **content) -> RequestFailed:
 
 
 # ---------------------------------------------------------------------------- one bad message
-@pytest.mark.parametrize("content, where", [
-    ({"models": ["asr"]}, "must be a map"),                 # observed: the daemon process exited
-    ({"models": {"asr": 5}}, "must be a map"),              # observed: the daemon process exited
-    ({"models": {"asr": {}}}, "missing id"),                # observed: the daemon process exited
-    ({"options": [1, 2]}, "must be a map"),                 # observed: the inference thread died
-    ({"options": {"batch_size": "8"}}, "must be an integer"),
-    ({"options": {"batch_size": True}}, "must be an integer"),
-    ({"options": {"batch_size": 2**63}}, "between"),
-    ({"options": {"beam_size": 1}}, "unknown field"),
-    ({"options": {"language": "en; rm -rf /"}}, "expected form"),
-    ({"models": {"ser_categorical": {"id": "x"}}}, "cannot use model kind"),
-    ({"sha256": "abc"}, "expected form"),
-    ({"frobnicate": 1}, "unknown field"),
-    ({"audio_path": 7}, "must be a string"),
-    ({"audio_path": "/x\x00y.wav"}, "NUL"),
-    ({"audio_path": "/" + "a" * 5000}, "characters long"),
-])
+@pytest.mark.parametrize(
+    "content, where",
+    [
+        ({"models": ["asr"]}, "must be a map"),  # observed: the daemon process exited
+        ({"models": {"asr": 5}}, "must be a map"),  # observed: the daemon process exited
+        ({"models": {"asr": {}}}, "missing id"),  # observed: the daemon process exited
+        ({"options": [1, 2]}, "must be a map"),  # observed: the inference thread died
+        ({"options": {"batch_size": "8"}}, "must be an integer"),
+        ({"options": {"batch_size": True}}, "must be an integer"),
+        ({"options": {"batch_size": 2**63}}, "between"),
+        ({"options": {"beam_size": 1}}, "unknown field"),
+        ({"options": {"language": "en; rm -rf /"}}, "expected form"),
+        ({"models": {"ser_categorical": {"id": "x"}}}, "cannot use model kind"),
+        ({"sha256": "abc"}, "expected form"),
+        ({"frobnicate": 1}, "unknown field"),
+        ({"audio_path": 7}, "must be a string"),
+        ({"audio_path": "/x\x00y.wav"}, "NUL"),
+        ({"audio_path": "/" + "a" * 5000}, "characters long"),
+    ],
+)
 def test_observed_crashers_and_malformed_fields_get_protocol_errors(daemon, layout, content, where):
     proc, client, log = daemon
     good = str(layout["case"] / "call-01.wav")
@@ -114,28 +117,34 @@ def test_after_the_crashers_the_daemon_still_transcribes(daemon, layout):
     assert client.stats()["inference_error"] is None and proc.poll() is None
 
 
-@pytest.mark.parametrize("segments, where", [
-    ([{"start": float("nan"), "end": 1.0}], "finite"),
-    ([{"start": 0.0, "end": float("inf")}], "finite"),
-    ([{"start": 2.0, "end": 1.0}], "before start"),
-    ([{"start": -1, "end": 1}], "between"),
-    ([{"start": 0, "end": 1, "speaker": "A"}], "unknown field"),
-    ([[0, 1]], "must be a map"),
-    ("0-1", "must be a list"),
-    ([{"start": 0, "end": 1}] * 20_001, "at most 20000"),
-])
+@pytest.mark.parametrize(
+    "segments, where",
+    [
+        ([{"start": float("nan"), "end": 1.0}], "finite"),
+        ([{"start": 0.0, "end": float("inf")}], "finite"),
+        ([{"start": 2.0, "end": 1.0}], "before start"),
+        ([{"start": -1, "end": 1}], "between"),
+        ([{"start": 0, "end": 1, "speaker": "A"}], "unknown field"),
+        ([[0, 1]], "must be a map"),
+        ("0-1", "must be a list"),
+        ([{"start": 0, "end": 1}] * 20_001, "at most 20000"),
+    ],
+)
 def test_ser_segments_are_validated(daemon, layout, segments, where):
     proc, client, log = daemon
     err = _refusal(client, "ser", audio_path=str(layout["case"] / "call-01.wav"), segments=segments)
     assert err.scope == "protocol" and where in err.reason, err.reason
 
 
-@pytest.mark.parametrize("frame, where", [
-    (protocol.pack(Message("ping", {"x": 1})), "unknown field"),
-    (protocol.pack(Message("stats", {"brief": "yes"})), "true or false"),
-    (protocol.pack(Message("unload", {"kind": ["asr"]})), "must be a string"),
-    (protocol.pack(Message("shutdown", {"now": True})), "unknown field"),
-])
+@pytest.mark.parametrize(
+    "frame, where",
+    [
+        (protocol.pack(Message("ping", {"x": 1})), "unknown field"),
+        (protocol.pack(Message("stats", {"brief": "yes"})), "true or false"),
+        (protocol.pack(Message("unload", {"kind": ["asr"]})), "must be a string"),
+        (protocol.pack(Message("shutdown", {"now": True})), "unknown field"),
+    ],
+)
 def test_control_messages_are_validated(daemon, frame, where):
     proc, client, log = daemon
     reply = exchange(client.endpoint, frame)
@@ -145,14 +154,17 @@ def test_control_messages_are_validated(daemon, frame, where):
     assert client.stats()["models"]["asr"]["loaded"]  # the malformed unload dropped nothing
 
 
-@pytest.mark.parametrize("header", [
-    {"version": 1, "msg_type": 5, "msg_id": "a"},
-    {"version": 1, "msg_type": "ping", "msg_id": ["a"]},
-    {"version": "1", "msg_type": "ping", "msg_id": "a"},
-    {"version": True, "msg_type": "ping", "msg_id": "a"},
-    {"version": 1, "msg_type": "ping", "msg_id": "a", "sent_unix": "now"},
-    {"version": 1, "msg_type": "p" * 65, "msg_id": "a"},
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"version": 1, "msg_type": 5, "msg_id": "a"},
+        {"version": 1, "msg_type": "ping", "msg_id": ["a"]},
+        {"version": "1", "msg_type": "ping", "msg_id": "a"},
+        {"version": True, "msg_type": "ping", "msg_id": "a"},
+        {"version": 1, "msg_type": "ping", "msg_id": "a", "sent_unix": "now"},
+        {"version": 1, "msg_type": "p" * 65, "msg_id": "a"},
+    ],
+)
 def test_header_fields_of_the_wrong_type_get_protocol_errors(daemon, header):
     import msgpack
 
@@ -189,8 +201,9 @@ def test_duplicate_msg_id_in_flight_is_refused_and_the_first_completes(daemon, l
         sock.send(protocol.pack(first))
         assert sock.poll(5000)
         assert protocol.unpack(sock.recv()).content.get("state") == "accepted"
-        reply = exchange(client.endpoint, protocol.pack(Message("transcribe", {"audio_path": "/x.wav"},
-                                                                msg_id=first.msg_id)))
+        reply = exchange(
+            client.endpoint, protocol.pack(Message("transcribe", {"audio_path": "/x.wav"}, msg_id=first.msg_id))
+        )
         assert reply.content["scope"] == "protocol" and "already in flight" in reply.content["reason"]
         while True:
             assert sock.poll(60000), "the first request never finished"
@@ -221,8 +234,13 @@ def test_attacker_model_directory_is_refused_and_none_of_its_code_runs(daemon, l
         ("transcribe", {"asr": {"id": "models/../../evil"}}),
     ]
     for msg_type, models in attempts:
-        err = _refusal(client, msg_type, audio_path=clip, models=models,
-                       **({"segments": [{"start": 0, "end": 1}]} if msg_type == "ser" else {}))
+        err = _refusal(
+            client,
+            msg_type,
+            audio_path=clip,
+            models=models,
+            **({"segments": [{"start": 0, "end": 1}]} if msg_type == "ser" else {}),
+        )
         assert err.scope == "daemon" and "model roots" in err.reason and "nothing was loaded" in err.reason
     assert not list(markers.iterdir()), "code from the attacker's model directory ran"
     stats = client.stats()
@@ -235,11 +253,18 @@ def test_attacker_directory_would_run_its_code_if_loaded(layout, tmp_path):
     the yaml's !apply and the custom interface run -- which is why the daemon refuses it."""
     markers = tmp_path / "markers"
     evil = evil_speechbrain_dir(tmp_path / "evil", markers)
-    code = ("from voiceman_daemon.registry import ModelSpec\n"
-            "from voiceman_daemon.ser_backend import load_ser_categorical\n"
-            f"load_ser_categorical(ModelSpec('ser_categorical', {str(evil)!r}, options=(('device', 'cpu'),)))\n")
-    subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, timeout=300,
-                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = (
+        "from voiceman_daemon.registry import ModelSpec\n"
+        "from voiceman_daemon.ser_backend import load_ser_categorical\n"
+        f"load_ser_categorical(ModelSpec('ser_categorical', {str(evil)!r}, options=(('device', 'cpu'),)))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert {p.name for p in markers.iterdir()} == {"yaml-ran", "interface-ran"}
 
 
@@ -252,12 +277,16 @@ def test_model_inside_roots_loads_and_a_failed_load_keeps_the_held_model(daemon,
     after = client.stats()
     asr = after["models"]["asr"]
     assert asr["loaded"] and asr["loads"] == before["loads"] and asr["unloads"] == before["unloads"]
-    assert asr["custody"]["path"] == str(tiny_model)      # the held model was not dropped
+    assert asr["custody"]["path"] == str(tiny_model)  # the held model was not dropped
     assert after["state"] == "ready" and after["load_errors"] == {}  # not "degraded"
     ok = client.call("transcribe", deadline_s=120, audio_path=clip)  # served by the held model, no reload
     assert "tomorrow" in _words(ok) and client.stats()["models"]["asr"]["loads"] == before["loads"]
-    copy = client.call("transcribe", deadline_s=120, audio_path=clip,
-                       models={"asr": {"id": str(layout["models"] / "tiny-copy"), "revision": "copy"}})
+    copy = client.call(
+        "transcribe",
+        deadline_s=120,
+        audio_path=clip,
+        models={"asr": {"id": str(layout["models"] / "tiny-copy"), "revision": "copy"}},
+    )
     assert copy["model"]["path"] == str(layout["models"] / "tiny-copy") and "tomorrow" in _words(copy)
     assert client.stats()["models"]["asr"]["loads"] == before["loads"] + 1
 
@@ -273,8 +302,13 @@ def test_pinned_model_directory_that_changed_is_refused_before_its_code_runs(tmp
     shutil.rmtree(model)
     evil_speechbrain_dir(model, markers)  # same path, other files
     assert sha256_tree(model) != pin
-    with running_daemon(tiny_model, [speech_case], [], expect_state="degraded",
-                        models={"ser_categorical": {"id": str(model), "sha256": pin}}) as (proc, client, log):
+    with running_daemon(
+        tiny_model,
+        [speech_case],
+        [],
+        expect_state="degraded",
+        models={"ser_categorical": {"id": str(model), "sha256": pin}},
+    ) as (proc, client, log):
         errors = client.ping()["load_errors"]
         assert set(errors) == {"ser_categorical"} and "pin" in errors["ser_categorical"]
         assert not list(markers.iterdir()), "code from the swapped directory ran"
@@ -314,9 +348,13 @@ def test_pin_is_the_documented_shell_pipeline(tmp_path):
     (root / "sub" / "model.ckpt").write_bytes(os.urandom(1000))
     (root / "sub" / ".hidden" / "x.py").write_text("print(1)")
     (root / "Ünïcode name.txt").write_text("ü")
-    shell = subprocess.run(["bash", "-c", "find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | "
-                                          "xargs -0 sha256sum | sha256sum"],
-                           cwd=root, capture_output=True, text=True, check=True).stdout.split()[0]
+    shell = subprocess.run(
+        ["bash", "-c", "find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[0]
     assert sha256_tree(root) == shell
 
 
@@ -464,8 +502,8 @@ def test_stages_send_the_ingest_hash_and_a_changed_file_fails(daemon, layout, ti
 
 def test_ser_stage_sends_the_transcript_hash(tmp_path, tiny_model):
     from conftest import daemon_overrides
-    from voiceman.pipeline.ser import emotion
     from voiceman.config import load_config
+    from voiceman.pipeline.ser import emotion
 
     (tmp_path / "dim").mkdir()
     overrides = daemon_overrides(tiny_model)
@@ -476,11 +514,18 @@ def test_ser_stage_sends_the_transcript_hash(tmp_path, tiny_model):
     class Client:
         def call(self, msg_type, deadline_s, **content):
             sent.update(content, msg_type=msg_type)
-            return {"models": [{"kind": "ser_dimensional", "device": "cpu"}],
-                    "segments": [{"dimensional": {"arousal": 0.5}, "categorical": None, "errors": []}]}
+            return {
+                "models": [{"kind": "ser_dimensional", "device": "cpu"}],
+                "segments": [{"dimensional": {"arousal": 0.5}, "categorical": None, "errors": []}],
+            }
 
-    transcript = {"file": "a.wav", "status": "ok", "audio_path": "/c/a.wav", "sha256": "ab" * 32,
-                  "segments": [{"start": 0.0, "end": 1.0}]}
+    transcript = {
+        "file": "a.wav",
+        "status": "ok",
+        "audio_path": "/c/a.wav",
+        "sha256": "ab" * 32,
+        "segments": [{"start": 0.0, "end": 1.0}],
+    }
     emotion(Client(), transcript, config, 10)
     assert sent["msg_type"] == "ser" and sent["sha256"] == "ab" * 32
 
@@ -516,8 +561,12 @@ def _light_core(case: Path, decoder=decode_fd, timeout_s: float = 5.0) -> tuple[
 
 
 def test_decode_stuck_inside_the_decoder_fails_alone_and_others_progress(tmp_path):
-    clips = [encode((np.random.default_rng(i).standard_normal(SR) * 0.1).astype(np.float32),
-                    tmp_path / f"{name}-{i}.wav", "wav") for i, name in enumerate(["stuck", "stuck", "ok", "ok", "ok"])]
+    clips = [
+        encode(
+            (np.random.default_rng(i).standard_normal(SR) * 0.1).astype(np.float32), tmp_path / f"{name}-{i}.wav", "wav"
+        )
+        for i, name in enumerate(["stuck", "stuck", "ok", "ok", "ok"])
+    ]
     release = threading.Event()
 
     def decoder(fd, name, sample_rate, timeout_s):
@@ -532,8 +581,9 @@ def test_decode_stuck_inside_the_decoder_fails_alone_and_others_progress(tmp_pat
         outcomes = [f.result(timeout=30) for f in futures]
         elapsed = time.monotonic() - started
         assert [o.ok for o in outcomes] == [False, False, True, True, True]
-        assert all("decoding took longer than 0.5 s" in o.content["reason"] and o.scope == "request"
-                   for o in outcomes[:2])
+        assert all(
+            "decoding took longer than 0.5 s" in o.content["reason"] and o.scope == "request" for o in outcomes[:2]
+        )
         assert elapsed < 10 and evidence.stuck_decodes == 2
         release.set()
         deadline = time.monotonic() + 10
@@ -547,8 +597,9 @@ def test_decode_stuck_inside_the_decoder_fails_alone_and_others_progress(tmp_pat
 
 
 def test_slow_decode_stops_at_its_time_limit(tmp_path):
-    long_clip = encode((np.random.default_rng(0).standard_normal(SR * 300) * 0.1).astype(np.float32),
-                       tmp_path / "long.m4a", "m4a")
+    long_clip = encode(
+        (np.random.default_rng(0).standard_normal(SR * 300) * 0.1).astype(np.float32), tmp_path / "long.m4a", "m4a"
+    )
     core, evidence = _light_core(tmp_path, timeout_s=0.05)
     try:
         started = time.monotonic()
@@ -560,12 +611,15 @@ def test_slow_decode_stops_at_its_time_limit(tmp_path):
 
 
 def test_ser_request_carries_the_decoded_hash_and_refuses_a_mismatch(tmp_path):
-    clip = encode((np.random.default_rng(1).standard_normal(SR * 2) * 0.1).astype(np.float32), tmp_path / "s.wav", "wav")
+    clip = encode(
+        (np.random.default_rng(1).standard_normal(SR * 2) * 0.1).astype(np.float32), tmp_path / "s.wav", "wav"
+    )
     core, _ = _light_core(tmp_path)
     try:
         segments = [{"start": 0.0, "end": 1.0}, {"start": 1.0, "end": 2.0}]
-        ok = core.submit("ser", {"audio_path": str(clip), "segments": segments,
-                                 "sha256": sha256_file(clip)}).result(timeout=30)
+        ok = core.submit("ser", {"audio_path": str(clip), "segments": segments, "sha256": sha256_file(clip)}).result(
+            timeout=30
+        )
         assert ok.ok and ok.content["decoded_sha256"] == sha256_file(clip) and len(ok.content["segments"]) == 2
         bad = core.submit("ser", {"audio_path": str(clip), "segments": segments, "sha256": "1" * 64}).result(timeout=30)
         assert not bad.ok and bad.scope == "request" and "s.wav" in bad.content["reason"]
@@ -575,10 +629,15 @@ def test_ser_request_carries_the_decoded_hash_and_refuses_a_mismatch(tmp_path):
 
 
 def test_schemas_normalise_what_the_core_sees():
-    req = TranscribeRequest.parse({"audio_path": "/c/a.wav", "options": {"language": "ko", "batch_size": 4},
-                                   "models": {"asr": {"id": "/m/x"}}})
-    assert req.content() == {"audio_path": "/c/a.wav", "sha256": None, "models": {"asr": {"id": "/m/x", "revision": None}},
-                             "options": {"language": "ko", "batch_size": 4}}
+    req = TranscribeRequest.parse(
+        {"audio_path": "/c/a.wav", "options": {"language": "ko", "batch_size": 4}, "models": {"asr": {"id": "/m/x"}}}
+    )
+    assert req.content() == {
+        "audio_path": "/c/a.wav",
+        "sha256": None,
+        "models": {"asr": {"id": "/m/x", "revision": None}},
+        "options": {"language": "ko", "batch_size": 4},
+    }
     ser = SerRequest.parse({"audio_path": "/c/a.wav", "segments": [{"start": 0, "end": 1}]})
     assert ser.content()["segments"] == [{"start": 0.0, "end": 1.0}] and ser.content()["options"] == {}
     with pytest.raises(RequestInvalid):

@@ -31,8 +31,8 @@ from voiceman_daemon.ser import (
     load_categorical,
     load_dimensional,
     select_device,
+    wav2vec2_encoding,
 )
-from voiceman_daemon.ser import wav2vec2_encoding
 from voiceman_daemon.ser.device import GIB
 from voiceman_daemon.ser.integrity import hash_weight_files
 
@@ -88,11 +88,16 @@ def copy_model(src: Path, dst: Path) -> Path:
 
 # ---------------------------------------------------------------- dimensional
 
+
 def test_dimensional_checkpoint_has_published_key_layout(dim_dir, dim):
     keys = set(load_file(str(dim_dir / "model.safetensors")))
     head = {k for k in keys if not k.startswith("wav2vec2.")}
-    assert head == {"classifier.dense.weight", "classifier.dense.bias",
-                    "classifier.out_proj.weight", "classifier.out_proj.bias"}
+    assert head == {
+        "classifier.dense.weight",
+        "classifier.dense.bias",
+        "classifier.out_proj.weight",
+        "classifier.out_proj.bias",
+    }
     assert set(dim.model.state_dict()) == keys
     assert dim.model_id == str(dim_dir.resolve())
     assert dim.weights_sha256 == hash_weight_files(dim_dir)[0]
@@ -145,6 +150,7 @@ def test_batched_encoder_equals_wav2vec2_forward(norm):
 
 # ---------------------------------------------------------------- categorical
 
+
 def test_speechbrain_iemocap_labels_and_probabilities(sb):
     assert sb.kind == "speechbrain"
     assert sb.labels == list(fx.IEMOCAP_LABELS)
@@ -182,8 +188,9 @@ def test_speechbrain_load_reads_in_place_and_leaves_no_files(sb_dir, tmp_path, m
     path_before = list(sys.path)
     load_categorical(str(sb_dir), device="cpu")
     assert list(tmp_path.iterdir()) == []
-    assert sorted(p.name for p in sb_dir.rglob("*") if "__pycache__" not in p.parts) == \
-        [n for n in before if n != "__pycache__"]
+    assert sorted(p.name for p in sb_dir.rglob("*") if "__pycache__" not in p.parts) == [
+        n for n in before if n != "__pycache__"
+    ]
     assert sys.path == path_before
 
 
@@ -200,6 +207,7 @@ def test_hf_audio_classifier_labels_from_config(hf):
 
 
 # ------------------------------------------------ batching, determinism, errors
+
 
 def _values(result) -> list[float]:
     if isinstance(result, DimensionalResult):
@@ -247,6 +255,7 @@ def test_bad_segments_get_error_items_and_batch_survives(name, request):
 
 # ---------------------------------------------------------------- device
 
+
 def test_device_selection_with_fake_probe():
     assert select_device("auto", NO_CUDA).device == "cpu"
     plenty = select_device("auto", lambda: (12 * GIB, 16 * GIB))
@@ -272,6 +281,7 @@ def test_loader_reports_device_and_reason(dim_dir, dim):
 
 
 # ---------------------------------------------------------------- integrity
+
 
 def test_missing_directory_and_unknown_kind(tmp_path):
     with pytest.raises(ModelDirectoryError, match="does not exist"):

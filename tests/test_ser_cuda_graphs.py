@@ -7,6 +7,7 @@ padded batches it replays, compared per segment with the eager path of the real 
 models (random weights, published layouts).  Where CUDA is present the last test captures
 real graphs and compares them with eager too.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,14 @@ import torch
 
 import ser_fixtures as fx
 from voiceman_daemon.registry import ModelRegistry, ModelSpec
-from voiceman_daemon.ser import CategoricalResult, DimensionalResult, load_categorical, load_dimensional
+from voiceman_daemon.ser import (
+    CategoricalResult,
+    DimensionalResult,
+    load_categorical,
+    load_dimensional,
+    wav2vec2_encoding,
+)
 from voiceman_daemon.ser import cuda_graphs as cg
-from voiceman_daemon.ser import wav2vec2_encoding
 from voiceman_daemon.ser_backend import load_ser_dimensional
 
 torch.set_num_threads(1)
@@ -40,8 +46,10 @@ LENGTHS = (16000, 1700, 3900, 4000, 2500, 7000, 7999, 8000, 12000, 20000, 1650)
 def segments(*lengths: int, seed: int = 11) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     t = [np.arange(n) / SR for n in lengths]
-    return [(0.2 * np.sin(2 * np.pi * (120 + 37 * i) * x) + 0.05 * rng.standard_normal(x.size)).astype(np.float32)
-            for i, x in enumerate(t)]
+    return [
+        (0.2 * np.sin(2 * np.pi * (120 + 37 * i) * x) + 0.05 * rng.standard_normal(x.size)).astype(np.float32)
+        for i, x in enumerate(t)
+    ]
 
 
 def values(result) -> np.ndarray:
@@ -62,12 +70,14 @@ def models(root):
         "dimensional": load_dimensional(str(fx.build_dimensional_model(root / "dim")), memory_probe=NO_CUDA),
         "speechbrain": load_categorical(str(fx.build_speechbrain_iemocap_model(root / "sb")), memory_probe=NO_CUDA),
         "hf_layer": load_categorical(str(fx.build_hf_audio_classifier(root / "hf")), memory_probe=NO_CUDA),
-        "hf_group": load_categorical(str(fx.build_hf_audio_classifier(root / "hfg", feat_extract_norm="group")),
-                                     memory_probe=NO_CUDA),
+        "hf_group": load_categorical(
+            str(fx.build_hf_audio_classifier(root / "hfg", feat_extract_norm="group")), memory_probe=NO_CUDA
+        ),
     }
 
 
 # ------------------------------------------------------------------ settings, buckets, padding
+
 
 def test_settings_defaults_validation_and_yaml_off():
     default = cg.GraphSettings.from_options()
@@ -139,6 +149,7 @@ def test_bucket_frame_count_covers_the_true_length():
 
 # ------------------------------------------------------------------ bucketed forward == eager
 
+
 @pytest.mark.parametrize("name", ["dimensional", "speechbrain", "hf_layer", "hf_group"])
 def test_bucketed_forward_equals_eager_per_segment(models, name):
     model = models[name]
@@ -180,14 +191,18 @@ def test_padding_would_leak_without_the_masks(models, monkeypatch):
 
     real_encoder_forward = wav2vec2_encoding.encoder_forward
     with monkeypatch.context() as patch:
-        patch.setattr(wav2vec2_encoding, "encoder_forward",
-                      lambda enc, hidden, mask: real_encoder_forward(enc, hidden, torch.ones_like(mask)))
+        patch.setattr(
+            wav2vec2_encoding,
+            "encoder_forward",
+            lambda enc, hidden, mask: real_encoder_forward(enc, hidden, torch.ones_like(mask)),
+        )
         leaked = runner.run(prepared).numpy()
     assert max(np.abs(leaked[i] - eager[i]).max() for i in range(2)) > 1e-3
     np.testing.assert_allclose(runner.run(prepared).numpy(), np.stack(eager), atol=1e-4)
 
 
 # ------------------------------------------------------------------ fallback and reasons
+
 
 def test_cpu_models_run_eagerly_and_say_why(models):
     for model in models.values():
@@ -201,8 +216,15 @@ def test_off_unsupported_and_failed_capture_fall_back_to_eager(models, monkeypat
     dim = models["dimensional"]
     off = dim.graph_runner(cg.GraphSettings.from_options("off"), capture=False)
     assert not off.active and "off" in off.reason
-    unsupported = cg.GraphRunner("x", "cuda", SETTINGS, SR, dim.model.predict_padded, dim.model.predict_segments,
-                                 unsupported="use_weighted_layer_sum classifiers are not supported")
+    unsupported = cg.GraphRunner(
+        "x",
+        "cuda",
+        SETTINGS,
+        SR,
+        dim.model.predict_padded,
+        dim.model.predict_segments,
+        unsupported="use_weighted_layer_sum classifiers are not supported",
+    )
     assert not unsupported.active and "use_weighted_layer_sum" in unsupported.reason
 
     # CUDA "present" but the capture raises (here: no real GPU behind it): no graph is used
@@ -229,8 +251,16 @@ def test_encoder_support_checks():
 
 def test_config_options_reach_the_runner_and_custody(root):
     directory = fx.build_dimensional_model(root / "dim_opts", seed=5)
-    spec = ModelSpec.from_dict("ser_dimensional", {"id": str(directory), "device": "cpu", "cuda_graphs": "auto",
-                                                   "graph_buckets_s": [1, 0.5], "graph_batch_sizes": [2, 1]})
+    spec = ModelSpec.from_dict(
+        "ser_dimensional",
+        {
+            "id": str(directory),
+            "device": "cpu",
+            "cuda_graphs": "auto",
+            "graph_buckets_s": [1, 0.5],
+            "graph_batch_sizes": [2, 1],
+        },
+    )
     assert spec.option("graph_buckets_s") == (1, 0.5)  # a list option survives as a tuple
     registry = ModelRegistry({"ser_dimensional": load_ser_dimensional})
     model = registry.get(spec)
@@ -239,12 +269,14 @@ def test_config_options_reach_the_runner_and_custody(root):
     model.predict(segments(4000, 6000), batch_size=2)
     runtime = registry.stats()["ser_dimensional"]["runtime"]["cuda_graphs"]
     assert runtime["eager_segments"] >= 2 and runtime["graph_batches"] == 0
-    off = load_ser_dimensional(ModelSpec.from_dict("ser_dimensional", {"id": str(directory), "device": "cpu",
-                                                                       "cuda_graphs": False}))
+    off = load_ser_dimensional(
+        ModelSpec.from_dict("ser_dimensional", {"id": str(directory), "device": "cpu", "cuda_graphs": False})
+    )
     assert "off" in off.custody()["cuda_graphs"]
 
 
 # ------------------------------------------------------------------ real graphs (CUDA only)
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_cuda_graphs_equal_eager_on_the_gpu(root):
@@ -254,8 +286,11 @@ def test_cuda_graphs_equal_eager_on_the_gpu(root):
     for model in (dim, sb):
         assert model.graphs.active and model.graphs.graphs_captured == 9, model.graphs.reason
         graphed = model.predict(waves, batch_size=8)
-        prepared = ([model._normalise(torch.from_numpy(w)) for w in waves] if model is dim
-                    else [model.backend.prepare(torch.from_numpy(w)) for w in waves])
+        prepared = (
+            [model._normalise(torch.from_numpy(w)) for w in waves]
+            if model is dim
+            else [model.backend.prepare(torch.from_numpy(w)) for w in waves]
+        )
         eager = model.graphs.run(prepared, force_eager=True).numpy()
         for row, result in zip(eager, graphed):
             np.testing.assert_allclose(values(result), row, atol=1e-3)

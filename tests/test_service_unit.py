@@ -1,5 +1,6 @@
 """daemon/voiceman.service: the sandbox is measured by systemd's own analyzer, and the settings
 the security model depends on (private runtime dir, private files, restart) are present."""
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,9 @@ def settings() -> dict[str, list[str]]:
 
 
 def test_overall_exposure_parser():
-    assert overall_exposure("✗ UMask= ...  0.1\n\n→ Overall exposure level for voiceman.service: 9.2 UNSAFE 😨\n") == 9.2
+    assert (
+        overall_exposure("✗ UMask= ...  0.1\n\n→ Overall exposure level for voiceman.service: 9.2 UNSAFE 😨\n") == 9.2
+    )
     with pytest.raises(AssertionError):
         overall_exposure("Failed to load unit")
 
@@ -53,11 +56,11 @@ def test_systemd_analyze_security_exposure_is_low():
     analyzer = shutil.which("systemd-analyze")
     if analyzer is None:
         pytest.skip("systemd-analyze is not installed (Debian package 'systemd'; scripts/setup.sh installs it)")
-    proc = subprocess.run([analyzer, "security", "--offline=true", "--no-pager", str(UNIT)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [analyzer, "security", "--offline=true", "--no-pager", str(UNIT)], capture_output=True, text=True, timeout=120
+    )
     exposure = overall_exposure(proc.stdout + proc.stderr)
-    assert exposure <= MAX_EXPOSURE, (
-        f"{UNIT.name}: exposure {exposure} > {MAX_EXPOSURE}\n{proc.stdout[-6000:]}")
+    assert exposure <= MAX_EXPOSURE, f"{UNIT.name}: exposure {exposure} > {MAX_EXPOSURE}\n{proc.stdout[-6000:]}"
 
 
 def test_restarts_on_failure(settings):
@@ -85,11 +88,19 @@ def test_runtime_dir_is_private_to_the_service_user(settings):
 def test_sandbox_essentials(settings):
     """The settings the security model names, checked even where the analyzer is missing."""
     expect = {
-        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "read-only",
-        "PrivateTmp": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
-        "SystemCallArchitectures": "native", "RestrictAddressFamilies": "AF_UNIX",
-        "DevicePolicy": "closed", "RestrictNamespaces": "yes", "RestrictSUIDSGID": "yes",
-        "LockPersonality": "yes", "RestrictRealtime": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "read-only",
+        "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "",
+        "AmbientCapabilities": "",
+        "SystemCallArchitectures": "native",
+        "RestrictAddressFamilies": "AF_UNIX",
+        "DevicePolicy": "closed",
+        "RestrictNamespaces": "yes",
+        "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes",
+        "RestrictRealtime": "yes",
     }
     for key, value in expect.items():
         assert settings.get(key) == [value], f"{key}={settings.get(key)}, expected {value!r}"

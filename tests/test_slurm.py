@@ -12,6 +12,7 @@ it installs them with apt-get when missing.  Where SLURM cannot run it FAILS wit
 (a skip would hide a cluster path that no longer works); it skips only where there is no
 apt-get to install SLURM with, which is a machine this project does not target.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, daemon_overrides, run_snakemake, wait_for
+from voiceman.config import load_config
 from voiceman.daemonlink import daemonctl, node_daemon
 from voiceman.daemonlink.client import DaemonError
-from voiceman.config import load_config
 
 SCRIPT = REPO / "scripts" / "slurm_single_node.sh"
 SNAKEMAKE = str(REPO / ".venv" / "bin" / "snakemake") if (REPO / ".venv/bin/snakemake").exists() else "snakemake"
@@ -163,19 +164,38 @@ def test_jobs_reach_a_daemon_on_another_node_only_through_curve(node_dir, tmp_pa
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     endpoint = f"tcp://127.0.0.1:{port}"
-    server = DaemonServer(endpoint, DaemonCore(ModelRegistry({}), default_specs={}), heartbeat_interval_s=0.2,
-                          curve=CurveSettings(server_secret_key=keys["server_secret_key"],
-                                              authorized_clients=keys["authorized_client"].parent))
+    server = DaemonServer(
+        endpoint,
+        DaemonCore(ModelRegistry({}), default_specs={}),
+        heartbeat_interval_s=0.2,
+        curve=CurveSettings(
+            server_secret_key=keys["server_secret_key"], authorized_clients=keys["authorized_client"].parent
+        ),
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        def config(endpoint, **curve):
-            return load_config(None, {"results_dir": str(tmp_path / "results"), "daemon": {
-                "per_node": True, "node_dir": str(node_dir), "endpoint": endpoint, "autostart": False,
-                "connect_timeout_s": 2, "retries": 0, "curve": {k: str(v) for k, v in curve.items()}}})
 
-        with_keys = config(endpoint, server_public_key=keys["server_public_key"],
-                           client_secret_key=keys["client_secret_key"])
+        def config(endpoint, **curve):
+            return load_config(
+                None,
+                {
+                    "results_dir": str(tmp_path / "results"),
+                    "daemon": {
+                        "per_node": True,
+                        "node_dir": str(node_dir),
+                        "endpoint": endpoint,
+                        "autostart": False,
+                        "connect_timeout_s": 2,
+                        "retries": 0,
+                        "curve": {k: str(v) for k, v in curve.items()},
+                    },
+                },
+            )
+
+        with_keys = config(
+            endpoint, server_public_key=keys["server_public_key"], client_secret_key=keys["client_secret_key"]
+        )
         client = node_daemon.ensure_on_this_node(with_keys)
         assert client.curve.client_configured and client.ping()["pid"] == os.getpid()
         node_daemon.job_done(with_keys, client)
@@ -192,10 +212,19 @@ def test_jobs_reach_a_daemon_on_another_node_only_through_curve(node_dir, tmp_pa
 
 
 def test_node_stats_merge_counts_loads_on_every_node():
-    one = {"node": "gpu1", "pid": 10, "models": {"asr": {"loads": 1, "requests": 5, "busy_s": 2.5}},
-           "requests": {"transcribe": {"accepted": 5}}, "governor": {"state": "normal"}}
-    two = {"node": "gpu2", "pid": 20, "models": {"asr": {"loads": 1, "requests": 3, "busy_s": 1.0}},
-           "requests": {"transcribe": {"accepted": 3}}}
+    one = {
+        "node": "gpu1",
+        "pid": 10,
+        "models": {"asr": {"loads": 1, "requests": 5, "busy_s": 2.5}},
+        "requests": {"transcribe": {"accepted": 5}},
+        "governor": {"state": "normal"},
+    }
+    two = {
+        "node": "gpu2",
+        "pid": 20,
+        "models": {"asr": {"loads": 1, "requests": 3, "busy_s": 1.0}},
+        "requests": {"transcribe": {"accepted": 3}},
+    }
     alone = node_daemon.merge_node_stats([one])
     assert alone["models"] == one["models"] and alone["governor"] == one["governor"]  # as after a local run
     both = node_daemon.merge_node_stats([one, two])
@@ -219,18 +248,24 @@ def slurm_cluster(tmp_path):
     if not SCRIPT.exists():
         pytest.fail(f"{SCRIPT} is missing")
     if os.geteuid() != 0:
-        pytest.fail("SLURM cannot run here: starting slurmd needs root (run the suite as root, as CI "
-                    "does, or deselect this test with -m 'not slurm')")
+        pytest.fail(
+            "SLURM cannot run here: starting slurmd needs root (run the suite as root, as CI "
+            "does, or deselect this test with -m 'not slurm')"
+        )
     if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-        pytest.skip("SLURM is not installed and this machine has no apt-get to install it "
-                    "(scripts/slurm_single_node.sh uses Debian's slurm-wlm packages)")
+        pytest.skip(
+            "SLURM is not installed and this machine has no apt-get to install it "
+            "(scripts/slurm_single_node.sh uses Debian's slurm-wlm packages)"
+        )
     state = Path(tempfile.mkdtemp(prefix="vm-slurm-", dir="/tmp"))
     up = subprocess.run([str(SCRIPT), "up", str(state)], capture_output=True, text=True, timeout=300)
     try:
         if up.returncode != 0:
-            pytest.fail(f"SLURM cannot run here: scripts/slurm_single_node.sh up exited {up.returncode}:\n"
-                        f"{up.stderr[-3000:]}" + "".join(_tail(state / n) for n in
-                                                        ("slurmctld.log", "slurmd.log", "munged.log", "apt.log")))
+            pytest.fail(
+                f"SLURM cannot run here: scripts/slurm_single_node.sh up exited {up.returncode}:\n"
+                f"{up.stderr[-3000:]}"
+                + "".join(_tail(state / n) for n in ("slurmctld.log", "slurmd.log", "munged.log", "apt.log"))
+            )
         yield state
     finally:
         down = subprocess.run([str(SCRIPT), "down", str(state)], capture_output=True, text=True, timeout=120)
@@ -239,16 +274,29 @@ def slurm_cluster(tmp_path):
 
 
 def _run_on_slurm(case: Path, results: Path, overrides: Path, logdir: Path) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "--profile", "profiles/slurm",
-           # the profile's own config file first (a --configfile given here replaces the profile's)
-           "--configfile", "profiles/slurm/voiceman.yaml", str(overrides),
-           "--config", f"case_dir={case}", f"results_dir={results}",
-           # this cluster has no slurmdbd: job states from squeue (sacct would answer nothing)
-           "--slurm-status-command", "squeue",
-           "--slurm-init-seconds-before-status-checks", "1",
-           "--slurm-logdir", str(logdir), "--slurm-keep-successful-logs"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        SNAKEMAKE,
+        "--profile",
+        "profiles/slurm",
+        # the profile's own config file first (a --configfile given here replaces the profile's)
+        "--configfile",
+        "profiles/slurm/voiceman.yaml",
+        str(overrides),
+        "--config",
+        f"case_dir={case}",
+        f"results_dir={results}",
+        # this cluster has no slurmdbd: job states from squeue (sacct would answer nothing)
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--slurm-logdir",
+        str(logdir),
+        "--slurm-keep-successful-logs",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=420)
     except subprocess.TimeoutExpired:
@@ -264,8 +312,13 @@ def _run_on_slurm(case: Path, results: Path, overrides: Path, logdir: Path) -> s
 
 def _squeue_history() -> dict[str, dict[str, str]]:
     """Every job slurmctld still remembers (MinJobAge=600): {jobid: {state, partition, comment}}."""
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%P|%N|%k"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--format=%i|%T|%P|%N|%k"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     jobs = {}
     for line in out.splitlines():
         jobid, state, partition, nodes, comment = line.split("|", 4)
@@ -279,29 +332,33 @@ def _findings(report: dict) -> dict:
 
 
 @pytest.mark.slurm
-def test_demo_case_on_a_real_slurm_cluster_one_daemon_per_node(slurm_cluster, speech_case, tiny_model,
-                                                                 node_dir, runtime_dir, tmp_path):
+def test_demo_case_on_a_real_slurm_cluster_one_daemon_per_node(
+    slurm_cluster, speech_case, tiny_model, node_dir, runtime_dir, tmp_path
+):
     host = socket.gethostname().split(".")[0]
     # The reference: a local run of the same case, run meanwhile (most of a SLURM run is
     # waiting for the scheduler).
     local_results, local_runs = tmp_path / "local", []
-    local = threading.Thread(target=lambda: local_runs.append(
-        run_snakemake(local_results, speech_case, tiny_model, check=False)))
+    local = threading.Thread(
+        target=lambda: local_runs.append(run_snakemake(local_results, speech_case, tiny_model, check=False))
+    )
     local.start()
 
     results, logdir = tmp_path / "slurm", tmp_path / "slurm_logs"
     overrides = tmp_path / "slurm-overrides.yaml"
     # This host has no GPU: the node's daemon may run on the CPU (profiles/slurm says
     # require_gpu: true).  Everything else is the profile's.
-    overrides.write_text(json.dumps(daemon_overrides(tiny_model, node_dir=str(node_dir), require_gpu=False,
-                                                     idle_exit_s=120)))
+    overrides.write_text(
+        json.dumps(daemon_overrides(tiny_model, node_dir=str(node_dir), require_gpu=False, idle_exit_s=120))
+    )
     started = time.monotonic()
     run = _run_on_slurm(speech_case, results, overrides, logdir)
     slurm_s = time.monotonic() - started
     local.join(600)
     assert local_runs and local_runs[0].returncode == 0, local_runs and local_runs[0].stdout[-4000:]
-    assert run.returncode == 0, f"snakemake --profile profiles/slurm failed:\n{run.stdout[-6000:]}" + \
-        _tail(slurm_cluster / "slurmctld.log")
+    assert run.returncode == 0, f"snakemake --profile profiles/slurm failed:\n{run.stdout[-6000:]}" + _tail(
+        slurm_cluster / "slurmctld.log"
+    )
 
     # --- the jobs went through SLURM: every rule job was an sbatch job that completed, the GPU
     # stages in the gpu partition with a GPU, on this node.
@@ -322,15 +379,17 @@ def test_demo_case_on_a_real_slurm_cluster_one_daemon_per_node(slurm_cluster, sp
         if job["comment"].startswith("rule_gpu"):
             gpu_jobs.append(jobid)
             assert job["partition"] == "gpu"
-            detail = subprocess.run(["scontrol", "show", "job", "-o", jobid], capture_output=True, text=True,
-                                    timeout=30).stdout
+            detail = subprocess.run(
+                ["scontrol", "show", "job", "-o", jobid], capture_output=True, text=True, timeout=30
+            ).stdout
             assert "TresPerJob=gres:gpu:1" in detail, detail
         else:
             assert job["partition"] == "cpu"
     comments = sorted(history[j]["comment"] for j in slurm_ids)
     for stage in STAGES_PER_FILE:
-        assert sorted(c for c in comments if c.startswith(f"rule_{stage}_")) == \
-            [f"rule_{stage}_wildcards_{f}" for f in files]
+        assert sorted(c for c in comments if c.startswith(f"rule_{stage}_")) == [
+            f"rule_{stage}_wildcards_{f}" for f in files
+        ]
     assert len(gpu_jobs) == len(files) and "rule_case_summary" in comments
 
     # --- one daemon on the node, started inside a SLURM GPU job, its model loaded once.
@@ -352,11 +411,13 @@ def test_demo_case_on_a_real_slurm_cluster_one_daemon_per_node(slurm_cluster, sp
         assert mine["custody"]["input_sha256_before"] == ref["custody"]["input_sha256_before"]
     case, ref_case = (json.loads((r / "case.json").read_text()) for r in (results, local_results))
     assert case["config_sha256"] == ref_case["config_sha256"]
-    assert [(f["name"], f["status"], f.get("reason")) for f in case["files"]] == \
-        [(f["name"], f["status"], f.get("reason")) for f in ref_case["files"]]
+    assert [(f["name"], f["status"], f.get("reason")) for f in case["files"]] == [
+        (f["name"], f["status"], f.get("reason")) for f in ref_case["files"]
+    ]
     assert all(f["status"] == "done" for f in case["files"])
-    assert {k: case[k] for k in ("n_files", "n_done", "n_failed")} == \
-        {k: ref_case[k] for k in ("n_files", "n_done", "n_failed")}
+    assert {k: case[k] for k in ("n_files", "n_done", "n_failed")} == {
+        k: ref_case[k] for k in ("n_files", "n_done", "n_failed")
+    }
     report, ref_report = (json.loads((r / "run_report.json").read_text()) for r in (results, local_results))
     assert report["status"] == ref_report["status"] == "success"
     assert report["model_loads"] == ref_report["model_loads"] == {**ref_report["model_loads"], "asr": 1}

@@ -2,6 +2,7 @@
 loopback, or anywhere with ZeroMQ CURVE keys, answering only authorized clients; keys made by
 ``voiceman keys generate`` and refused when anyone else could read or change them.  Real
 sockets on 127.0.0.1, a real daemon process for the end-to-end check."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ import pytest
 import zmq
 
 from conftest import REPO, daemon_overrides
-from voiceman.daemonlink import curve_keys, protocol, transport
 from voiceman.cli import main as cli_main
+from voiceman.daemonlink import curve_keys, protocol, transport
 from voiceman.daemonlink.client import DaemonClient, DaemonUnavailable
 from voiceman.daemonlink.transport import CurveSettings, TransportError
 from voiceman_daemon.core import DaemonCore
@@ -52,18 +53,19 @@ def keys(tmp_path) -> dict[str, Path]:
 
 
 def server_settings(keys) -> CurveSettings:
-    return CurveSettings(server_secret_key=keys["server_secret_key"],
-                         authorized_clients=keys["authorized_client"].parent)
+    return CurveSettings(
+        server_secret_key=keys["server_secret_key"], authorized_clients=keys["authorized_client"].parent
+    )
 
 
 def client_settings(keys, client_secret: Path | None = None) -> CurveSettings:
-    return CurveSettings(server_public_key=keys["server_public_key"],
-                         client_secret_key=client_secret or keys["client_secret_key"])
+    return CurveSettings(
+        server_public_key=keys["server_public_key"], client_secret_key=client_secret or keys["client_secret_key"]
+    )
 
 
 def serve(endpoint: str, curve: CurveSettings | None):
-    srv = DaemonServer(endpoint, DaemonCore(ModelRegistry({}), default_specs={}), heartbeat_interval_s=0.2,
-                       curve=curve)
+    srv = DaemonServer(endpoint, DaemonCore(ModelRegistry({}), default_specs={}), heartbeat_interval_s=0.2, curve=curve)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     return srv, thread
@@ -76,16 +78,35 @@ def stop(srv, thread):
 
 
 # --------------------------------------------------------------------------- endpoint policy
-@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5555", "tcp://127.4.5.6:5555", "tcp://[::1]:5555",
-                                      "tcp://localhost:5555", "tcp://LOCALHOST:5555"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://127.0.0.1:5555",
+        "tcp://127.4.5.6:5555",
+        "tcp://[::1]:5555",
+        "tcp://localhost:5555",
+        "tcp://LOCALHOST:5555",
+    ],
+)
 def test_loopback_tcp_needs_no_keys(endpoint):
     assert transport.check_server(endpoint, None).mode == "tcp-loopback"
     assert transport.check_client(endpoint, None).keys is None
 
 
-@pytest.mark.parametrize("endpoint", ["tcp://*:5555", "tcp://0.0.0.0:5555", "tcp://[::]:5555",
-                                      "tcp://192.168.1.20:5555", "tcp://10.0.0.1:5555", "tcp://eth0:5555",
-                                      "tcp://lo:5555", "tcp://gpu-node-1:5555", "tcp://[::ffff:127.0.0.1]:5555"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://*:5555",
+        "tcp://0.0.0.0:5555",
+        "tcp://[::]:5555",
+        "tcp://192.168.1.20:5555",
+        "tcp://10.0.0.1:5555",
+        "tcp://eth0:5555",
+        "tcp://lo:5555",
+        "tcp://gpu-node-1:5555",
+        "tcp://[::ffff:127.0.0.1]:5555",
+    ],
+)
 def test_other_tcp_binds_without_keys_are_refused_naming_the_config_keys(endpoint):
     with pytest.raises(TransportError) as err:
         transport.check_server(endpoint, None)
@@ -96,9 +117,20 @@ def test_other_tcp_binds_without_keys_are_refused_naming_the_config_keys(endpoin
         transport.check_client(endpoint, None)
 
 
-@pytest.mark.parametrize("endpoint", ["inproc://voiceman", "pgm://eth0;239.192.1.1:5555",
-                                      "epgm://eth0;239.192.1.1:5555", "ws://127.0.0.1:5555", "wss://127.0.0.1:5555",
-                                      "vmci://1:5555", "udp://127.0.0.1:5555", "tipc://{1,2}", "/tmp/x.sock"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "inproc://voiceman",
+        "pgm://eth0;239.192.1.1:5555",
+        "epgm://eth0;239.192.1.1:5555",
+        "ws://127.0.0.1:5555",
+        "wss://127.0.0.1:5555",
+        "vmci://1:5555",
+        "udp://127.0.0.1:5555",
+        "tipc://{1,2}",
+        "/tmp/x.sock",
+    ],
+)
 def test_other_transports_are_refused(endpoint, keys):
     for settings in (None, server_settings(keys)):
         with pytest.raises(TransportError):
@@ -107,9 +139,17 @@ def test_other_transports_are_refused(endpoint, keys):
         transport.check_client(endpoint, client_settings(keys))
 
 
-@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:*", "tcp://127.0.0.1:0", "tcp://127.0.0.1",
-                                      "tcp://127.0.0.1:99999", "tcp://::1:5555",
-                                      "tcp://127.0.0.1:5555;10.0.0.1:5555"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://127.0.0.1:*",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:99999",
+        "tcp://::1:5555",
+        "tcp://127.0.0.1:5555;10.0.0.1:5555",
+    ],
+)
 def test_malformed_tcp_endpoints_are_refused(endpoint):
     with pytest.raises(TransportError):
         transport.check_server(endpoint, None)
@@ -137,8 +177,13 @@ def test_ipc_needs_a_private_directory(tmp_path):
 def test_generate_writes_0600_keys_in_0700_dirs_and_never_overwrites(tmp_path):
     target = tmp_path / "conf" / "keys"
     paths = curve_keys.generate_keys(target)
-    assert set(paths) == {"server_public_key", "server_secret_key", "client_public_key", "client_secret_key",
-                          "authorized_client"}
+    assert set(paths) == {
+        "server_public_key",
+        "server_secret_key",
+        "client_public_key",
+        "client_secret_key",
+        "authorized_client",
+    }
     for directory in (target, target / "authorized_clients"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     for path in paths.values():
@@ -149,9 +194,11 @@ def test_generate_writes_0600_keys_in_0700_dirs_and_never_overwrites(tmp_path):
     assert server.public != client.public and server.secret != client.secret
     assert transport.load_key_file(paths["server_public_key"], "k", need_secret=False).public == server.public
     assert transport.load_authorized_clients(target / "authorized_clients") == {
-        client.public: paths["authorized_client"]}
+        client.public: paths["authorized_client"]
+    }
     # pyzmq reads the same files (its authenticator loads the authorized_clients directory)
     import zmq.auth
+
     assert zmq.auth.load_certificate(paths["server_secret_key"]) == (server.public, server.secret)
     before = {p: p.read_bytes() for p in paths.values()}
     with pytest.raises(TransportError, match="refusing to overwrite"):
@@ -178,8 +225,12 @@ def test_keys_generate_command_prints_paths_and_refuses_to_overwrite(tmp_path, c
     assert stat.S_IMODE((default / "client.key_secret").stat().st_mode) == 0o600
     assert cli_main(["keys", "generate"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
-    done = subprocess.run([str(VOICEMAN), "keys", "generate", "--dir", str(tmp_path / "other")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(VOICEMAN), "keys", "generate", "--dir", str(tmp_path / "other")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert str(tmp_path / "other" / "client.key_secret") in done.stdout
 
@@ -217,20 +268,32 @@ def test_incomplete_or_wrong_key_settings_are_refused(keys, tmp_path):
     with pytest.raises(TransportError, match="daemon.curve.client_secret_key is not set"):
         transport.check_client("tcp://10.0.0.1:5555", CurveSettings(server_public_key=keys["server_public_key"]))
     with pytest.raises(TransportError, match="holds no secret-key"):  # the public file named as the secret
-        transport.check_server("tcp://0.0.0.0:5555", CurveSettings(
-            server_secret_key=keys["server_public_key"], authorized_clients=keys["authorized_client"].parent))
+        transport.check_server(
+            "tcp://0.0.0.0:5555",
+            CurveSettings(
+                server_secret_key=keys["server_public_key"], authorized_clients=keys["authorized_client"].parent
+            ),
+        )
     with pytest.raises(TransportError, match="does not exist.*voiceman keys generate"):
-        transport.check_client("tcp://10.0.0.1:5555", CurveSettings(
-            server_public_key=tmp_path / "missing.key", client_secret_key=keys["client_secret_key"]))
+        transport.check_client(
+            "tcp://10.0.0.1:5555",
+            CurveSettings(server_public_key=tmp_path / "missing.key", client_secret_key=keys["client_secret_key"]),
+        )
     empty = tmp_path / "empty"
     empty.mkdir(mode=0o700)
     os.chmod(empty, 0o700)
     with pytest.raises(TransportError, match="no client public keys"):
-        transport.check_server("tcp://0.0.0.0:5555", CurveSettings(
-            server_secret_key=keys["server_secret_key"], authorized_clients=empty))
-    mixed = keys["server_secret_key"].read_text().replace(
-        transport.load_key_file(keys["server_secret_key"], "k", True).public.decode(),
-        transport.load_key_file(keys["client_public_key"], "k", False).public.decode())
+        transport.check_server(
+            "tcp://0.0.0.0:5555", CurveSettings(server_secret_key=keys["server_secret_key"], authorized_clients=empty)
+        )
+    mixed = (
+        keys["server_secret_key"]
+        .read_text()
+        .replace(
+            transport.load_key_file(keys["server_secret_key"], "k", True).public.decode(),
+            transport.load_key_file(keys["client_public_key"], "k", False).public.decode(),
+        )
+    )
     forged = tmp_path / "forged.key_secret"
     forged.write_text(mixed)
     os.chmod(forged, 0o600)
@@ -242,8 +305,18 @@ def test_curve_settings_come_from_the_validated_config(keys):
     from voiceman.config import ConfigError, load_config
     from voiceman.daemonlink.daemonctl import client_for
 
-    config = load_config(None, {"daemon": {"endpoint": "tcp://10.9.8.7:5555", "curve": {
-        "server_public_key": str(keys["server_public_key"]), "client_secret_key": str(keys["client_secret_key"])}}})
+    config = load_config(
+        None,
+        {
+            "daemon": {
+                "endpoint": "tcp://10.9.8.7:5555",
+                "curve": {
+                    "server_public_key": str(keys["server_public_key"]),
+                    "client_secret_key": str(keys["client_secret_key"]),
+                },
+            }
+        },
+    )
     settings = CurveSettings.from_config(config)
     assert settings.client_configured and not settings.server_configured
     assert client_for(config).curve == settings
@@ -282,10 +355,20 @@ def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_pat
         intruder_keys = curve_keys.generate_keys(tmp_path / "intruder")  # a valid key pair, not authorized
         strangers = {
             "anonymous": DaemonClient(endpoint, connect_timeout_s=1, retries=0),
-            "unauthorized key": DaemonClient(endpoint, connect_timeout_s=1, retries=0,
-                                             curve=client_settings(keys, intruder_keys["client_secret_key"])),
-            "wrong server key": DaemonClient(endpoint, connect_timeout_s=1, retries=0, curve=CurveSettings(
-                server_public_key=intruder_keys["server_public_key"], client_secret_key=keys["client_secret_key"])),
+            "unauthorized key": DaemonClient(
+                endpoint,
+                connect_timeout_s=1,
+                retries=0,
+                curve=client_settings(keys, intruder_keys["client_secret_key"]),
+            ),
+            "wrong server key": DaemonClient(
+                endpoint,
+                connect_timeout_s=1,
+                retries=0,
+                curve=CurveSettings(
+                    server_public_key=intruder_keys["server_public_key"], client_secret_key=keys["client_secret_key"]
+                ),
+            ),
         }
         for who, client in strangers.items():
             started = time.monotonic()
@@ -325,18 +408,25 @@ def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_pat
 
 
 def test_real_daemon_process_on_tcp_with_curve_transcribes_for_an_authorized_client(
-        runtime_dir, keys, tiny_model, speech_case, tmp_path):
+    runtime_dir, keys, tiny_model, speech_case, tmp_path
+):
     from voiceman.daemonlink.daemonctl import wait_until_answering, wait_until_ready
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     overrides = daemon_overrides(tiny_model)
     overrides["case_dir"] = str(speech_case)
-    overrides["daemon"]["curve"] = {"server_secret_key": str(keys["server_secret_key"]),
-                                    "authorized_clients": str(keys["authorized_client"].parent)}
+    overrides["daemon"]["curve"] = {
+        "server_secret_key": str(keys["server_secret_key"]),
+        "authorized_clients": str(keys["authorized_client"].parent),
+    }
     log = runtime_dir / "daemon.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides),
-                                 "--endpoint", endpoint], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voiceman_daemon", "--overrides", json.dumps(overrides), "--endpoint", endpoint],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     try:
         client = DaemonClient(endpoint, connect_timeout_s=5, heartbeat_timeout_s=10, curve=client_settings(keys))
         wait_until_answering(client, proc, 60, log)
@@ -360,9 +450,21 @@ def test_real_daemon_process_on_tcp_with_curve_transcribes_for_an_authorized_cli
 
 def test_real_daemon_process_refuses_a_public_bind_without_keys(runtime_dir, tiny_model):
     port = free_port()
-    done = subprocess.run([sys.executable, "-m", "voiceman_daemon", "--overrides",
-                           json.dumps(daemon_overrides(tiny_model)), "--endpoint", f"tcp://0.0.0.0:{port}"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voiceman_daemon",
+            "--overrides",
+            json.dumps(daemon_overrides(tiny_model)),
+            "--endpoint",
+            f"tcp://0.0.0.0:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "daemon.curve.server_secret_key" in done.stderr and "Traceback" not in done.stderr
     assert port_is_free(port)

@@ -28,8 +28,9 @@ from voiceman.voice import (
 SR = 16000
 
 
-def glottal_pulse_train(f0_hz=200.0, duration_s=1.0, period_jitter=0.0, amplitude_jitter=0.0,
-                        seed=0, pulse_width_s=0.0005):
+def glottal_pulse_train(
+    f0_hz=200.0, duration_s=1.0, period_jitter=0.0, amplitude_jitter=0.0, seed=0, pulse_width_s=0.0005
+):
     """Return (samples, periods_s, amplitudes) for a pulse train with Gaussian perturbations.
 
     period_jitter / amplitude_jitter are the relative standard deviations of the random
@@ -114,8 +115,16 @@ def test_hnr_high_for_clean_signal_and_lowered_by_white_noise():
 def test_silence_gives_no_voice_measures_and_says_why():
     silence = np.zeros(SR, dtype=np.float32)
     features = measure_segment(silence, SR, 0.0, 1.0, None)
-    for name in ("f0_mean_hz", "f0_sd_hz", "f0_range_hz", "jitter_local", "shimmer_local", "hnr_db",
-                 "intensity_db", "speech_rate_wps"):
+    for name in (
+        "f0_mean_hz",
+        "f0_sd_hz",
+        "f0_range_hz",
+        "jitter_local",
+        "shimmer_local",
+        "hnr_db",
+        "intensity_db",
+        "speech_rate_wps",
+    ):
         assert getattr(features, name) is None, name
     assert "unvoiced: no pitch frames" in features.notes
     assert any(note.startswith("intensity_db: digital silence") for note in features.notes)
@@ -174,9 +183,16 @@ def test_measure_segments_gives_json_ready_dicts_in_order():
     voiced, _, _ = glottal_pulse_train(duration_s=1.0)
     audio = np.concatenate([voiced, np.zeros(SR, dtype=np.float32)])
     segments = [
-        {"start": 0.0, "end": 1.0, "text": "a b", "speaker": "SPEAKER_00",
-         "words": [{"word": "a", "start": 0.0, "end": 0.5, "probability": 1.0},
-                   {"word": "b", "start": 0.5, "end": 1.0, "probability": 1.0}]},
+        {
+            "start": 0.0,
+            "end": 1.0,
+            "text": "a b",
+            "speaker": "SPEAKER_00",
+            "words": [
+                {"word": "a", "start": 0.0, "end": 0.5, "probability": 1.0},
+                {"word": "b", "start": 0.5, "end": 1.0, "probability": 1.0},
+            ],
+        },
         {"start": 1.0, "end": 2.0, "text": "", "speaker": None, "words": []},
     ]
     results = measure_segments(audio, SR, segments)
@@ -227,8 +243,8 @@ def test_zscores_against_own_speaker_baseline_two_speakers_exact():
     a, b = baselines["A"], baselines["B"]
     assert a.n_segments == 3 and a.mean["f0_mean_hz"] == 110.0 and a.sd["f0_mean_hz"] == 10.0
     assert b.mean["f0_mean_hz"] == 220.0 and b.sd["f0_mean_hz"] == pytest.approx(math.sqrt(800.0), rel=1e-15)
-    assert a.sd["hnr_db"] == 0.0                                   # identical values
-    assert b.mean["hnr_db"] == 5.0 and b.sd["hnr_db"] is None      # one measured value only
+    assert a.sd["hnr_db"] == 0.0  # identical values
+    assert b.mean["hnr_db"] == 5.0 and b.sd["hnr_db"] is None  # one measured value only
     assert a.mean["pause_ratio"] == pytest.approx(0.3) and a.sd["pause_ratio"] == pytest.approx(math.sqrt(0.02))
 
     z = zscores(features, segments, baselines)
@@ -236,9 +252,9 @@ def test_zscores_against_own_speaker_baseline_two_speakers_exact():
     assert z[1]["f0_mean_hz"] == pytest.approx(-20.0 / math.sqrt(800.0), rel=1e-15)
     assert z[3]["f0_mean_hz"] == pytest.approx(20.0 / math.sqrt(800.0), rel=1e-15)
     assert z[0]["pause_ratio"] == pytest.approx(-1 / math.sqrt(2), rel=1e-12)
-    assert z[4]["pause_ratio"] is None                              # value not measured
-    assert all(s["hnr_db"] is None for s in z)                      # A: sd == 0; B: < 2 measured
-    assert all(value is None for value in z[5].values())            # unknown: one segment
+    assert z[4]["pause_ratio"] is None  # value not measured
+    assert all(s["hnr_db"] is None for s in z)  # A: sd == 0; B: < 2 measured
+    assert all(value is None for value in z[5].values())  # unknown: one segment
     assert all(set(s) == set(NUMERIC_FEATURES) for s in z)
 
     as_dict = a.to_dict()

@@ -1,6 +1,7 @@
 """Real ``snakemake --profile profiles/local`` runs over synthesised speech with the real
 tiny.en model: auto-started daemon, one undecodable file, SIGKILL + --rerun-incomplete, and
 a daemon killed mid-run."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_snakemake, wait_for
 from voiceman.audio import decode
 from voiceman.daemonlink.client import DaemonClient
 from voiceman.demo import encode
-
-from conftest import run_snakemake, wait_for
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -55,8 +55,11 @@ def test_end_to_end_case_with_one_broken_file(case_with_broken_file, tiny_model,
     # case.html links to the per-file pages relative to where it lies, so they open from there.
     page = (results / "case.html").read_text()
     assert 'href="report/call-01.wav.html"' in page and (results / "report" / "call-01.wav.html").is_file()
-    expected_words = {"call-01.wav": ["tomorrow", "money"], "call-02.mp3": ["police", "live"],
-                      "call-03.m4a": ["friday", "station"]}
+    expected_words = {
+        "call-01.wav": ["tomorrow", "money"],
+        "call-02.mp3": ["police", "live"],
+        "call-03.m4a": ["friday", "station"],
+    }
     for name, words in expected_words.items():
         entry = by_name[name]
         assert entry["status"] == "done" and entry["reason"] is None
@@ -77,8 +80,11 @@ def test_end_to_end_case_with_one_broken_file(case_with_broken_file, tiny_model,
 def test_sigkill_mid_run_then_rerun_incomplete_finishes(speech_case, tiny_model, runtime_dir, tmp_path):
     results = tmp_path / "results"
     proc = run_snakemake(results, speech_case, tiny_model, popen=True)
-    wait_for(lambda: list((results / "transcribe").glob("*.json")) if (results / "transcribe").exists() else None,
-             300, "the first transcript")
+    wait_for(
+        lambda: list((results / "transcribe").glob("*.json")) if (results / "transcribe").exists() else None,
+        300,
+        "the first transcript",
+    )
     os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its jobs, mid-run
     proc.wait(30)
     assert not (results / "case.json").exists()
@@ -92,8 +98,7 @@ def test_sigkill_mid_run_then_rerun_incomplete_finishes(speech_case, tiny_model,
     assert not DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=1).is_alive()
 
 
-def test_daemon_killed_mid_run_is_reported_and_restarted_run_completes(speech_case, tiny_model, runtime_dir,
-                                                                       tmp_path):
+def test_daemon_killed_mid_run_is_reported_and_restarted_run_completes(speech_case, tiny_model, runtime_dir, tmp_path):
     case = tmp_path / "case"
     case.mkdir()
     # Long recordings so a transcription is surely in flight when the daemon is killed.
@@ -103,8 +108,11 @@ def test_daemon_killed_mid_run_is_reported_and_restarted_run_completes(speech_ca
     results = tmp_path / "results"
     proc = run_snakemake(results, case, tiny_model, popen=True)
     client = DaemonClient(f"ipc://{runtime_dir / 'daemon.sock'}", connect_timeout_s=2)
-    wait_for(lambda: (runtime_dir / "daemon.pid").exists() and client.is_alive() and client.stats()["in_flight"] > 0,
-             300, "a transcription in flight")
+    wait_for(
+        lambda: (runtime_dir / "daemon.pid").exists() and client.is_alive() and client.stats()["in_flight"] > 0,
+        300,
+        "a transcription in flight",
+    )
     os.kill(int((runtime_dir / "daemon.pid").read_text()), signal.SIGKILL)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0

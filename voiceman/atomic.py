@@ -3,6 +3,7 @@
 A run killed mid-write (SIGKILL, power loss) leaves either the old file or the new one,
 never half a JSON document that a later stage would trust.
 """
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ copy.  So no FFmpeg protocol (``http:``, ``concat:``, ``subfile,``...) is ever i
 the SHA-256 that :func:`decode_file` returns is the digest of exactly the bytes that were
 decoded, even if the evidence file changes while it is read.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,7 @@ from .hashing import sha256_file  # noqa: F401  (re-exported: ingest hashes what
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".m4a", ".flac")
-_CHUNK = 1 << 20                 # 1 MiB reads
+_CHUNK = 1 << 20  # 1 MiB reads
 SPOOL_IN_MEMORY_BYTES = 64 << 20  # larger files are spooled to a private (0600, unlinked) temp file
 
 
@@ -58,8 +59,14 @@ class AudioInfo:
         return asdict(self)
 
 
-_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+_FILE_TYPES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
 
 
 def _kind_of(mode: int) -> str:
@@ -105,7 +112,9 @@ class _Deadline:
 
     def check(self) -> None:
         if self.at is not None and time.monotonic() > self.at:
-            raise DecodeTimeout(f"{self.name}: decoding took longer than {self.timeout_s:g} s (daemon.decode_timeout_s)")
+            raise DecodeTimeout(
+                f"{self.name}: decoding took longer than {self.timeout_s:g} s (daemon.decode_timeout_s)"
+            )
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -125,7 +134,7 @@ class _DeadlineReader(io.RawIOBase):
     def readinto(self, buffer) -> int:
         self._deadline.check()
         data = self._spool.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -154,8 +163,9 @@ def _spool(fd: int, deadline: _Deadline):
     return spool, digest.hexdigest()
 
 
-def decode_fd(fd: int, name: str, sample_rate: int = SAMPLE_RATE,
-              timeout_s: float | None = None) -> tuple[np.ndarray, AudioInfo, str]:
+def decode_fd(
+    fd: int, name: str, sample_rate: int = SAMPLE_RATE, timeout_s: float | None = None
+) -> tuple[np.ndarray, AudioInfo, str]:
     """Decode an open regular file (from its current offset) -> (audio, info, sha256 of the
     bytes decoded).  ``name`` is the only name any error message uses."""
     deadline = _Deadline(name, timeout_s)
@@ -168,8 +178,9 @@ def decode_fd(fd: int, name: str, sample_rate: int = SAMPLE_RATE,
     return audio, info, digest
 
 
-def decode_file(path: str | Path, sample_rate: int = SAMPLE_RATE, timeout_s: float | None = None,
-                follow_symlinks: bool = True) -> tuple[np.ndarray, AudioInfo, str]:
+def decode_file(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, timeout_s: float | None = None, follow_symlinks: bool = True
+) -> tuple[np.ndarray, AudioInfo, str]:
     """Decode the first audio stream of the regular file at ``path`` to mono float32 at
     ``sample_rate`` -> (audio, info, sha256 of exactly the bytes decoded)."""
     fd = open_evidence(path, follow_symlinks=follow_symlinks)
@@ -185,8 +196,9 @@ def decode(path: str | Path, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray
     return audio, info
 
 
-def _decode_stream(source: _DeadlineReader, name: str, sample_rate: int,
-                   deadline: _Deadline) -> tuple[np.ndarray, AudioInfo]:
+def _decode_stream(
+    source: _DeadlineReader, name: str, sample_rate: int, deadline: _Deadline
+) -> tuple[np.ndarray, AudioInfo]:
     try:
         with av.open(source, mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:

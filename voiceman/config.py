@@ -3,6 +3,7 @@
 Inside the workflow, ``common.smk`` validates with Snakemake's ``validate`` against the
 same schema; both fill in the schema's defaults, so every consumer sees the same values.
 """
+
 from __future__ import annotations
 
 import copy

@@ -2,6 +2,7 @@
 and FLAC (encoded with PyAV, no system ffmpeg).  Used by the README's demo command and by the
 end-to-end tests, so both run on real speech through the real model.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,8 +37,12 @@ def speak(text: str, voice: str = "en-us", words_per_minute: int = 150) -> np.nd
         raise DemoError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
-        subprocess.run([exe, "-v", voice, "-s", str(words_per_minute), "-w", str(wav), text],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [exe, "-v", voice, "-s", str(words_per_minute), "-w", str(wav), text],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         audio, _ = decode(wav)
     return audio
 

@@ -1,5 +1,6 @@
 """SHA-256 for the chain of custody (inputs, model weights, config) — the one place that
 defines how each digest is computed, so a report's hashes can be recomputed by an auditor."""
+
 from __future__ import annotations
 
 import hashlib
@@ -62,14 +63,14 @@ CONFIG_KEYS_NOT_HASHED: dict[str, str] = {
     "case_dir": "where the evidence lies; each recording is identified by its own SHA-256 in custody",
     "results_dir": "where the outputs are written",
     "audio_extensions": "which entries of the case folder are taken as recordings, never how one is analysed "
-                        "(case.json lists every entry either way)",
+    "(case.json lists every entry either way)",
     "daemon": "how rule jobs reach the daemon (endpoint, CURVE keys, timeouts, heartbeats, retries, autostart) "
-              "and what it may read (case/model roots, message size, decode time limit): transport, security "
-              "and limits; a limit that is hit fails the file, it never changes a finding",
+    "and what it may read (case/model roots, message size, decode time limit): transport, security "
+    "and limits; a limit that is hit fails the file, it never changes a finding",
     "governor": "the daemon's thermal/memory policy and its settings file (sensor, trace, sample log, "
-                "backpressure); what it does depends on the machine's temperature during the run, so a config "
-                "hash could not capture it, and the device each model really ran on is recorded per model "
-                "in custody",
+    "backpressure); what it does depends on the machine's temperature during the run, so a config "
+    "hash could not capture it, and the device each model really ran on is recorded per model "
+    "in custody",
     "models.*.sha256": "a pin checked before a model loads; the model's own digest is in custody either way",
     "models.*.cpu_threads": "CPU threads for inference: speed only",
 }

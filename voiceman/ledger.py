@@ -23,6 +23,7 @@ read-only (0400).  A ledger entry that cannot be read or parsed is an error, nev
 The ledger belongs to the results folder: a new results folder starts a new ledger.  To analyse
 different bytes under a name that is already in the ledger, use a new results folder.
 """
+
 from __future__ import annotations
 
 import errno
@@ -81,11 +82,15 @@ class Ledger:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise LedgerError(f"{_display(name)}: evidence ledger entry {path} cannot be read "
-                              f"({type(exc).__name__}: {exc}); it is never rewritten: check it by hand") from None
+            raise LedgerError(
+                f"{_display(name)}: evidence ledger entry {path} cannot be read "
+                f"({type(exc).__name__}: {exc}); it is never rewritten: check it by hand"
+            ) from None
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise LedgerError(f"{_display(name)}: evidence ledger entry {path} is not a ledger entry; "
-                              "it is never rewritten: check it by hand")
+            raise LedgerError(
+                f"{_display(name)}: evidence ledger entry {path} is not a ledger entry; "
+                "it is never rewritten: check it by hand"
+            )
         return entry
 
     def first_seen(self, name: str, sha256: str, **facts: Any) -> dict[str, Any]:
@@ -94,8 +99,13 @@ class Ledger:
         existing = self.get(name)
         if existing is not None:
             return existing
-        entry = {"ledger_version": LEDGER_VERSION, "name": _display(name), "sha256": sha256,
-                 "first_seen_utc": utc_now(), **facts}
+        entry = {
+            "ledger_version": LEDGER_VERSION,
+            "name": _display(name),
+            "sha256": sha256,
+            "first_seen_utc": utc_now(),
+            **facts,
+        }
         self._create(self.path_for(name), entry)
         held = self.get(name)  # ours, or the one another job linked first
         if held is None:
@@ -110,7 +120,10 @@ class Ledger:
             raise EvidenceChanged(
                 f"{_display(name)}: bytes differ from the first-seen evidence (first seen sha256 "
                 f"{entry['sha256']} at {entry.get('first_seen_utc', 'an unknown time')}, now {sha256}); "
-                f"the first-seen record is {self.path_for(name)}", entry, sha256)
+                f"the first-seen record is {self.path_for(name)}",
+                entry,
+                sha256,
+            )
         return entry
 
     def _create(self, path: Path, entry: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ models folder, so the demo, the tests and an offline evidence machine need no mo
   ``voiceman.whisper_convert``) for the torch backend (``models.asr.backend: transformers``,
   which ``auto`` picks where only torch has CUDA, e.g. the GB10).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -13,10 +13,11 @@ the workflow config, the forensic rules, the pattern database (its own schema.js
 the database and hashed with it), the governor settings.  The workflow takes their paths from
 its config; the library's defaults for the CLI point there.
 """
+
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def schema_path(name: str) -> Path:
     return ref
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema_text(name: str) -> str:
     return resources.files(__package__).joinpath("schemas", name).read_text(encoding="utf-8")
 

@@ -24,6 +24,7 @@ was re-analysed after the import) stay in ``verdicts.json`` but are shown and co
 *stale*, never as a verdict on the new analysis.  The next ``case.json`` counts the
 verdicts (``review``), the next ``case.html`` shows them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,10 +35,11 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 
@@ -86,6 +88,7 @@ def file_sha256(path: str | Path) -> str:
 
 # ------------------------------------------------------------------------------ findings
 
+
 def is_finding(segment: dict[str, Any]) -> bool:
     """Flagged by the cross-check, or with a pattern hit."""
     return bool((segment.get("crosscheck") or {}).get("flagged")) or bool(segment.get("patterns"))
@@ -98,13 +101,19 @@ def _emotion(emotion: dict[str, Any] | None) -> dict[str, Any]:
     dims = emotion.get("dimensional") or {}
     categorical = emotion.get("categorical") or {}
     label = categorical.get("label")
-    return {"status": "analysed", "arousal": dims.get("arousal"), "valence": dims.get("valence"),
-            "dominance": dims.get("dominance"), "label": label,
-            "label_probability": (categorical.get("probabilities") or {}).get(label) if label else None}
+    return {
+        "status": "analysed",
+        "arousal": dims.get("arousal"),
+        "valence": dims.get("valence"),
+        "dominance": dims.get("dominance"),
+        "label": label,
+        "label_probability": (categorical.get("probabilities") or {}).get(label) if label else None,
+    }
 
 
-def findings_of(key: str, name: str, report: dict[str, Any], report_path: str | Path,
-                report_sha256: str, codec: str | None = None) -> list[dict[str, Any]]:
+def findings_of(
+    key: str, name: str, report: dict[str, Any], report_path: str | Path, report_sha256: str, codec: str | None = None
+) -> list[dict[str, Any]]:
     """The findings of one recording's report (none when the analysis failed)."""
     if report.get("status") != "done":
         return []
@@ -115,27 +124,42 @@ def findings_of(key: str, name: str, report: dict[str, Any], report_path: str | 
             continue
         check = seg.get("crosscheck") or {}
         hits = list(seg.get("patterns") or [])
-        out.append({
-            "file": key, "name": name, "segment": int(seg.get("index", position)),
-            "start": seg.get("start"), "end": seg.get("end"), "speaker": seg.get("speaker") or "unassigned",
-            "text": seg.get("text") or "", "patterns": hits,
-            "categories": sorted({str(h.get("category")) for h in hits if h.get("category")}),
-            "max_severity": max((h.get("severity") or 0 for h in hits), default=None),
-            "outcome": check.get("outcome"), "flagged": bool(check.get("flagged")),
-            "explanation": check.get("explanation"),
-            "emotion": _emotion(seg.get("emotion")),
-            "stress": [{"feature": s.get("feature"), "z": s.get("z")} for s in check.get("stressed_features") or []],
-            "score": seg.get("score"),
-            "report": str(report_path), "report_sha256": report_sha256,
-            "evidence": custody.get("input_path"), "evidence_sha256": custody.get("input_sha256_before"),
-            "codec": codec,
-        })
+        out.append(
+            {
+                "file": key,
+                "name": name,
+                "segment": int(seg.get("index", position)),
+                "start": seg.get("start"),
+                "end": seg.get("end"),
+                "speaker": seg.get("speaker") or "unassigned",
+                "text": seg.get("text") or "",
+                "patterns": hits,
+                "categories": sorted({str(h.get("category")) for h in hits if h.get("category")}),
+                "max_severity": max((h.get("severity") or 0 for h in hits), default=None),
+                "outcome": check.get("outcome"),
+                "flagged": bool(check.get("flagged")),
+                "explanation": check.get("explanation"),
+                "emotion": _emotion(seg.get("emotion")),
+                "stress": [
+                    {"feature": s.get("feature"), "z": s.get("z")} for s in check.get("stressed_features") or []
+                ],
+                "score": seg.get("score"),
+                "report": str(report_path),
+                "report_sha256": report_sha256,
+                "evidence": custody.get("input_path"),
+                "evidence_sha256": custody.get("input_sha256_before"),
+                "codec": codec,
+            }
+        )
     return out
 
 
-def case_findings(reports: dict[str, dict[str, Any]], report_paths: dict[str, str | Path],
-                  names: dict[str, str] | None = None, codecs: dict[str, str | None] | None = None,
-                  ) -> list[dict[str, Any]]:
+def case_findings(
+    reports: dict[str, dict[str, Any]],
+    report_paths: dict[str, str | Path],
+    names: dict[str, str] | None = None,
+    codecs: dict[str, str | None] | None = None,
+) -> list[dict[str, Any]]:
     """Every finding of the case, by file name then time.  The report hash is taken from the
     file as it is on disk now -- the bytes a verdict will be checked against."""
     out: list[dict[str, Any]] = []
@@ -143,8 +167,16 @@ def case_findings(reports: dict[str, dict[str, Any]], report_paths: dict[str, st
         if report.get("status") != "done":
             continue
         path = report_paths[key]
-        out.extend(findings_of(key, (names or {}).get(key) or report.get("file") or key, report, path,
-                               file_sha256(path), (codecs or {}).get(key)))
+        out.extend(
+            findings_of(
+                key,
+                (names or {}).get(key) or report.get("file") or key,
+                report,
+                path,
+                file_sha256(path),
+                (codecs or {}).get(key),
+            )
+        )
     out.sort(key=lambda f: (str(f["name"]), f["start"] if isinstance(f["start"], (int, float)) else 0, f["segment"]))
     return out
 
@@ -161,6 +193,7 @@ def ingest_codec(results_dir: str | Path, key: str) -> str | None:
 
 # ------------------------------------------------------------------------------ state
 
+
 def empty_state() -> dict[str, Any]:
     return {"format": STATE_FORMAT, "version": VERSION, "updated_utc": None, "imports": [], "verdicts": []}
 
@@ -174,7 +207,11 @@ def load_state(results_dir: str | Path) -> dict[str, Any]:
         state = atomic.read_json(path)
     except (OSError, ValueError) as exc:
         raise ReviewError(f"{path}: cannot read the stored verdicts: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or not isinstance(state.get("verdicts"), list):
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != STATE_FORMAT
+        or not isinstance(state.get("verdicts"), list)
+    ):
         raise ReviewError(f"{path}: not a voiceman verdicts file (format {STATE_FORMAT!r})")
     return state
 
@@ -190,19 +227,33 @@ def attach(findings: list[dict[str, Any]], state: dict[str, Any]) -> tuple[list[
         where = (verdict.get("file"), verdict.get("segment"))
         finding = by_finding.get(where)
         if finding is None:
-            stale.append({**verdict, "stale_reason": "no such finding in the current reports "
-                                                     "(the file is gone, failed, or was analysed again)"})
+            stale.append(
+                {
+                    **verdict,
+                    "stale_reason": "no such finding in the current reports "
+                    "(the file is gone, failed, or was analysed again)",
+                }
+            )
         elif finding["report_sha256"] != verdict.get("report_sha256"):
-            stale.append({**verdict, "stale_reason": f"made on another analysis: report sha256 "
-                                                     f"{verdict.get('report_sha256')}, now {finding['report_sha256']}"})
+            stale.append(
+                {
+                    **verdict,
+                    "stale_reason": f"made on another analysis: report sha256 "
+                    f"{verdict.get('report_sha256')}, now {finding['report_sha256']}",
+                }
+            )
         else:
             attached[where] = verdict
     out = [{**f, "verdict": attached.get((f["file"], f["segment"]))} for f in findings]
     return out, stale
 
 
-def counts(findings: list[dict[str, Any]], stale: list[dict[str, Any]], state: dict[str, Any],
-           results_dir: str | Path | None = None) -> dict[str, Any]:
+def counts(
+    findings: list[dict[str, Any]],
+    stale: list[dict[str, Any]],
+    state: dict[str, Any],
+    results_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """case.json's ``review`` block."""
     tally = {v: 0 for v in VERDICTS}
     for f in findings:
@@ -223,6 +274,7 @@ def counts(findings: list[dict[str, Any]], stale: list[dict[str, Any]], state: d
 
 # ------------------------------------------------------------------------------ import
 
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
     schema = load_schema(REVIEW_SCHEMA_NAME)
@@ -241,8 +293,10 @@ def validate_document(doc: Any) -> None:
     for i, v in enumerate(doc["verdicts"]):
         where = (v["file"], v["segment"])
         if where in seen:
-            raise ReviewError(f"verdicts/{i}: a second verdict on {v['file']} segment {v['segment']} "
-                              f"(the first is verdicts/{seen[where]})")
+            raise ReviewError(
+                f"verdicts/{i}: a second verdict on {v['file']} segment {v['segment']} "
+                f"(the first is verdicts/{seen[where]})"
+            )
         seen[where] = i
 
 
@@ -302,8 +356,13 @@ def _check_against_reports(doc: dict[str, Any], results_dir: Path) -> tuple[list
                 problems.append(f"verdicts/{i}: report of {key!r} cannot be read: {exc}")
                 continue
         if hashes[key] != v["report_sha256"]:
-            stale.append({**v, "stale_reason": f"the report changed since the verdict: it was made on report "
-                                               f"sha256 {v['report_sha256']}, {path.name} is now {hashes[key]}"})
+            stale.append(
+                {
+                    **v,
+                    "stale_reason": f"the report changed since the verdict: it was made on report "
+                    f"sha256 {v['report_sha256']}, {path.name} is now {hashes[key]}",
+                }
+            )
             continue
         segments = {int(s.get("index", n)): s for n, s in enumerate(reports[key].get("segments") or [])}
         seg = segments.get(v["segment"])
@@ -311,16 +370,21 @@ def _check_against_reports(doc: dict[str, Any], results_dir: Path) -> tuple[list
             problems.append(f"verdicts/{i}: {key!r} has no segment {v['segment']}")
             continue
         for end in ("start", "end"):
-            if end in v and not (isinstance(seg.get(end), (int, float))
-                                 and abs(float(seg[end]) - float(v[end])) <= _TIME_TOLERANCE_S):
-                problems.append(f"verdicts/{i}: {key!r} segment {v['segment']} {end}s at {seg.get(end)}, "
-                                f"the verdict says {v[end]}")
+            if end in v and not (
+                isinstance(seg.get(end), (int, float)) and abs(float(seg[end]) - float(v[end])) <= _TIME_TOLERANCE_S
+            ):
+                problems.append(
+                    f"verdicts/{i}: {key!r} segment {v['segment']} {end}s at {seg.get(end)}, the verdict says {v[end]}"
+                )
         if not is_finding(seg):
             problems.append(f"verdicts/{i}: {key!r} segment {v['segment']} is not a finding")
         ok.append(v)
     if problems:
-        raise ReviewError("verdicts that do not belong to this case's reports (nothing imported):\n  "
-                          + "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
+        raise ReviewError(
+            "verdicts that do not belong to this case's reports (nothing imported):\n  "
+            + "\n  ".join(problems[:20])
+            + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        )
     return ok, stale
 
 
@@ -328,8 +392,9 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k, "") == b.get(k, "") for k in _VERDICT_FIELDS)
 
 
-def import_file(source: str | Path, results_dir: str | Path, skip_stale: bool = False,
-                now: str | None = None) -> ImportResult:
+def import_file(
+    source: str | Path, results_dir: str | Path, skip_stale: bool = False, now: str | None = None
+) -> ImportResult:
     """Validate the verdicts file ``source`` and store it in results/review/ (see the module
     docstring).  Raises ReviewError -- and stores nothing -- when it is invalid, names what is
     not in this case, or (without ``skip_stale``) holds a verdict on another analysis."""
@@ -349,7 +414,8 @@ def import_file(source: str | Path, results_dir: str | Path, skip_stale: bool = 
         raise ReviewError(
             f"{len(stale)} verdict(s) were made on an earlier analysis (the report hash differs), so nothing was "
             "imported; review those findings again in the new case.html, or import the others with --skip-stale:\n  "
-            + "\n  ".join(f"{v['file']} segment {v['segment']}: {v['stale_reason']}" for v in stale[:20]))
+            + "\n  ".join(f"{v['file']} segment {v['segment']}: {v['stale_reason']}" for v in stale[:20])
+        )
     source_sha = hashlib.sha256(raw).hexdigest()
     now = now or utc_now()
     with _locked(results_dir):
@@ -363,10 +429,19 @@ def import_file(source: str | Path, results_dir: str | Path, skip_stale: bool = 
         current = {(v["file"], v["segment"]): v for v in state["verdicts"]}
         reviewer = doc.get("reviewer") or ""
         for v in ok:
-            entry = {"file": v["file"], "name": v.get("name") or v["file"], "segment": v["segment"],
-                     "start": v.get("start"), "end": v.get("end"), "report_sha256": v["report_sha256"],
-                     "verdict": v["verdict"], "note": v.get("note", ""), "reviewer": v.get("reviewer") or reviewer,
-                     "decided_utc": v["decided_utc"], "import": import_id}
+            entry = {
+                "file": v["file"],
+                "name": v.get("name") or v["file"],
+                "segment": v["segment"],
+                "start": v.get("start"),
+                "end": v.get("end"),
+                "report_sha256": v["report_sha256"],
+                "verdict": v["verdict"],
+                "note": v.get("note", ""),
+                "reviewer": v.get("reviewer") or reviewer,
+                "decided_utc": v["decided_utc"],
+                "import": import_id,
+            }
             where = (v["file"], v["segment"])
             old = current.get(where)
             if old is None:
@@ -378,13 +453,26 @@ def import_file(source: str | Path, results_dir: str | Path, skip_stale: bool = 
                 earlier = {k: val for k, val in old.items() if k != "history"}
                 current[where] = {**entry, "history": [earlier, *(old.get("history") or [])]}
                 result.changed += 1
-        record = {"id": import_id, "imported_utc": now, "source": os.fsdecode(os.path.abspath(source)),
-                  "source_sha256": source_sha, "verdicts": len(doc["verdicts"]), "added": result.added,
-                  "changed": result.changed, "unchanged": result.unchanged, "refused_stale": stale, "document": doc}
+        record = {
+            "id": import_id,
+            "imported_utc": now,
+            "source": os.fsdecode(os.path.abspath(source)),
+            "source_sha256": source_sha,
+            "verdicts": len(doc["verdicts"]),
+            "added": result.added,
+            "changed": result.changed,
+            "unchanged": result.unchanged,
+            "refused_stale": stale,
+            "document": doc,
+        }
         atomic.write_json(record_path, record)  # the import as it came, kept for good
-        state["imports"].append({k: record[k] for k in ("id", "imported_utc", "source", "source_sha256", "verdicts",
-                                                         "added", "changed", "unchanged")}
-                                | {"refused_stale": len(stale), "record": f"{IMPORTS_DIR}/{import_id}.json"})
+        state["imports"].append(
+            {
+                k: record[k]
+                for k in ("id", "imported_utc", "source", "source_sha256", "verdicts", "added", "changed", "unchanged")
+            }
+            | {"refused_stale": len(stale), "record": f"{IMPORTS_DIR}/{import_id}.json"}
+        )
         state["verdicts"] = sorted(current.values(), key=lambda v: (v["file"], v["segment"]))
         state["updated_utc"] = now
         atomic.write_json(state_path(results_dir), state)
@@ -392,6 +480,7 @@ def import_file(source: str | Path, results_dir: str | Path, skip_stale: bool = 
 
 
 # ------------------------------------------------------------------------------ export
+
 
 def load_case_findings(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """(case.json, findings with verdicts, stale verdicts) from a results folder."""
@@ -411,10 +500,36 @@ def load_case_findings(results_dir: str | Path) -> tuple[dict[str, Any], list[di
     return summary, findings, stale
 
 
-CSV_COLUMNS = ("name", "file", "segment", "start", "end", "speaker", "text", "hits", "categories", "max_severity",
-               "outcome", "flagged", "explanation", "arousal", "valence", "dominance", "emotion_label",
-               "stressed_features", "score", "verdict", "note", "reviewer", "decided_utc", "verdict_import",
-               "earlier_verdicts", "report_sha256", "evidence", "evidence_sha256")
+CSV_COLUMNS = (
+    "name",
+    "file",
+    "segment",
+    "start",
+    "end",
+    "speaker",
+    "text",
+    "hits",
+    "categories",
+    "max_severity",
+    "outcome",
+    "flagged",
+    "explanation",
+    "arousal",
+    "valence",
+    "dominance",
+    "emotion_label",
+    "stressed_features",
+    "score",
+    "verdict",
+    "note",
+    "reviewer",
+    "decided_utc",
+    "verdict_import",
+    "earlier_verdicts",
+    "report_sha256",
+    "evidence",
+    "evidence_sha256",
+)
 
 
 def _csv_text(value: Any) -> Any:
@@ -429,23 +544,46 @@ def _csv_row(f: dict[str, Any]) -> dict[str, Any]:
     verdict = f.get("verdict") or {}
     emotion = f.get("emotion") or {}
     row = {
-        "name": f["name"], "file": f["file"], "segment": f["segment"], "start": f["start"], "end": f["end"],
-        "speaker": f["speaker"], "text": f["text"],
-        "hits": "; ".join(f"{h.get('category')} {h.get('pattern_id')} severity {h.get('severity')} "
-                          f"{h.get('context')}: {h.get('text')}" for h in f["patterns"]),
-        "categories": " ".join(f["categories"]), "max_severity": f["max_severity"], "outcome": f["outcome"],
-        "flagged": f["flagged"], "explanation": f["explanation"],
-        "arousal": emotion.get("arousal"), "valence": emotion.get("valence"), "dominance": emotion.get("dominance"),
-        "emotion_label": emotion.get("label") if emotion.get("status") == "analysed"
+        "name": f["name"],
+        "file": f["file"],
+        "segment": f["segment"],
+        "start": f["start"],
+        "end": f["end"],
+        "speaker": f["speaker"],
+        "text": f["text"],
+        "hits": "; ".join(
+            f"{h.get('category')} {h.get('pattern_id')} severity {h.get('severity')} "
+            f"{h.get('context')}: {h.get('text')}"
+            for h in f["patterns"]
+        ),
+        "categories": " ".join(f["categories"]),
+        "max_severity": f["max_severity"],
+        "outcome": f["outcome"],
+        "flagged": f["flagged"],
+        "explanation": f["explanation"],
+        "arousal": emotion.get("arousal"),
+        "valence": emotion.get("valence"),
+        "dominance": emotion.get("dominance"),
+        "emotion_label": emotion.get("label")
+        if emotion.get("status") == "analysed"
         else f"not analysed: {emotion.get('reason') or 'no reason given'}",
-        "stressed_features": "; ".join(f"{s['feature']} z={s['z']:+.2f}" if isinstance(s.get("z"), (int, float))
-                                       else str(s.get("feature")) for s in f["stress"]),
-        "score": f["score"], "verdict": verdict.get("verdict"), "note": verdict.get("note"),
-        "reviewer": verdict.get("reviewer"), "decided_utc": verdict.get("decided_utc"),
+        "stressed_features": "; ".join(
+            f"{s['feature']} z={s['z']:+.2f}" if isinstance(s.get("z"), (int, float)) else str(s.get("feature"))
+            for s in f["stress"]
+        ),
+        "score": f["score"],
+        "verdict": verdict.get("verdict"),
+        "note": verdict.get("note"),
+        "reviewer": verdict.get("reviewer"),
+        "decided_utc": verdict.get("decided_utc"),
         "verdict_import": verdict.get("import"),
-        "earlier_verdicts": " | ".join(f"{h.get('verdict')} ({h.get('decided_utc')}, import {h.get('import')})"
-                                       for h in verdict.get("history") or []),
-        "report_sha256": f["report_sha256"], "evidence": f["evidence"], "evidence_sha256": f["evidence_sha256"],
+        "earlier_verdicts": " | ".join(
+            f"{h.get('verdict')} ({h.get('decided_utc')}, import {h.get('import')})"
+            for h in verdict.get("history") or []
+        ),
+        "report_sha256": f["report_sha256"],
+        "evidence": f["evidence"],
+        "evidence_sha256": f["evidence_sha256"],
     }
     return {k: _csv_text(v) for k, v in row.items()}
 
@@ -455,12 +593,17 @@ def export(results_dir: str | Path, fmt: str, now: str | None = None) -> str:
     (everything, with each verdict's history and the stale verdicts)."""
     summary, findings, stale = load_case_findings(results_dir)
     if fmt == "json":
-        doc = {"format": EXPORT_FORMAT, "version": VERSION, "exported_utc": now or utc_now(),
-               "case_dir": summary.get("case_dir"), "config_sha256": summary.get("config_sha256"),
-               "software_version": summary.get("software_version"),
-               "review": counts(findings, stale, load_state(results_dir), results_dir),
-               "findings": [{k: v for k, v in f.items() if k != "codec"} for f in findings],
-               "stale_verdicts": stale}
+        doc = {
+            "format": EXPORT_FORMAT,
+            "version": VERSION,
+            "exported_utc": now or utc_now(),
+            "case_dir": summary.get("case_dir"),
+            "config_sha256": summary.get("config_sha256"),
+            "software_version": summary.get("software_version"),
+            "review": counts(findings, stale, load_state(results_dir), results_dir),
+            "findings": [{k: v for k, v in f.items() if k != "codec"} for f in findings],
+            "stale_verdicts": stale,
+        }
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
         out = io.StringIO()

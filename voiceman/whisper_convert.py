@@ -17,6 +17,7 @@ original weights, so they are refused.
 
     python -m voiceman.whisper_convert models/whisper-tiny.en models/whisper-tiny.en-hf
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ import numpy as np
 from .hashing import sha256_file, sha256_weights
 
 CONVERTER_VERSION = 1
-RECORD = "voiceman_conversion.json"   # provenance: the CTranslate2 source and its digests
+RECORD = "voiceman_conversion.json"  # provenance: the CTranslate2 source and its digests
 SUPPORTED_BINARY_VERSIONS = (6,)
 # CTranslate2's DataType enum (include/ctranslate2/types.h): id -> numpy dtype.  bfloat16 has
 # no numpy type; its bits are kept as uint16 and reinterpreted by torch.
@@ -53,8 +54,14 @@ class Ct2Model:
     """The variables of a CTranslate2 ``model.bin``: ``variables`` name -> numpy array,
     ``dtypes`` name -> CTranslate2 type id, ``aliases`` alias -> variable name."""
 
-    def __init__(self, spec: str, revision: int, variables: dict[str, np.ndarray], dtypes: dict[str, int],
-                 aliases: dict[str, str]):
+    def __init__(
+        self,
+        spec: str,
+        revision: int,
+        variables: dict[str, np.ndarray],
+        dtypes: dict[str, int],
+        aliases: dict[str, str],
+    ):
         self.spec, self.revision = spec, revision
         self.variables, self.dtypes, self.aliases = variables, dtypes, aliases
 
@@ -93,14 +100,16 @@ def read_ct2_model(path: str | Path) -> Ct2Model:
     def string() -> str:
         nonlocal pos
         length = take("<H")
-        raw = data[pos:pos + length]
+        raw = data[pos : pos + length]
         pos += length
         return raw[:-1].decode("utf-8")
 
     version = take("<I")
     if version not in SUPPORTED_BINARY_VERSIONS:
-        raise ConversionError(f"{path}: CTranslate2 binary version {version}, this converter reads "
-                              f"{SUPPORTED_BINARY_VERSIONS} (re-save the model with a current ctranslate2)")
+        raise ConversionError(
+            f"{path}: CTranslate2 binary version {version}, this converter reads "
+            f"{SUPPORTED_BINARY_VERSIONS} (re-save the model with a current ctranslate2)"
+        )
     spec, revision = string(), take("<I")
     variables: dict[str, np.ndarray] = {}
     dtypes: dict[str, int] = {}
@@ -111,8 +120,9 @@ def read_ct2_model(path: str | Path) -> Ct2Model:
         nbytes = take("<I")
         if type_id not in _DTYPES:
             raise ConversionError(f"{path}: variable {name} has unknown CTranslate2 type id {type_id}")
-        array = np.frombuffer(data, dtype=_DTYPES[type_id], count=nbytes // np.dtype(_DTYPES[type_id]).itemsize,
-                              offset=pos)
+        array = np.frombuffer(
+            data, dtype=_DTYPES[type_id], count=nbytes // np.dtype(_DTYPES[type_id]).itemsize, offset=pos
+        )
         pos += nbytes
         variables[name] = array.reshape(shape)
         dtypes[name] = type_id
@@ -132,8 +142,10 @@ def _tensor(model: Ct2Model, name: str):
     real = model.aliases.get(name, name)
     type_id = model.dtypes.get(real)
     if type_id not in _FLOAT_TYPES:
-        raise ConversionError(f"variable '{name}' is stored as CTranslate2 type {type_id} (quantized): "
-                              "its original weights cannot be recovered; convert from a float16/float32 model")
+        raise ConversionError(
+            f"variable '{name}' is stored as CTranslate2 type {type_id} (quantized): "
+            "its original weights cannot be recovered; convert from a float16/float32 model"
+        )
     array = np.ascontiguousarray(model.get(name))
     tensor = torch.from_numpy(array.copy())
     return tensor.view(torch.bfloat16) if type_id == _BFLOAT16 else tensor
@@ -150,10 +162,10 @@ def _linear(model: Ct2Model, src: str, out: dict, dst: str, parts: tuple[str, ..
     rows = weight.shape[0] // n
     for i, part in enumerate(parts):
         name = dst + part
-        out[f"{name}.weight"] = weight[i * rows:(i + 1) * rows].clone()
+        out[f"{name}.weight"] = weight[i * rows : (i + 1) * rows].clone()
         if bias is None:
             continue
-        piece = bias[i * rows:(i + 1) * rows].clone()
+        piece = bias[i * rows : (i + 1) * rows].clone()
         if part == "k_proj":
             if bool(piece.float().abs().max() > 0):
                 raise ConversionError(f"{src}: the k projection has a non-zero bias, which Whisper's k_proj lacks")
@@ -173,7 +185,9 @@ def state_dict_from_ct2(model: Ct2Model) -> tuple[dict, dict[str, Any]]:
     expected = {"decoder/pre_norm": True, "decoder/scale_embeddings": False, "decoder/alibi": False}
     for name, value in expected.items():
         if name in model.variables and bool(model.scalar(name)) != value:
-            raise ConversionError(f"{name} is {model.scalar(name)}: not the Whisper architecture transformers implements")
+            raise ConversionError(
+                f"{name} is {model.scalar(name)}: not the Whisper architecture transformers implements"
+            )
     out: dict = {}
     enc_layers, dec_layers = model.count_layers("encoder"), model.count_layers("decoder")
     for conv in ("conv1", "conv2"):
@@ -211,8 +225,10 @@ def state_dict_from_ct2(model: Ct2Model) -> tuple[dict, dict[str, Any]]:
         raise ConversionError("decoder/projection has a bias, which Whisper's proj_out lacks")
     embed = out["model.decoder.embed_tokens.weight"]
     facts = {
-        "vocab_size": int(embed.shape[0]), "d_model": int(embed.shape[1]),
-        "encoder_layers": enc_layers, "decoder_layers": dec_layers,
+        "vocab_size": int(embed.shape[0]),
+        "d_model": int(embed.shape[1]),
+        "encoder_layers": enc_layers,
+        "decoder_layers": dec_layers,
         "encoder_attention_heads": int(model.scalar("encoder/num_heads")),
         "decoder_attention_heads": int(model.scalar("decoder/num_heads")),
         "encoder_ffn_dim": int(out["model.encoder.layers.0.fc1.weight"].shape[0]),
@@ -255,22 +271,43 @@ def build_configs(facts: dict[str, Any], ct2_config: dict, tokenizer_json: dict)
         n, h = facts["decoder_layers"], facts["decoder_attention_heads"]
         heads = [[layer, head] for layer in range(n // 2, n) for head in range(h)]
     config = WhisperConfig(
-        vocab_size=facts["vocab_size"], num_mel_bins=facts["num_mel_bins"], d_model=facts["d_model"],
-        encoder_layers=facts["encoder_layers"], decoder_layers=facts["decoder_layers"],
+        vocab_size=facts["vocab_size"],
+        num_mel_bins=facts["num_mel_bins"],
+        d_model=facts["d_model"],
+        encoder_layers=facts["encoder_layers"],
+        decoder_layers=facts["decoder_layers"],
         encoder_attention_heads=facts["encoder_attention_heads"],
         decoder_attention_heads=facts["decoder_attention_heads"],
-        encoder_ffn_dim=facts["encoder_ffn_dim"], decoder_ffn_dim=facts["decoder_ffn_dim"],
-        max_source_positions=facts["max_source_positions"], max_target_positions=facts["max_target_positions"],
-        activation_function="gelu", scale_embedding=False, tie_word_embeddings=facts["tie_word_embeddings"],
-        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
+        encoder_ffn_dim=facts["encoder_ffn_dim"],
+        decoder_ffn_dim=facts["decoder_ffn_dim"],
+        max_source_positions=facts["max_source_positions"],
+        max_target_positions=facts["max_target_positions"],
+        activation_function="gelu",
+        scale_embedding=False,
+        tie_word_embeddings=facts["tie_word_embeddings"],
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=sot,
         begin_suppress_tokens=begin_suppress,
-        architectures=["WhisperForConditionalGeneration"], torch_dtype=facts["dtype"], use_cache=True,
+        architectures=["WhisperForConditionalGeneration"],
+        torch_dtype=facts["dtype"],
+        use_cache=True,
     )
     generation = GenerationConfig(
-        decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-        max_length=facts["max_target_positions"], begin_suppress_tokens=begin_suppress, suppress_tokens=suppress,
-        no_timestamps_token_id=no_timestamps, alignment_heads=heads, is_multilingual=multilingual,
-        prev_sot_token_id=ids.get("<|startofprev|>"), max_initial_timestamp_index=50, return_timestamps=False,
+        decoder_start_token_id=sot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=facts["max_target_positions"],
+        begin_suppress_tokens=begin_suppress,
+        suppress_tokens=suppress,
+        no_timestamps_token_id=no_timestamps,
+        alignment_heads=heads,
+        is_multilingual=multilingual,
+        prev_sot_token_id=ids.get("<|startofprev|>"),
+        max_initial_timestamp_index=50,
+        return_timestamps=False,
     )
     if multilingual:
         generation.lang_to_id = {by_id[i]: i for i in lang_ids if i in by_id}
@@ -282,10 +319,16 @@ def build_processor(src: Path, num_mel_bins: int):
     from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
 
     special = "<|endoftext|>"
-    tokenizer = WhisperTokenizerFast(tokenizer_file=str(src / "tokenizer.json"), unk_token=special,
-                                     bos_token=special, eos_token=special, pad_token=special)
-    extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=SAMPLE_RATE, hop_length=160,
-                                        chunk_length=30, n_fft=400)
+    tokenizer = WhisperTokenizerFast(
+        tokenizer_file=str(src / "tokenizer.json"),
+        unk_token=special,
+        bos_token=special,
+        eos_token=special,
+        pad_token=special,
+    )
+    extractor = WhisperFeatureExtractor(
+        feature_size=num_mel_bins, sampling_rate=SAMPLE_RATE, hop_length=160, chunk_length=30, n_fft=400
+    )
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
@@ -329,8 +372,9 @@ def write_hf_dir(src: Path, out_dir: Path, digests: dict[str, str]) -> dict[str,
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if not (k == "proj_out.weight" and facts["tie_word_embeddings"])]
     if missing or unexpected:
-        raise ConversionError(f"tensor names do not match transformers' Whisper: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}")
+        raise ConversionError(
+            f"tensor names do not match transformers' Whisper: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     if facts["tie_word_embeddings"]:
         model.tie_weights()
     model.generation_config = generation
@@ -343,11 +387,18 @@ def write_hf_dir(src: Path, out_dir: Path, digests: dict[str, str]) -> dict[str,
         if name not in written or written[name].dtype != tensor.dtype or not torch.equal(written[name], tensor):
             raise ConversionError(f"{name}: the written tensor differs from model.bin's")
     record = {
-        "converter": "voiceman.whisper_convert", "converter_version": CONVERTER_VERSION,
-        "source": {"path": str(src.resolve()), "format": f"CTranslate2 {model_bin.spec} revision {model_bin.revision}",
-                   "sha256": digests},
-        "lossless": True, "tensors": len(state), "dtype": facts["dtype"],
-        "weights_sha256": sha256_weights(out_dir), "architecture": facts,
+        "converter": "voiceman.whisper_convert",
+        "converter_version": CONVERTER_VERSION,
+        "source": {
+            "path": str(src.resolve()),
+            "format": f"CTranslate2 {model_bin.spec} revision {model_bin.revision}",
+            "sha256": digests,
+        },
+        "lossless": True,
+        "tensors": len(state),
+        "dtype": facts["dtype"],
+        "weights_sha256": sha256_weights(out_dir),
+        "architecture": facts,
     }
     (out_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record

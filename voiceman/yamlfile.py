@@ -1,5 +1,6 @@
 """Reading a YAML settings file whose top level must be a mapping — one place for the errors
 that name the file (unreadable, not YAML, not a mapping)."""
+
 from __future__ import annotations
 
 from pathlib import Path

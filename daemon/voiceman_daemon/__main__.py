@@ -3,6 +3,7 @@
 systemd runs exactly this (daemon/voiceman.service); ``voiceman daemon start`` and the
 workflow's auto-start run it detached with a log file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,23 +14,27 @@ import signal
 import sys
 from pathlib import Path
 
-from voiceman.daemonlink import runtime, transport
 from voiceman.config import ConfigError, load_config, model_options
+from voiceman.daemonlink import runtime, transport
 
 from .admission import SerBackpressure
 from .asr import import_backend, load_asr
 from .confinement import case_roots_from_config, model_roots_from_config
 from .core import DaemonCore
-from .diarize import load_diarization
 from .device_probe import DeviceError, check_requested_device, log_report, probe
+from .diarize import load_diarization
 from .governor_setup import backpressure_thresholds, build_governor
 from .handlers import DEFAULT_DECODE_TIMEOUT_S, Evidence, build_handlers
 from .registry import ModelRegistry, ModelSpec, ModelTrust
 from .ser_backend import load_ser_categorical, load_ser_dimensional
 from .server import DEFAULT_MAX_MESSAGE_BYTES, DaemonServer
 
-LOADERS = {"asr": load_asr, "ser_dimensional": load_ser_dimensional, "ser_categorical": load_ser_categorical,
-           "diarization": load_diarization}
+LOADERS = {
+    "asr": load_asr,
+    "ser_dimensional": load_ser_dimensional,
+    "ser_categorical": load_ser_categorical,
+    "diarization": load_diarization,
+}
 
 
 def build_core(config: dict) -> DaemonCore:
@@ -40,13 +45,20 @@ def build_core(config: dict) -> DaemonCore:
     daemon = config.get("daemon") or {}
     governor = build_governor(config)
     # S1/N3: a load that would take the held models past the governor's budget is refused.
-    registry = ModelRegistry(LOADERS, ModelTrust(model_roots_from_config(config)),
-                             admits=governor.admits_model if governor else None,
-                             budget_gb=(lambda: governor.memory_budget_gb) if governor else None)
-    evidence = Evidence(case_roots_from_config(config),
-                        float(daemon.get("decode_timeout_s") or DEFAULT_DECODE_TIMEOUT_S))
-    logging.getLogger(__name__).info("case roots: %s; model roots: %s",
-                                     [str(r) for r in evidence.case_roots.roots], [str(r) for r in registry.trust.roots])
+    registry = ModelRegistry(
+        LOADERS,
+        ModelTrust(model_roots_from_config(config)),
+        admits=governor.admits_model if governor else None,
+        budget_gb=(lambda: governor.memory_budget_gb) if governor else None,
+    )
+    evidence = Evidence(
+        case_roots_from_config(config), float(daemon.get("decode_timeout_s") or DEFAULT_DECODE_TIMEOUT_S)
+    )
+    logging.getLogger(__name__).info(
+        "case roots: %s; model roots: %s",
+        [str(r) for r in evidence.case_roots.roots],
+        [str(r) for r in registry.trust.roots],
+    )
     specs = {}
     for kind in LOADERS:
         options = model_options(config, kind)
@@ -77,9 +89,13 @@ def build_core(config: dict) -> DaemonCore:
 
 def build_server(config: dict, endpoint: str) -> DaemonServer:
     # daemon.curve: a tcp endpoint off loopback needs CURVE keys; DaemonServer refuses it otherwise.
-    return DaemonServer(endpoint, build_core(config), float(config["daemon"]["heartbeat_interval_s"]),
-                        curve=transport.CurveSettings.from_config(config),
-                        max_message_bytes=int(config["daemon"].get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES))
+    return DaemonServer(
+        endpoint,
+        build_core(config),
+        float(config["daemon"]["heartbeat_interval_s"]),
+        curve=transport.CurveSettings.from_config(config),
+        max_message_bytes=int(config["daemon"].get("max_message_bytes") or DEFAULT_MAX_MESSAGE_BYTES),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
         if endpoint.startswith("ipc://"):
-            Path(endpoint[len("ipc://"):]).unlink(missing_ok=True)
+            Path(endpoint[len("ipc://") :]).unlink(missing_ok=True)
     return 0
 
 

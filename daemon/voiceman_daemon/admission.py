@@ -8,6 +8,7 @@ one file waiting.  "Waiting for SER" means accepted by the daemon and not yet an
 
 Only the main thread (the socket owner) calls this object, so it needs no lock.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class HeldRequest:
     """A transcription request parked by the gate; the caller decides what it holds."""
+
     item: Any
     held_since: float = field(default_factory=time.monotonic)
 
@@ -29,14 +31,15 @@ class HeldRequest:
 class SerBackpressure:
     def __init__(self, pause_at: int = 5, resume_below: int = 3) -> None:
         if not 0 < resume_below <= pause_at:
-            raise ValueError(f"backpressure thresholds: need 0 < resume_below ({resume_below}) "
-                             f"<= pause_at ({pause_at})")
+            raise ValueError(
+                f"backpressure thresholds: need 0 < resume_below ({resume_below}) <= pause_at ({pause_at})"
+            )
         self.pause_at = pause_at
         self.resume_below = resume_below
         self.paused = False
-        self.pauses = 0            # how often the gate closed
-        self.held_total = 0        # transcription requests that had to wait
-        self.held_wait_s = 0.0     # summed waiting time of released requests
+        self.pauses = 0  # how often the gate closed
+        self.held_total = 0  # transcription requests that had to wait
+        self.held_wait_s = 0.0  # summed waiting time of released requests
         self.max_ser_files = 0
         self._ser_files: Counter[str] = Counter()
         self._held: list[HeldRequest] = []
@@ -63,12 +66,17 @@ class SerBackpressure:
         if not self.paused and waiting >= self.pause_at:
             self.paused = True
             self.pauses += 1
-            log.warning("backpressure: %d files wait for SER (>= %d): new transcription requests wait",
-                        waiting, self.pause_at)
+            log.warning(
+                "backpressure: %d files wait for SER (>= %d): new transcription requests wait", waiting, self.pause_at
+            )
         elif self.paused and waiting < self.resume_below:
             self.paused = False
-            log.info("backpressure: %d files wait for SER (< %d): transcription resumes (%d held)",
-                     waiting, self.resume_below, len(self._held))
+            log.info(
+                "backpressure: %d files wait for SER (< %d): transcription resumes (%d held)",
+                waiting,
+                self.resume_below,
+                len(self._held),
+            )
 
     # -- transcription side -----------------------------------------------------------
     def admit_or_hold(self, item: Any) -> bool:

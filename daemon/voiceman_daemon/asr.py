@@ -12,6 +12,7 @@ in batches with word timestamps (from the model's cross-attention).
   settings give the same transcript every time.  Every setting that changes the output is
   in ``custody()["decoding"]``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -70,12 +71,15 @@ class SileroVad:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         self._detect = get_speech_timestamps
-        self.options = VadOptions(threshold=onset, neg_threshold=offset, min_silence_duration_ms=min_silence_ms,
-                                  speech_pad_ms=speech_pad_ms)
+        self.options = VadOptions(
+            threshold=onset, neg_threshold=offset, min_silence_duration_ms=min_silence_ms, speech_pad_ms=speech_pad_ms
+        )
 
     def regions(self, audio: np.ndarray) -> list[tuple[float, float]]:
-        return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE)
-                for r in self._detect(audio, self.options, sampling_rate=SAMPLE_RATE)]
+        return [
+            (r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE)
+            for r in self._detect(audio, self.options, sampling_rate=SAMPLE_RATE)
+        ]
 
 
 class PyannoteVad:
@@ -92,8 +96,14 @@ class PyannoteVad:
 
 def no_speech(language: str | None, word_timestamps: bool) -> dict[str, Any]:
     """The reply for a recording in which the VAD found no speech."""
-    return {"language": language, "language_probability": None, "segments": [], "vad_chunks": 0,
-            "batch_size_used": None, "word_timestamps": word_timestamps}
+    return {
+        "language": language,
+        "language_probability": None,
+        "segments": [],
+        "vad_chunks": 0,
+        "batch_size_used": None,
+        "word_timestamps": word_timestamps,
+    }
 
 
 class SharedWhisperSettings:
@@ -118,21 +128,30 @@ class SharedWhisperSettings:
         """The VAD's speech regions merged into chunks of at most ``chunk_size`` seconds."""
         return merge_speech(self.vad.regions(audio), self.chunk_size)
 
-    def _plan(self, audio: np.ndarray, options: dict[str, Any],
-              chunks: list[tuple[float, float]] | None = None) -> tuple[str | None, bool, int, list]:
+    def _plan(
+        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
+    ) -> tuple[str | None, bool, int, list]:
         """One request's language, word-timestamp flag, batch size and speech chunks (found
         here unless the I/O pool already did: SpeechChunker)."""
-        return (options.get("language") or self.language, bool(options.get("word_timestamps", True)),
-                max(1, int(options.get("batch_size") or 8)), self.chunks(audio) if chunks is None else chunks)
+        return (
+            options.get("language") or self.language,
+            bool(options.get("word_timestamps", True)),
+            max(1, int(options.get("batch_size") or 8)),
+            self.chunks(audio) if chunks is None else chunks,
+        )
 
-    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any],
-                        chunks: list[list[tuple[float, float]] | None] | None = None) -> list[dict[str, Any]]:
+    def transcribe_many(
+        self,
+        audios: list[np.ndarray],
+        options: dict[str, Any],
+        chunks: list[list[tuple[float, float]] | None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Several recordings one after the other (a backend without cross-file batching)."""
         self.last_run = None
         found = chunks or [None] * len(audios)
         return [self.transcribe(audio, options, chunks=c) for audio, c in zip(audios, found)]
 
-    def _make_vad(self) -> "SileroVad | PyannoteVad":
+    def _make_vad(self) -> SileroVad | PyannoteVad:
         if self.vad_method == "silero":
             offset = float(self.vad_offset) if self.vad_offset is not None else None
             return SileroVad(self.vad_onset, offset, self.min_silence_ms, self.speech_pad_ms)
@@ -178,9 +197,14 @@ class WhisperASR(SharedWhisperSettings):
         self.compute_type = pick_compute_type(spec.option("compute_type", "auto"), self.device)
         self._read_shared_settings(spec)
         threads = int(spec.option("cpu_threads", 0)) or (os.cpu_count() or 2)
-        self.model = WhisperModel(spec.id, device=self.device, compute_type=self.compute_type,
-                                  cpu_threads=threads, local_files_only=local,
-                                  download_root=spec.option("download_root"))
+        self.model = WhisperModel(
+            spec.id,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=threads,
+            local_files_only=local,
+            download_root=spec.option("download_root"),
+        )
         self.pipeline = CrossFilePipeline(self.model)
         self.vad = self._make_vad()
         self.weights_sha256 = sha256_weights(spec.id)
@@ -191,8 +215,14 @@ class WhisperASR(SharedWhisperSettings):
         started = time.perf_counter()
         noise = (np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32)
         self.vad.regions(noise)
-        segments, _ = self.model.transcribe(noise, language=self.language or "en", beam_size=1,
-                                            without_timestamps=True, vad_filter=False, temperature=TEMPERATURE)
+        segments, _ = self.model.transcribe(
+            noise,
+            language=self.language or "en",
+            beam_size=1,
+            without_timestamps=True,
+            vad_filter=False,
+            temperature=TEMPERATURE,
+        )
         list(segments)
         log.info("ASR warm-up done in %.2f s", time.perf_counter() - started)
 
@@ -201,13 +231,23 @@ class WhisperASR(SharedWhisperSettings):
         import ctranslate2
         import faster_whisper
 
-        return {"backend": "ctranslate2", "engine": f"faster-whisper {faster_whisper.__version__} batched, "
-                f"ctranslate2 {ctranslate2.__version__}", "beam_size": self.beam_size,
-                "temperature": TEMPERATURE, "temperature_fallback": False, "compute_type": self.compute_type,
-                "chunk_size_s": self.chunk_size, "condition_on_previous_text": False,
-                "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset,
-                        "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
-                        "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None}}
+        return {
+            "backend": "ctranslate2",
+            "engine": f"faster-whisper {faster_whisper.__version__} batched, ctranslate2 {ctranslate2.__version__}",
+            "beam_size": self.beam_size,
+            "temperature": TEMPERATURE,
+            "temperature_fallback": False,
+            "compute_type": self.compute_type,
+            "chunk_size_s": self.chunk_size,
+            "condition_on_previous_text": False,
+            "vad": {
+                "method": self.vad_method,
+                "onset": self.vad_onset,
+                "offset": self.vad_offset,
+                "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
+                "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None,
+            },
+        }
 
     def custody(self) -> dict[str, Any]:
         path = str(Path(self.spec.id).resolve()) if Path(self.spec.id).is_dir() else None
@@ -225,21 +265,37 @@ class WhisperASR(SharedWhisperSettings):
             "decoding": self.decoding(),
         }
 
-    def transcribe(self, audio: np.ndarray, options: dict[str, Any],
-                   chunks: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+    def transcribe(
+        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
+    ) -> dict[str, Any]:
         return self.transcribe_many([audio], options, [chunks])[0]
 
-    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any],
-                        chunks: list[list[tuple[float, float]] | None] | None = None) -> list[dict[str, Any]]:
+    def transcribe_many(
+        self,
+        audios: list[np.ndarray],
+        options: dict[str, Any],
+        chunks: list[list[tuple[float, float]] | None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Several recordings under the same request options, their speech chunks decoded in
         shared batches (asr_batching); each reply equals that recording transcribed alone."""
         found = chunks or [None] * len(audios)
         plans = [self._plan(audio, options, c) for audio, c in zip(audios, found)]
-        prepared = [self.pipeline.prepare(
-            audio, language=language, beam_size=self.beam_size, temperature=TEMPERATURE,
-            word_timestamps=word_timestamps, without_timestamps=False, batch_size=batch_size,
-            clip_timestamps=[{"start": a, "end": b} for a, b in chunks], vad_filter=False)
-            if chunks else None for audio, (language, word_timestamps, batch_size, chunks) in zip(audios, plans)]
+        prepared = [
+            self.pipeline.prepare(
+                audio,
+                language=language,
+                beam_size=self.beam_size,
+                temperature=TEMPERATURE,
+                word_timestamps=word_timestamps,
+                without_timestamps=False,
+                batch_size=batch_size,
+                clip_timestamps=[{"start": a, "end": b} for a, b in chunks],
+                vad_filter=False,
+            )
+            if chunks
+            else None
+            for audio, (language, word_timestamps, batch_size, chunks) in zip(audios, plans)
+        ]
         batch_size = plans[0][2]
         run = self.pipeline.run([p for p in prepared if p is not None], batch_size)
         decoded = iter(run.segments)
@@ -249,37 +305,55 @@ class WhisperASR(SharedWhisperSettings):
                 replies.append(no_speech(language, word_timestamps))
                 continue
             segments = [transcript_segment(s) for s in next(decoded)]
-            replies.append({"language": prep.info.language,
-                            "language_probability": round(float(prep.info.language_probability), 4),
-                            "segments": [s for s in segments if s["text"]], "vad_chunks": len(chunks),
-                            "batch_size_used": min(batch_size, len(chunks)),
-                            "word_timestamps": word_timestamps})
+            replies.append(
+                {
+                    "language": prep.info.language,
+                    "language_probability": round(float(prep.info.language_probability), 4),
+                    "segments": [s for s in segments if s["text"]],
+                    "vad_chunks": len(chunks),
+                    "batch_size_used": min(batch_size, len(chunks)),
+                    "word_timestamps": word_timestamps,
+                }
+            )
         self.last_run = run
         return replies
 
 
 def transcript_segment(s: dict[str, Any]) -> dict[str, Any]:
     """One of the library's segment dicts, as the transcript stores it."""
-    words = [{"word": w["word"].strip(), "start": round(float(w["start"]), 3), "end": round(float(w["end"]), 3),
-              "probability": round(float(w["probability"]), 4)} for w in (s.get("words") or [])]
-    return {"start": round(float(s["start"]), 3), "end": round(float(s["end"]), 3), "text": s["text"].strip(),
-            "speaker": None, "words": words, "avg_logprob": round(float(s["avg_logprob"]), 4)}
+    words = [
+        {
+            "word": w["word"].strip(),
+            "start": round(float(w["start"]), 3),
+            "end": round(float(w["end"]), 3),
+            "probability": round(float(w["probability"]), 4),
+        }
+        for w in (s.get("words") or [])
+    ]
+    return {
+        "start": round(float(s["start"]), 3),
+        "end": round(float(s["end"]), 3),
+        "text": s["text"].strip(),
+        "speaker": None,
+        "words": words,
+        "avg_logprob": round(float(s["avg_logprob"]), 4),
+    }
 
 
 def import_backend() -> None:
     """Import torch and the Whisper engine up front.  Loading their native libraries holds
     the GIL for seconds; done before the socket is bound, it cannot stall request handling."""
+    import ctranslate2
     import faster_whisper  # noqa: F401
     import torch  # noqa: F401
-
-    import ctranslate2
 
     if torch.cuda.is_available() and ctranslate2.get_cuda_device_count() == 0:  # auto picks transformers
         import transformers.models.whisper.modeling_whisper  # noqa: F401
 
 
-def choose_backend(requested: str, device: str, ct2_cuda_devices: int, torch_cuda: bool,
-                   has_ct2: bool = True, has_hf: bool = False) -> tuple[str, str]:
+def choose_backend(
+    requested: str, device: str, ct2_cuda_devices: int, torch_cuda: bool, has_ct2: bool = True, has_hf: bool = False
+) -> tuple[str, str]:
     """(backend, why) for ``models.asr.backend``.  ``auto``: CTranslate2 when it sees a CUDA
     device; transformers when only torch has CUDA (CTranslate2's linux-aarch64 wheels carry
     none, e.g. on the GB10); CTranslate2 int8 on a CPU.  A directory holding only one form
@@ -311,9 +385,14 @@ def select_backend(spec: ModelSpec) -> tuple[str, str]:
 
     local = Path(spec.id).is_dir()
     has_ct2 = (Path(spec.id) / "model.bin").is_file() or not local
-    return choose_backend(requested, device, 0 if device == "cpu" else ctranslate2.get_cuda_device_count(),
-                          device != "cpu" and torch.cuda.is_available(), has_ct2=has_ct2,
-                          has_hf=is_hf_whisper_dir(hf_model_dir(spec.id)))
+    return choose_backend(
+        requested,
+        device,
+        0 if device == "cpu" else ctranslate2.get_cuda_device_count(),
+        device != "cpu" and torch.cuda.is_available(),
+        has_ct2=has_ct2,
+        has_hf=is_hf_whisper_dir(hf_model_dir(spec.id)),
+    )
 
 
 def load_asr(spec: ModelSpec):

@@ -20,6 +20,7 @@ model passes, while every recording still gets exactly what it would get alone:
 A test checks that files transcribed together equal the files transcribed one at a time.
 Written against faster-whisper 1.2.1 (pinned); the test fails if its internals move.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,26 +34,30 @@ from faster_whisper import BatchedInferencePipeline
 @dataclass
 class PreparedRecording:
     """What the library's ``transcribe`` computed for one recording, before decoding."""
-    features: Any                 # (chunks, n_mels, frames) or [] when there is no speech
+
+    features: Any  # (chunks, n_mels, frames) or [] when there is no speech
     tokenizer: Any
     chunks_metadata: list[dict[str, Any]]
-    options: Any                  # faster_whisper TranscriptionOptions
-    info: Any = None              # TranscriptionInfo (language, its probability)
+    options: Any  # faster_whisper TranscriptionOptions
+    info: Any = None  # TranscriptionInfo (language, its probability)
 
     @property
     def chunks(self) -> int:
         return len(self.chunks_metadata)
 
-    def shares_batch_with(self, other: "PreparedRecording") -> bool:
+    def shares_batch_with(self, other: PreparedRecording) -> bool:
         """Same prompt and decoding rules: their chunks may be decoded in one pass."""
-        return (self.tokenizer.language_code == other.tokenizer.language_code
-                and self.tokenizer.task == other.tokenizer.task
-                and _decoding_rules(self.options) == _decoding_rules(other.options))
+        return (
+            self.tokenizer.language_code == other.tokenizer.language_code
+            and self.tokenizer.task == other.tokenizer.task
+            and _decoding_rules(self.options) == _decoding_rules(other.options)
+        )
 
 
 @dataclass
 class CrossFileRun:
     """Raw segment dicts per recording, and how the chunks were batched."""
+
     segments: list[list[dict[str, Any]]]
     chunks: int
     forward_batches: int
@@ -79,8 +84,7 @@ class CrossFilePipeline(BatchedInferencePipeline):
         super().__init__(model)
         self._encoded: tuple[Any, list[dict[str, Any]]] | None = None
 
-    def _batched_segments_generator(self, features, tokenizer, chunks_metadata, batch_size, options,
-                                    log_progress):
+    def _batched_segments_generator(self, features, tokenizer, chunks_metadata, batch_size, options, log_progress):
         # transcribe() ends here: keep its inputs; decoding happens in run(), across recordings.
         return PreparedRecording(features, tokenizer, chunks_metadata, options)
 
@@ -107,7 +111,8 @@ class CrossFilePipeline(BatchedInferencePipeline):
             for start in range(0, len(owners), batch_size):
                 stop = min(start + batch_size, len(owners))
                 encoder_output, outputs = super().generate_segment_batched(
-                    features[start:stop], first.tokenizer, first.options)
+                    features[start:stop], first.tokenizer, first.options
+                )
                 forward_batches += 1
                 for owner, a, b in owner_runs(owners[start:stop]):
                     whole = b - a == stop - start
@@ -115,8 +120,12 @@ class CrossFilePipeline(BatchedInferencePipeline):
                     self._encoded = (rows, outputs[a:b])
                     self.last_speech_timestamp = carry[owner]
                     try:
-                        done = self.forward(features[start + a:start + b], first.tokenizer,
-                                            metadata[start + a:start + b], first.options)
+                        done = self.forward(
+                            features[start + a : start + b],
+                            first.tokenizer,
+                            metadata[start + a : start + b],
+                            first.options,
+                        )
                     finally:
                         self._encoded = None
                     del keep

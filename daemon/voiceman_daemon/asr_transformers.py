@@ -21,6 +21,7 @@ shipped CTranslate2 models in this form too, losslessly: ``voiceman.whisper_conv
 - float16 on CUDA (``compute_type: bfloat16`` possible), float32 on a CPU; SDPA attention;
   ``eval()``, no gradients.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,12 +43,12 @@ from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
-N_FRAMES = 3000              # mel frames in Whisper's 30 s window
-FRAMES_PER_SECOND = 100      # mel frames (hop 160 at 16 kHz)
-TOKENS_PER_SECOND = 50       # encoder positions (the second conv has stride 2)
-TIME_PRECISION = 0.02        # seconds per timestamp token
-MAX_NEW_TOKENS = 224         # CTranslate2: min(448 / 2, 448 - prompt)
-MAX_INITIAL_TIMESTAMP_INDEX = 50   # the first timestamp is at most 1.0 s (CTranslate2's default)
+N_FRAMES = 3000  # mel frames in Whisper's 30 s window
+FRAMES_PER_SECOND = 100  # mel frames (hop 160 at 16 kHz)
+TOKENS_PER_SECOND = 50  # encoder positions (the second conv has stride 2)
+TIME_PRECISION = 0.02  # seconds per timestamp token
+MAX_NEW_TOKENS = 224  # CTranslate2: min(448 / 2, 448 - prompt)
+MAX_INITIAL_TIMESTAMP_INDEX = 50  # the first timestamp is at most 1.0 s (CTranslate2's default)
 MEDIAN_FILTER_WIDTH = 7
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
@@ -85,11 +86,17 @@ def conversion_source(hf_dir: Path, model_id: str) -> dict[str, Any] | None:
     if source.resolve() != hf_dir.resolve() and (source / "model.bin").is_file():
         now = source_digests(source)
         if record.get("source", {}).get("sha256") != now:
-            raise ValueError(f"{hf_dir} was converted from other weights than {source}'s current ones: "
-                             f"run `voiceman models prepare` (or python -m voiceman.whisper_convert {source}) again")
-    return {"path": record.get("source", {}).get("path"), "format": record.get("source", {}).get("format"),
-            "model_bin_sha256": record.get("source", {}).get("sha256", {}).get("model.bin"),
-            "converter_version": record.get("converter_version"), "lossless": record.get("lossless")}
+            raise ValueError(
+                f"{hf_dir} was converted from other weights than {source}'s current ones: "
+                f"run `voiceman models prepare` (or python -m voiceman.whisper_convert {source}) again"
+            )
+    return {
+        "path": record.get("source", {}).get("path"),
+        "format": record.get("source", {}).get("format"),
+        "model_bin_sha256": record.get("source", {}).get("sha256", {}).get("model.bin"),
+        "converter_version": record.get("converter_version"),
+        "lossless": record.get("lossless"),
+    }
 
 
 # -- decoding rules -----------------------------------------------------------------------------
@@ -101,8 +108,19 @@ class DecodingRules:
     hypotheses' scores (CTranslate2's ``avg_logprob``) come out without storing per-step
     score tensors."""
 
-    def __init__(self, *, vocab_size: int, sample_begin: int, eot: int, no_timestamps: int, timestamp_begin: int,
-                 suppress: list[int], suppress_begin: list[int], device, rows_per_item: int = 1):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        sample_begin: int,
+        eot: int,
+        no_timestamps: int,
+        timestamp_begin: int,
+        suppress: list[int],
+        suppress_begin: list[int],
+        device,
+        rows_per_item: int = 1,
+    ):
         import torch
 
         self.rows_per_item = rows_per_item  # beams: rows of one batch item are consecutive
@@ -113,10 +131,10 @@ class DecodingRules:
         self.at_begin = self.always.clone()
         self.at_begin[[t for t in suppress_begin if 0 <= t < vocab_size]] = True
         self.at_begin[:timestamp_begin] = True  # the first token is a timestamp ...
-        self.at_begin[timestamp_begin + MAX_INITIAL_TIMESTAMP_INDEX + 1:] = True  # ... at most 1 s in
+        self.at_begin[timestamp_begin + MAX_INITIAL_TIMESTAMP_INDEX + 1 :] = True  # ... at most 1 s in
         self.positions = torch.arange(vocab_size, device=device)
         self.history: list[tuple[Any, Any, Any]] = []  # per step: (prefixes, cumulative logprob, logprob of eot)
-        self._last: tuple[Any, Any] | None = None       # (prefixes, logprobs) of the latest step
+        self._last: tuple[Any, Any] | None = None  # (prefixes, logprobs) of the latest step
 
     def __call__(self, input_ids, scores):
         import torch
@@ -127,12 +145,12 @@ class DecodingRules:
             mask = self.at_begin.expand_as(scores)
             scores = scores.masked_fill(mask, -math.inf)
         else:
-            generated = input_ids[:, self.sample_begin:]
+            generated = input_ids[:, self.sample_begin :]
             is_ts = generated >= self.ts_begin
             last = is_ts[:, -1]
             penultimate = is_ts[:, -2] if generated.shape[1] >= 2 else last
-            pair = last & penultimate          # has to be text next
-            opened = last & ~penultimate       # has to be a timestamp (or the end) next
+            pair = last & penultimate  # has to be text next
+            opened = last & ~penultimate  # has to be a timestamp (or the end) next
             mask = self.always.expand_as(scores).clone()
             mask |= pair[:, None] & (self.positions >= self.ts_begin)
             mask |= opened[:, None] & (self.positions < self.eot)
@@ -142,8 +160,8 @@ class DecodingRules:
             scores = scores.masked_fill(mask, -math.inf)
             # when the timestamps together are likelier than any text token, take a timestamp
             logprobs = torch.log_softmax(scores, dim=-1)
-            ts_mass = torch.logsumexp(logprobs[:, self.ts_begin:], dim=-1)
-            best_text = logprobs[:, :self.ts_begin].max(dim=-1).values
+            ts_mass = torch.logsumexp(logprobs[:, self.ts_begin :], dim=-1)
+            best_text = logprobs[:, : self.ts_begin].max(dim=-1).values
             force = ~pair & (ts_mass > best_text)
             scores = scores.masked_fill(force[:, None] & (self.positions < self.ts_begin), -math.inf)
         logprobs = torch.log_softmax(scores, dim=-1)
@@ -167,7 +185,7 @@ class DecodingRules:
 
     def _row(self, ids, prefix, item: int) -> int | None:
         first = item * self.rows_per_item
-        rows = (ids[first:first + self.rows_per_item] == prefix[None, :]).all(dim=1).nonzero()
+        rows = (ids[first : first + self.rows_per_item] == prefix[None, :]).all(dim=1).nonzero()
         return first + int(rows[0]) if rows.numel() else None
 
     def sequence_logprob(self, sequence, item: int) -> float | None:
@@ -242,12 +260,15 @@ def words_from_alignment(tokenizer, text_tokens: list[int], text_indices, time_i
     jump_times = time_indices[jumps] / TOKENS_PER_SECOND
     starts, ends = jump_times[boundaries[:-1]], jump_times[boundaries[1:]]
     probs = [float(np.mean(token_probs[i:j])) for i, j in zip(boundaries[:-1], boundaries[1:])]
-    return [dict(word=w, tokens=t, start=float(s), end=float(e), probability=p)
-            for w, t, s, e, p in zip(words, word_tokens, starts, ends, probs)]
+    return [
+        dict(word=w, tokens=t, start=float(s), end=float(e), probability=p)
+        for w, t, s, e, p in zip(words, word_tokens, starts, ends, probs)
+    ]
 
 
-def place_words(chunks: list[list[dict]], alignments: list[list[dict]], offsets: list[float],
-                last_speech: float) -> float:
+def place_words(
+    chunks: list[list[dict]], alignments: list[list[dict]], offsets: list[float], last_speech: float
+) -> float:
     """faster-whisper's ``add_word_timestamps`` after the alignment: clip overlong words at
     sentence and segment boundaries, merge punctuation into words, and hand each segment its
     words (times relative to the recording).  Returns the last speech time."""
@@ -275,14 +296,21 @@ def place_words(chunks: list[list[dict]], alignments: list[list[dict]], offsets:
             while index < len(alignment) and saved < len(segment["text_tokens"]):
                 timing = alignment[index]
                 if timing["word"]:
-                    words.append(dict(word=timing["word"], start=round(offset + timing["start"], 2),
-                                      end=round(offset + timing["end"], 2), probability=timing["probability"]))
+                    words.append(
+                        dict(
+                            word=timing["word"],
+                            start=round(offset + timing["start"], 2),
+                            end=round(offset + timing["end"], 2),
+                            probability=timing["probability"],
+                        )
+                    )
                 saved += len(timing["tokens"])
                 index += 1
             if words:
                 if words[0]["end"] - last_speech > median * 4 and (
-                        words[0]["end"] - words[0]["start"] > longest
-                        or (len(words) > 1 and words[1]["end"] - words[0]["start"] > longest * 2)):
+                    words[0]["end"] - words[0]["start"] > longest
+                    or (len(words) > 1 and words[1]["end"] - words[0]["start"] > longest * 2)
+                ):
                     if len(words) > 1 and words[1]["end"] - words[1]["start"] > longest:
                         boundary = max(words[1]["end"] / 2, words[1]["end"] - longest)
                         words[0]["end"] = words[1]["start"] = boundary
@@ -314,8 +342,13 @@ def split_by_timestamps(tokens: list[int], timestamp_begin: int, offset: float, 
     segments, last = [], 0
     for cut in cuts:
         piece = tokens[last:cut]
-        segments.append(dict(start=offset + (piece[0] - timestamp_begin) * TIME_PRECISION,
-                             end=offset + (piece[-1] - timestamp_begin) * TIME_PRECISION, tokens=piece))
+        segments.append(
+            dict(
+                start=offset + (piece[0] - timestamp_begin) * TIME_PRECISION,
+                end=offset + (piece[-1] - timestamp_begin) * TIME_PRECISION,
+                tokens=piece,
+            )
+        )
         last = cut
     return segments
 
@@ -328,10 +361,14 @@ def pick_dtype(requested: str | None, device: str):
     if requested == "auto":
         requested = "float16" if device.startswith("cuda") else "float32"
     if requested not in COMPUTE_TYPES:
-        raise ValueError(f"models.asr.compute_type '{requested}' is a CTranslate2 type; the transformers backend "
-                         f"takes auto, {', '.join(sorted(COMPUTE_TYPES))}")
+        raise ValueError(
+            f"models.asr.compute_type '{requested}' is a CTranslate2 type; the transformers backend "
+            f"takes auto, {', '.join(sorted(COMPUTE_TYPES))}"
+        )
     if requested != "float32" and not device.startswith("cuda"):
-        raise ValueError(f"models.asr.compute_type {requested} needs CUDA; on the CPU the transformers backend runs float32")
+        raise ValueError(
+            f"models.asr.compute_type {requested} needs CUDA; on the CPU the transformers backend runs float32"
+        )
     return requested, getattr(torch, requested)
 
 
@@ -353,7 +390,8 @@ class TransformersWhisperASR(SharedWhisperSettings):
             raise FileNotFoundError(
                 f"no transformers Whisper model for '{spec.id}': expected {self.hf_dir} "
                 "(`voiceman models prepare` writes it for the shipped models; for your own CTranslate2 model run "
-                f"python -m voiceman.whisper_convert {spec.id}), or set models.asr.id to a transformers Whisper directory")
+                f"python -m voiceman.whisper_convert {spec.id}), or set models.asr.id to a transformers Whisper directory"
+            )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.source = conversion_source(self.hf_dir, spec.id)
         self.device = pick_device(spec.option("device", "auto"))
@@ -364,7 +402,8 @@ class TransformersWhisperASR(SharedWhisperSettings):
 
         self.processor = WhisperProcessor.from_pretrained(self.hf_dir, local_files_only=True)
         self.model = WhisperForConditionalGeneration.from_pretrained(
-            self.hf_dir, local_files_only=True, dtype=dtype, attn_implementation="sdpa").to(self.device)
+            self.hf_dir, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
+        ).to(self.device)
         self.model.eval()
         self.model.requires_grad_(False)
         self.torch_device = torch.device(self.device)
@@ -374,8 +413,11 @@ class TransformersWhisperASR(SharedWhisperSettings):
         # suppress lists, forced ids, timestamp settings); every rule here is DecodingRules',
         # so the model keeps a bare one.
         self.model.generation_config = GenerationConfig(
-            decoder_start_token_id=config.decoder_start_token_id, bos_token_id=config.bos_token_id,
-            eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)
+            decoder_start_token_id=config.decoder_start_token_id,
+            bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_id,
+            pad_token_id=config.pad_token_id,
+        )
         self.multilingual = bool(getattr(generation, "is_multilingual", config.vocab_size >= 51865))
         self.hf_tokenizer = self.processor.tokenizer.backend_tokenizer
         self.lang_ids = sorted((getattr(generation, "lang_to_id", None) or {}).values())
@@ -384,7 +426,9 @@ class TransformersWhisperASR(SharedWhisperSettings):
             n, h = config.decoder_layers, config.decoder_attention_heads
             heads = [[layer, head] for layer in range(n // 2, n) for head in range(h)]
         self.alignment_heads = [(int(layer), int(head)) for layer, head in heads]
-        self.suppress_begin = list(getattr(generation, "begin_suppress_tokens", None) or config.begin_suppress_tokens or [])
+        self.suppress_begin = list(
+            getattr(generation, "begin_suppress_tokens", None) or config.begin_suppress_tokens or []
+        )
         self.vad = self._make_vad()
         self._tokenizer_cls = Tokenizer
         self.weights_sha256 = sha256_weights(self.hf_dir)
@@ -394,16 +438,31 @@ class TransformersWhisperASR(SharedWhisperSettings):
     def decoding(self) -> dict[str, Any]:
         import transformers
 
-        return {"backend": "transformers", "engine": f"transformers {transformers.__version__} "
-                "WhisperForConditionalGeneration (sdpa)", "beam_size": self.beam_size, "patience": 1.0,
-                "length_penalty": 1.0, "temperature": TEMPERATURE, "temperature_fallback": False,
-                "do_sample": False, "compute_type": self.compute_type, "chunk_size_s": self.chunk_size,
-                "condition_on_previous_text": False, "max_initial_timestamp_s": MAX_INITIAL_TIMESTAMP_INDEX * TIME_PRECISION,
-                "word_alignment": {"heads": [list(h) for h in self.alignment_heads],
-                                   "median_filter_width": MEDIAN_FILTER_WIDTH},
-                "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset,
-                        "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
-                        "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None}}
+        return {
+            "backend": "transformers",
+            "engine": f"transformers {transformers.__version__} WhisperForConditionalGeneration (sdpa)",
+            "beam_size": self.beam_size,
+            "patience": 1.0,
+            "length_penalty": 1.0,
+            "temperature": TEMPERATURE,
+            "temperature_fallback": False,
+            "do_sample": False,
+            "compute_type": self.compute_type,
+            "chunk_size_s": self.chunk_size,
+            "condition_on_previous_text": False,
+            "max_initial_timestamp_s": MAX_INITIAL_TIMESTAMP_INDEX * TIME_PRECISION,
+            "word_alignment": {
+                "heads": [list(h) for h in self.alignment_heads],
+                "median_filter_width": MEDIAN_FILTER_WIDTH,
+            },
+            "vad": {
+                "method": self.vad_method,
+                "onset": self.vad_onset,
+                "offset": self.vad_offset,
+                "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
+                "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None,
+            },
+        }
 
     def custody(self) -> dict[str, Any]:
         return {
@@ -423,8 +482,9 @@ class TransformersWhisperASR(SharedWhisperSettings):
 
     # -- helpers -----------------------------------------------------------------------------
     def tokenizer(self, language: str | None):
-        return self._tokenizer_cls(self.hf_tokenizer, self.multilingual, task="transcribe",
-                                   language=language if self.multilingual else None)
+        return self._tokenizer_cls(
+            self.hf_tokenizer, self.multilingual, task="transcribe", language=language if self.multilingual else None
+        )
 
     def features(self, pieces: list[np.ndarray]):
         """Log-mel of each piece on its own (as faster-whisper's batched pipeline computes it),
@@ -434,10 +494,14 @@ class TransformersWhisperASR(SharedWhisperSettings):
         extractor = self.processor.feature_extractor
         out = torch.zeros((len(pieces), extractor.feature_size, N_FRAMES), dtype=torch.float32)
         for i, piece in enumerate(pieces):
-            mel = extractor(piece[: N_FRAMES * extractor.hop_length], sampling_rate=SAMPLE_RATE, padding="longest",
-                            return_tensors="pt", device=self.device if self.device.startswith("cuda") else "cpu"
-                            ).input_features[0][:, :N_FRAMES]
-            out[i, :, :mel.shape[1]] = mel.cpu()
+            mel = extractor(
+                piece[: N_FRAMES * extractor.hop_length],
+                sampling_rate=SAMPLE_RATE,
+                padding="longest",
+                return_tensors="pt",
+                device=self.device if self.device.startswith("cuda") else "cpu",
+            ).input_features[0][:, :N_FRAMES]
+            out[i, :, : mel.shape[1]] = mel.cpu()
         return out.to(self.torch_device, self.dtype)
 
     def encode(self, features):
@@ -448,7 +512,9 @@ class TransformersWhisperASR(SharedWhisperSettings):
 
         tokenizer = self.tokenizer("en")
         start = torch.full((encoded.shape[0], 1), tokenizer.sot, dtype=torch.long, device=self.torch_device)
-        hidden = self.model.model.decoder(input_ids=start, encoder_hidden_states=encoded, use_cache=False).last_hidden_state
+        hidden = self.model.model.decoder(
+            input_ids=start, encoder_hidden_states=encoded, use_cache=False
+        ).last_hidden_state
         logits = self.model.proj_out(hidden[:, -1]).float()
         ids = torch.tensor(self.lang_ids, device=self.torch_device)
         probs = torch.softmax(logits[:, ids], dim=-1)[0]
@@ -459,30 +525,47 @@ class TransformersWhisperASR(SharedWhisperSettings):
     def generate(self, encoded, tokenizer) -> list[tuple[list[int], float]]:
         """Decode a batch of encoded chunks: [(tokens without prompt and eot, avg_logprob)]."""
         import torch
+        from faster_whisper.transcribe import get_suppressed_tokens
         from transformers import GenerationConfig, GenerationMixin, LogitsProcessorList
         from transformers.modeling_outputs import BaseModelOutput
 
-        from faster_whisper.transcribe import get_suppressed_tokens
-
         prompt = list(tokenizer.sot_sequence)
-        rules = DecodingRules(vocab_size=self.model.config.vocab_size, sample_begin=len(prompt), eot=tokenizer.eot,
-                              no_timestamps=tokenizer.no_timestamps, timestamp_begin=tokenizer.timestamp_begin,
-                              suppress=list(get_suppressed_tokens(tokenizer, [-1])), suppress_begin=self.suppress_begin,
-                              device=self.torch_device, rows_per_item=self.beam_size)
+        rules = DecodingRules(
+            vocab_size=self.model.config.vocab_size,
+            sample_begin=len(prompt),
+            eot=tokenizer.eot,
+            no_timestamps=tokenizer.no_timestamps,
+            timestamp_begin=tokenizer.timestamp_begin,
+            suppress=list(get_suppressed_tokens(tokenizer, [-1])),
+            suppress_begin=self.suppress_begin,
+            device=self.torch_device,
+            rows_per_item=self.beam_size,
+        )
         config = GenerationConfig(
-            decoder_start_token_id=tokenizer.sot, bos_token_id=tokenizer.eot, eos_token_id=tokenizer.eot,
-            pad_token_id=tokenizer.eot, max_new_tokens=min(MAX_NEW_TOKENS, self.model.config.max_target_positions - len(prompt)),
-            num_beams=self.beam_size, do_sample=False, num_return_sequences=1, use_cache=True,
-            **({"length_penalty": 1.0, "early_stopping": True} if self.beam_size > 1 else {}))
+            decoder_start_token_id=tokenizer.sot,
+            bos_token_id=tokenizer.eot,
+            eos_token_id=tokenizer.eot,
+            pad_token_id=tokenizer.eot,
+            max_new_tokens=min(MAX_NEW_TOKENS, self.model.config.max_target_positions - len(prompt)),
+            num_beams=self.beam_size,
+            do_sample=False,
+            num_return_sequences=1,
+            use_cache=True,
+            **({"length_penalty": 1.0, "early_stopping": True} if self.beam_size > 1 else {}),
+        )
         batch = encoded.shape[0]
         start = torch.tensor([prompt] * batch, dtype=torch.long, device=self.torch_device)
         sequences = GenerationMixin.generate(
-            self.model, encoder_outputs=BaseModelOutput(last_hidden_state=encoded), decoder_input_ids=start,
-            generation_config=config, logits_processor=LogitsProcessorList([rules]))
+            self.model,
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+            decoder_input_ids=start,
+            generation_config=config,
+            logits_processor=LogitsProcessorList([rules]),
+        )
         results = []
         for item, row in enumerate(sequences):
             row = row.cpu()
-            generated = row[len(prompt):].tolist()
+            generated = row[len(prompt) :].tolist()
             end = generated.index(tokenizer.eot) if tokenizer.eot in generated else len(generated)
             tokens = generated[:end]
             finished = row[: len(prompt) + end + (1 if end < len(generated) else 0)]
@@ -502,17 +585,22 @@ class TransformersWhisperASR(SharedWhisperSettings):
         decoder = self.model.model.decoder
         layers = sorted({layer for layer, _ in self.alignment_heads})
         captured: dict[int, Any] = {}
-        hooks = [decoder.layers[layer].encoder_attn.register_forward_pre_hook(
-            lambda module, args, kwargs, layer=layer: captured.__setitem__(
-                layer, kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]),
-            with_kwargs=True) for layer in layers]
+        hooks = [
+            decoder.layers[layer].encoder_attn.register_forward_pre_hook(
+                lambda module, args, kwargs, layer=layer: captured.__setitem__(
+                    layer, kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+                ),
+                with_kwargs=True,
+            )
+            for layer in layers
+        ]
         try:
             hidden = decoder(input_ids=ids, encoder_hidden_states=encoded, use_cache=False).last_hidden_state
         finally:
             for hook in hooks:
                 hook.remove()
         logits = self.model.proj_out(hidden).float()
-        token_probs = torch.softmax(logits[..., :tokenizer.eot], dim=-1)
+        token_probs = torch.softmax(logits[..., : tokenizer.eot], dim=-1)
         qk = []
         keys: dict[int, Any] = {}
         for layer, head in self.alignment_heads:
@@ -521,7 +609,10 @@ class TransformersWhisperASR(SharedWhisperSettings):
             rows = slice(head * size, (head + 1) * size)
             if layer not in keys:
                 keys[layer] = attention.k_proj(encoded)
-            query = F.linear(captured[layer], attention.q_proj.weight[rows], attention.q_proj.bias[rows]) * attention.scaling
+            query = (
+                F.linear(captured[layer], attention.q_proj.weight[rows], attention.q_proj.bias[rows])
+                * attention.scaling
+            )
             qk.append(torch.matmul(query.float(), keys[layer][..., rows].float().transpose(1, 2)))
         weights_all = torch.stack(qk, dim=1)  # (batch, heads, tokens, frames)
         results = []
@@ -534,11 +625,15 @@ class TransformersWhisperASR(SharedWhisperSettings):
             weights = torch.softmax(weights_all[b, :, :length, :frames], dim=-1)
             std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
             weights = median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
-            matrix = weights.mean(dim=0)[len(sot_sequence):-1]
+            matrix = weights.mean(dim=0)[len(sot_sequence) : -1]
             text_indices, time_indices = dtw(-matrix.double().cpu().numpy())
             offset = len(sot_sequence) + 1
-            probs = token_probs[b, offset - 1:offset - 1 + len(tokens)].gather(
-                -1, torch.tensor(tokens, device=self.torch_device)[:, None])[:, 0].cpu().numpy()
+            probs = (
+                token_probs[b, offset - 1 : offset - 1 + len(tokens)]
+                .gather(-1, torch.tensor(tokens, device=self.torch_device)[:, None])[:, 0]
+                .cpu()
+                .numpy()
+            )
             results.append(words_from_alignment(tokenizer, tokens, text_indices, time_indices, probs))
         return results
 
@@ -551,14 +646,22 @@ class TransformersWhisperASR(SharedWhisperSettings):
         with torch.inference_mode():
             encoded = self.encode(self.features([noise]))
             tokenizer = self.tokenizer(self.language if self.language else "en")
-            self.model.model.decoder(input_ids=torch.tensor([list(tokenizer.sot_sequence)], device=self.torch_device),
-                                     encoder_hidden_states=encoded, use_cache=False)
-        log.info("ASR (transformers, %s %s) warm-up done in %.2f s", self.device, self.compute_type,
-                 time.perf_counter() - started)
+            self.model.model.decoder(
+                input_ids=torch.tensor([list(tokenizer.sot_sequence)], device=self.torch_device),
+                encoder_hidden_states=encoded,
+                use_cache=False,
+            )
+        log.info(
+            "ASR (transformers, %s %s) warm-up done in %.2f s",
+            self.device,
+            self.compute_type,
+            time.perf_counter() - started,
+        )
 
     # -- requests ----------------------------------------------------------------------------
-    def transcribe(self, audio: np.ndarray, options: dict[str, Any],
-                   chunks: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+    def transcribe(
+        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
+    ) -> dict[str, Any]:
         return self.transcribe_many([audio], options, [chunks])[0]
 
     def _language(self, language: str | None, pieces: list[np.ndarray]) -> tuple[str, float]:
@@ -572,8 +675,12 @@ class TransformersWhisperASR(SharedWhisperSettings):
             return self.detect_language(self.encode(self.features([speech])))
         return language, 1.0
 
-    def transcribe_many(self, audios: list[np.ndarray], options: dict[str, Any],
-                        chunks: list[list[tuple[float, float]] | None] | None = None) -> list[dict[str, Any]]:
+    def transcribe_many(
+        self,
+        audios: list[np.ndarray],
+        options: dict[str, Any],
+        chunks: list[list[tuple[float, float]] | None] | None = None,
+    ) -> list[dict[str, Any]]:
         """Several recordings under the same request options: chunks of recordings in the same
         language share encoder/decoder batches (each recording's chunks contiguous, in order),
         word times carry their state per recording, so each reply equals the recording alone."""
@@ -588,7 +695,7 @@ class TransformersWhisperASR(SharedWhisperSettings):
         chunks_total = forward_batches = 0
         with torch.inference_mode():
             for index, (audio, (language, _, _, spans)) in enumerate(zip(audios, plans)):
-                pieces = [audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in spans]
+                pieces = [audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in spans]
                 if spans:
                     languages[index] = self._language(language, pieces)
                     segments[index] = []
@@ -598,7 +705,7 @@ class TransformersWhisperASR(SharedWhisperSettings):
                 mine = [w for w in work if languages[w[0]][0] == language]
                 carry = dict.fromkeys((w[0] for w in mine), 0.0)  # last speech time, per recording
                 for first in range(0, len(mine), batch_size):
-                    batch = mine[first:first + batch_size]
+                    batch = mine[first : first + batch_size]
                     encoded = self.encode(self.features([piece for _, _, piece in batch]))
                     decoded = self.generate(encoded, tokenizer)
                     forward_batches += 1
@@ -612,13 +719,21 @@ class TransformersWhisperASR(SharedWhisperSettings):
                             part["words"] = []
                         per_chunk.append(parts)
                         sizes.append(int(math.ceil(end - start) * FRAMES_PER_SECOND))
-                    alignments = (self.align(encoded, tokenizer, [[t for part in parts for t in part["text_tokens"]]
-                                                                 for parts in per_chunk], sizes)
-                                  if word_timestamps else None)
+                    alignments = (
+                        self.align(
+                            encoded,
+                            tokenizer,
+                            [[t for part in parts for t in part["text_tokens"]] for parts in per_chunk],
+                            sizes,
+                        )
+                        if word_timestamps
+                        else None
+                    )
                     for owner, a, b in owner_runs([owner for owner, _, _ in batch]):
                         if alignments is not None:
-                            carry[owner] = place_words(per_chunk[a:b], alignments[a:b],
-                                                       [span[0] for _, span, _ in batch[a:b]], carry[owner])
+                            carry[owner] = place_words(
+                                per_chunk[a:b], alignments[a:b], [span[0] for _, span, _ in batch[a:b]], carry[owner]
+                            )
                         segments[owner].extend(part for parts in per_chunk[a:b] for part in parts)
                 chunks_total += len(mine)
         self.last_run = CrossFileRun([], chunks_total, forward_batches)
@@ -628,8 +743,14 @@ class TransformersWhisperASR(SharedWhisperSettings):
                 replies.append(no_speech(language, word_ts))
                 continue
             out = [transcript_segment(s) for s in segments[index]]
-            replies.append({"language": languages[index][0],
-                            "language_probability": round(float(languages[index][1]), 4),
-                            "segments": [s for s in out if s["text"]], "vad_chunks": len(spans),
-                            "batch_size_used": min(size, len(spans)), "word_timestamps": word_ts})
+            replies.append(
+                {
+                    "language": languages[index][0],
+                    "language_probability": round(float(languages[index][1]), 4),
+                    "segments": [s for s in out if s["text"]],
+                    "vad_chunks": len(spans),
+                    "batch_size_used": min(size, len(spans)),
+                    "word_timestamps": word_ts,
+                }
+            )
         return replies

@@ -17,29 +17,34 @@
 
 ``python -m voiceman_daemon.confinement DIR`` prints the pin for a model directory.
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from voiceman.audio import open_evidence
 from voiceman.hashing import combine_digests, sha256_file
 
+
 class Refused(ValueError):
     """A request the daemon will not serve; ``scope`` goes into the error reply."""
+
     scope = "request"
 
 
 class PathRefused(Refused):
     """The request's audio file is not a regular file under the case roots (the file fails)."""
+
     scope = "request"
 
 
 class ModelRefused(Refused):
     """The request names a model the daemon's configuration does not trust.  Scope "daemon":
     nothing is wrong with the evidence file, this daemon will not serve that model to anyone."""
+
     scope = "daemon"
 
 
@@ -68,8 +73,10 @@ class CaseRoots:
         return f"CaseRoots({[str(r) for r in self.roots]})"
 
     def _refused(self, name: str) -> PathRefused:
-        return PathRefused(f"{name}: not inside the daemon's case roots; the daemon reads only files under "
-                           f"daemon.case_roots (default: the case_dir of its configuration)")
+        return PathRefused(
+            f"{name}: not inside the daemon's case roots; the daemon reads only files under "
+            f"daemon.case_roots (default: the case_dir of its configuration)"
+        )
 
     def resolve(self, path: str) -> Path:
         name = os.path.basename(str(path).rstrip("/")) or "audio_path"

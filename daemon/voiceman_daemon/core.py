@@ -18,6 +18,7 @@ Threads:
 - S5 backpressure: while too many files wait for SER, new transcription requests are held
   and started when the SER backlog drains.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,11 +34,11 @@ from functools import partial
 from typing import Any
 
 from .admission import SerBackpressure
+from .confinement import Refused
 from .governor import Governor
 from .governor_setup import governor_stats
 from .handlers import HANDLERS, BatchRun, Handler
 from .registry import ModelLoadError, ModelRegistry, ModelSpec
-from .confinement import Refused
 from .requests import ModelRef, RequestInvalid, parse_work
 from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoard
 
@@ -56,6 +57,7 @@ class RequestRejected(ValueError):
 class Outcome:
     """What a request ended with: a result, or an error with its scope (request / daemon /
     protocol; see voiceman.daemonlink.protocol.error_reply)."""
+
     request_id: str
     kind: str
     ok: bool
@@ -63,13 +65,14 @@ class Outcome:
     scope: str | None = None
 
     @classmethod
-    def failure(cls, request_id: str, kind: str, reason: str, scope: str) -> "Outcome":
+    def failure(cls, request_id: str, kind: str, reason: str, scope: str) -> Outcome:
         return cls(request_id, kind, False, {"reason": reason, "scope": scope}, scope)
 
 
 @dataclass
 class Job:
     """One accepted work request on its way through the core."""
+
     request_id: str
     kind: str
     content: dict[str, Any]
@@ -106,9 +109,10 @@ class RunJob:
 class Lane:
     """One inference thread, its queue, and the items it met while gathering a batch (run
     before the queue's next ones)."""
+
     name: str
-    queue: "queue.Queue[LoadModel | UnloadModels | RunJob]" = field(default_factory=queue.Queue)
-    deferred: "deque[LoadModel | UnloadModels | RunJob]" = field(default_factory=deque)
+    queue: queue.Queue[LoadModel | UnloadModels | RunJob] = field(default_factory=queue.Queue)
+    deferred: deque[LoadModel | UnloadModels | RunJob] = field(default_factory=deque)
     thread: threading.Thread | None = None
     stream: Any = None  # torch.cuda.Stream of this lane, made on first use
 
@@ -154,12 +158,13 @@ class DaemonCore:
                 self._lane_of.setdefault(kind, lane)
         self._lanes = {name: Lane(name) for name in dict.fromkeys(self._lane_of.values() or [SINGLE_LANE])}
         for lane in self._lanes.values():
-            lane.thread = threading.Thread(target=self._inference_loop, args=(lane,),
-                                           name=f"inference-{lane.name}", daemon=True)
+            lane.thread = threading.Thread(
+                target=self._inference_loop, args=(lane,), name=f"inference-{lane.name}", daemon=True
+            )
         self.batch_wait_s = batch_wait_s
         self.batch_max_items = batch_max_items
         self._stop = threading.Event()
-        self._lock = threading.Lock()          # counters, backpressure, pending loads
+        self._lock = threading.Lock()  # counters, backpressure, pending loads
         self._counters: dict[str, RequestCounters] = {}
         self._in_flight: dict[str, Job] = {}
         self._pending_loads = 0
@@ -171,7 +176,7 @@ class DaemonCore:
         self.device_report: Any = None
 
     # ------------------------------------------------------------------ life cycle
-    def start(self) -> "DaemonCore":
+    def start(self) -> DaemonCore:
         for lane in self._lanes.values():
             lane.thread.start()
         if self.governor is not None:
@@ -248,8 +253,7 @@ class DaemonCore:
             held = stage == "asr" and not self.backpressure.admit_or_hold(job)
         if held:  # S5: kept, not rejected; it starts when the SER backlog drains
             self.board.move(request_id, kind, "held")
-            log.info("held %s %s: %d files wait for SER", kind, request_id[:8],
-                     self.backpressure.ser_files_waiting)
+            log.info("held %s %s: %d files wait for SER", kind, request_id[:8], self.backpressure.ser_files_waiting)
         else:
             self._start(job)
         return job.future
@@ -292,12 +296,15 @@ class DaemonCore:
         must be the kind's configured one or lie inside the model roots (registry.ModelTrust):
         anything else raises ModelRefused and nothing is loaded."""
         if requested:
-            return {kind: self.registry.trust.spec_for(kind, want.id, want.revision, self.default_specs.get(kind))
-                    for kind, want in requested.items()}
+            return {
+                kind: self.registry.trust.spec_for(kind, want.id, want.revision, self.default_specs.get(kind))
+                for kind, want in requested.items()
+            }
         specs = {kind: self.default_specs[kind] for kind in handler.model_kinds if kind in self.default_specs}
         if not specs:
-            raise RequestRejected(f"no {'/'.join(handler.model_kinds)} model configured in the daemon "
-                                  f"and none named in the request")
+            raise RequestRejected(
+                f"no {'/'.join(handler.model_kinds)} model configured in the daemon and none named in the request"
+            )
         return specs
 
     def _finished(self, job: Job, outcome: Outcome) -> None:
@@ -399,8 +406,9 @@ class DaemonCore:
             outcomes = self._run(jobs)
         except Exception as exc:  # a bug on this path fails these requests only
             log.exception("%s failed outside its handler", jobs[0].kind)
-            outcomes = [Outcome.failure(j.request_id, j.kind, f"internal error: {type(exc).__name__}", "request")
-                        for j in jobs]
+            outcomes = [
+                Outcome.failure(j.request_id, j.kind, f"internal error: {type(exc).__name__}", "request") for j in jobs
+            ]
         finally:
             for job in jobs:
                 job.payload = None  # drop the decoded audio now, not when the job is collected
@@ -431,25 +439,44 @@ class DaemonCore:
         batch = BatchRun([])
         ok = False
         try:
-            batch = self.runner.run_batch(ticket, lambda: job.handler.run(models, [j.payload for j in jobs],
-                                                                          ticket.content))
+            batch = self.runner.run_batch(
+                ticket, lambda: job.handler.run(models, [j.payload for j in jobs], ticket.content)
+            )
             if len(batch.replies) != len(jobs):
                 raise RuntimeError(f"handler returned {len(batch.replies)} replies for {len(jobs)} requests")
             inference_s = round(time.monotonic() - started, 3)
-            outcomes = [Outcome(j.request_id, j.kind, True, {**reply, "timings": {
-                "queue_s": round(started - j.prepared, 3),
-                "prepare_s": round(j.prepared - j.accepted, 3),
-                "inference_s": inference_s,
-                "halted_wait_s": round(ticket.halted_wait_s, 3),
-                "batched_requests": len(jobs),
-            }, "governor": ticket.to_dict()}) for j, reply in zip(jobs, batch.replies)]
+            outcomes = [
+                Outcome(
+                    j.request_id,
+                    j.kind,
+                    True,
+                    {
+                        **reply,
+                        "timings": {
+                            "queue_s": round(started - j.prepared, 3),
+                            "prepare_s": round(j.prepared - j.accepted, 3),
+                            "inference_s": inference_s,
+                            "halted_wait_s": round(ticket.halted_wait_s, 3),
+                            "batched_requests": len(jobs),
+                        },
+                        "governor": ticket.to_dict(),
+                    },
+                )
+                for j, reply in zip(jobs, batch.replies)
+            ]
             ok = True
         except Exception as exc:  # one bad input must not take the daemon down
             log.exception("%s failed", job.kind)
-            outcomes = [Outcome.failure(j.request_id, j.kind, f"{type(exc).__name__}: {exc}", "request")
-                        for j in jobs]
-        self.runner.after_batch(ticket, ok, batch.items, requests=len(jobs), lengths=lengths,
-                                forward_batches=batch.forward_batches, padding=batch.padding)
+            outcomes = [Outcome.failure(j.request_id, j.kind, f"{type(exc).__name__}: {exc}", "request") for j in jobs]
+        self.runner.after_batch(
+            ticket,
+            ok,
+            batch.items,
+            requests=len(jobs),
+            lengths=lengths,
+            forward_batches=batch.forward_batches,
+            padding=batch.padding,
+        )
         busy = (time.monotonic() - started) / len(jobs)
         for j in jobs:
             for kind in ticket.specs:
@@ -526,8 +553,11 @@ def _torch_has_cuda() -> bool:
 
 def _same_batch(job: Job, first: Job) -> bool:
     """May ``job`` share ``first``'s model passes: same kind, models and request options."""
-    return (job.kind == first.kind and job.specs == first.specs
-            and job.content.get("options") == first.content.get("options"))
+    return (
+        job.kind == first.kind
+        and job.specs == first.specs
+        and job.content.get("options") == first.content.get("options")
+    )
 
 
 def _item_count(payload: Any) -> int | None:
@@ -537,4 +567,3 @@ def _item_count(payload: Any) -> int | None:
         if isinstance(payload, dict) and isinstance(payload.get(key), list):
             return len(payload[key]) or 1
     return None
-

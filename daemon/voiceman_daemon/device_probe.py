@@ -17,13 +17,15 @@ Which library runs which model:
 Library facts are gathered by `torch_facts` / `ctranslate2_facts`; tests hand in their own
 (`LibraryFacts`) and a fake NVML module.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import platform
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .governor.nvml_query import NvmlQuery
 
@@ -31,8 +33,10 @@ log = logging.getLogger(__name__)
 
 SER_KINDS = ("ser_dimensional", "ser_categorical")
 ASR_BACKENDS = ("auto", "ctranslate2", "transformers")
-INSTALL_HINT = ("on linux-aarch64 install with ./scripts/setup.sh (requirements-aarch64-cuda.lock: torch from "
-                "PyTorch's CUDA index) or run in NVIDIA's PyTorch container; see README 'GB10 / ARM64'")
+INSTALL_HINT = (
+    "on linux-aarch64 install with ./scripts/setup.sh (requirements-aarch64-cuda.lock: torch from "
+    "PyTorch's CUDA index) or run in NVIDIA's PyTorch container; see README 'GB10 / ARM64'"
+)
 
 
 class DeviceError(RuntimeError):
@@ -42,14 +46,15 @@ class DeviceError(RuntimeError):
 @dataclass(frozen=True)
 class LibraryFacts:
     """What one model library can do with CUDA on this machine."""
-    name: str                       # "torch" | "ctranslate2"
-    version: str | None             # None = not installed
-    cuda_built: bool | None         # compiled with CUDA (None = cannot tell)
-    device_count: int               # CUDA devices the library sees
+
+    name: str  # "torch" | "ctranslate2"
+    version: str | None  # None = not installed
+    cuda_built: bool | None  # compiled with CUDA (None = cannot tell)
+    device_count: int  # CUDA devices the library sees
     cuda_version: str | None = None  # torch.version.cuda
-    capability: tuple[int, int] | None = None    # device 0's compute capability (torch)
-    arch_list: tuple[str, ...] = ()              # kernels the build carries (torch.cuda.get_arch_list())
-    error: str | None = None        # why the facts could not be read / CUDA could not start
+    capability: tuple[int, int] | None = None  # device 0's compute capability (torch)
+    arch_list: tuple[str, ...] = ()  # kernels the build carries (torch.cuda.get_arch_list())
+    error: str | None = None  # why the facts could not be read / CUDA could not start
 
     @property
     def can_use_cuda(self) -> bool:
@@ -87,21 +92,23 @@ class LibraryFacts:
                 return None
             if kind == "compute" and (a_major, a_minor) <= (major, minor):
                 return None
-        return (f"{self.name} {self.version} carries no kernels for compute capability {major}.{minor} "
-                f"(built for {', '.join(self.arch_list)})")
+        return (
+            f"{self.name} {self.version} carries no kernels for compute capability {major}.{minor} "
+            f"(built for {', '.join(self.arch_list)})"
+        )
 
 
 @dataclass
 class DeviceReport:
-    machine: str                    # platform.machine(): x86_64, aarch64, ...
+    machine: str  # platform.machine(): x86_64, aarch64, ...
     gpu_present: bool
     gpu_name: str | None
-    nvml: str                       # "ok" or why NVML has no device
+    nvml: str  # "ok" or why NVML has no device
     torch: LibraryFacts
     ctranslate2: LibraryFacts
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> device / library / on_gpu
     warnings: list[str] = field(default_factory=list)
-    cause: str | None = None        # why a present GPU goes unused ("torch 2.8.0+cpu has no CUDA; ...")
+    cause: str | None = None  # why a present GPU goes unused ("torch 2.8.0+cpu has no CUDA; ...")
 
     @property
     def summary(self) -> str:
@@ -134,7 +141,11 @@ def torch_facts() -> LibraryFacts:
         return LibraryFacts("torch", version, False, 0)
     try:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        error = None if count else "torch.cuda.is_available() is False: driver older than the CUDA it was built for, or no device visible"
+        error = (
+            None
+            if count
+            else "torch.cuda.is_available() is False: driver older than the CUDA it was built for, or no device visible"
+        )
         capability = tuple(torch.cuda.get_device_capability(0)) if count else None
         arch_list = tuple(torch.cuda.get_arch_list()) if count else ()
     except Exception as exc:  # noqa: BLE001 - CUDA initialisation errors are the point of the probe
@@ -196,8 +207,10 @@ def _models(config: dict | None) -> dict[str, dict[str, Any]]:
     """kind -> its config section, for the models this config names."""
     if config is None:
         return {}
-    sections = (config.get("models") or {})
-    return {kind: dict(sections.get(kind) or {}) for kind in ("asr", *SER_KINDS) if (sections.get(kind) or {}).get("id")}
+    sections = config.get("models") or {}
+    return {
+        kind: dict(sections.get(kind) or {}) for kind in ("asr", *SER_KINDS) if (sections.get(kind) or {}).get("id")
+    }
 
 
 def asr_backend(section: dict[str, Any]) -> str:
@@ -209,8 +222,9 @@ def _libraries_for(kind: str, section: dict[str, Any]) -> tuple[str, ...]:
     """The libraries that could run this model on a GPU (any one of them suffices)."""
     if kind != "asr":
         return ("torch",)
-    return {"ctranslate2": ("ctranslate2",), "transformers": ("torch",),
-            "auto": ("ctranslate2", "torch")}[asr_backend(section)]
+    return {"ctranslate2": ("ctranslate2",), "transformers": ("torch",), "auto": ("ctranslate2", "torch")}[
+        asr_backend(section)
+    ]
 
 
 def _what(kind: str, section: dict[str, Any]) -> str:
@@ -219,8 +233,14 @@ def _what(kind: str, section: dict[str, Any]) -> str:
     return {"ser_dimensional": "SER (dimensional)", "ser_categorical": "SER (categorical)"}[kind]
 
 
-def probe(config: dict | None = None, *, nvml: Any = None, torch: LibraryFacts | None = None,
-          ctranslate2: LibraryFacts | None = None, machine: str | None = None) -> DeviceReport:
+def probe(
+    config: dict | None = None,
+    *,
+    nvml: Any = None,
+    torch: LibraryFacts | None = None,
+    ctranslate2: LibraryFacts | None = None,
+    machine: str | None = None,
+) -> DeviceReport:
     """Compare what NVML sees with what the model libraries can use, for the models ``config``
     names (all libraries when config is None).  Never raises."""
     present, name, nvml_state = nvml_gpu(nvml)
@@ -228,21 +248,34 @@ def probe(config: dict | None = None, *, nvml: Any = None, torch: LibraryFacts |
     # A GPU that the libraries see counts even where NVML cannot be read (a container without
     # libnvidia-ml, say).
     present = present or any(f.device_count > 0 for f in facts.values())
-    report = DeviceReport(machine=machine or platform.machine(), gpu_present=present, gpu_name=name,
-                          nvml=nvml_state, torch=facts["torch"], ctranslate2=facts["ctranslate2"])
+    report = DeviceReport(
+        machine=machine or platform.machine(),
+        gpu_present=present,
+        gpu_name=name,
+        nvml=nvml_state,
+        torch=facts["torch"],
+        ctranslate2=facts["ctranslate2"],
+    )
     gpu = f"GPU {name}" if name else "a GPU"
     causes: list[str] = []
     for kind, section in _models(config).items():
         libs = _libraries_for(kind, section)
         usable = [lib for lib in libs if facts[lib].can_use_cuda]
         device = str(section.get("device") or "auto")
-        report.models[kind] = {"device": device, "libraries": list(libs),
-                               "library": (usable or list(libs))[0], "on_gpu": bool(usable) and device != "cpu"}
+        report.models[kind] = {
+            "device": device,
+            "libraries": list(libs),
+            "library": (usable or list(libs))[0],
+            "on_gpu": bool(usable) and device != "cpu",
+        }
         if present and not usable and device != "cpu":
             why = "; ".join(c for c in (facts[lib].cause() for lib in libs) if c)
             causes.append(why)
-            hint = (" (models.asr.backend: auto or transformers runs Whisper on torch's CUDA)"
-                    if kind == "asr" and facts["torch"].can_use_cuda else "")
+            hint = (
+                " (models.asr.backend: auto or transformers runs Whisper on torch's CUDA)"
+                if kind == "asr" and facts["torch"].can_use_cuda
+                else ""
+            )
             report.warnings.append(f"{gpu} is present but {_what(kind, section)} runs on the CPU: {why}{hint}")
     if config is None and present:
         for f in facts.values():
@@ -276,15 +309,24 @@ def check_requested_device(report: DeviceReport, config: dict) -> None:
         problems.append(f"models.{kind}.device is cuda, but {why}{hint}")
     if problems:
         where = "" if report.gpu_present else " (no GPU found: NVML " + report.nvml + ")"
-        fix = f"; {INSTALL_HINT}" if report.machine in ("aarch64", "arm64") and report.gpu_present else \
-            "; set device: auto or cpu, or install a CUDA build"
+        fix = (
+            f"; {INSTALL_HINT}"
+            if report.machine in ("aarch64", "arm64") and report.gpu_present
+            else "; set device: auto or cpu, or install a CUDA build"
+        )
         raise DeviceError("; ".join(problems) + where + fix)
 
 
 def log_report(report: DeviceReport, logger: logging.Logger = log) -> None:
     """One INFO line when all is well; every warning at WARNING level, framed so it stands out."""
-    logger.info("devices: %s; torch %s (CUDA %s, %d device(s)); ctranslate2 %s (%d CUDA device(s))",
-                report.summary, report.torch.version, report.torch.cuda_version, report.torch.device_count,
-                report.ctranslate2.version, report.ctranslate2.device_count)
+    logger.info(
+        "devices: %s; torch %s (CUDA %s, %d device(s)); ctranslate2 %s (%d CUDA device(s))",
+        report.summary,
+        report.torch.version,
+        report.torch.cuda_version,
+        report.torch.device_count,
+        report.ctranslate2.version,
+        report.ctranslate2.device_count,
+    )
     for warning in report.warnings:
         logger.warning("!!! DEVICE WARNING: %s", warning)

@@ -24,6 +24,7 @@ transcript's ``diarization`` block records the method, the model (package versio
 the weights), the settings and the estimated count.  A diarization that fails leaves the
 speakers null with the reason in that block; the transcript itself stands.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,10 +47,10 @@ log = logging.getLogger(__name__)
 
 METHODS = ("resemblyzer", "pyannote")
 RESEMBLYZER_ID = "resemblyzer"  # models.diarization.id for the encoder bundled in the package
-MEL_FRAMES_PER_S = 100          # resemblyzer's mel hop is 10 ms
-EMBED_BATCH = 64                # windows per encoder forward pass
-MEL_BLOCK_FRAMES = 6000         # 60 s of mel frames per STFT block
-MAX_CLUSTER_WINDOWS = 2000      # clustering is O(n^2) in memory: longer files cluster an even subset
+MEL_FRAMES_PER_S = 100  # resemblyzer's mel hop is 10 ms
+EMBED_BATCH = 64  # windows per encoder forward pass
+MEL_BLOCK_FRAMES = 6000  # 60 s of mel frames per STFT block
+MAX_CLUSTER_WINDOWS = 2000  # clustering is O(n^2) in memory: longer files cluster an even subset
 
 
 def speaker_label(index: int) -> str:
@@ -59,21 +60,24 @@ def speaker_label(index: int) -> str:
 @dataclass(frozen=True)
 class DiarizationSettings:
     """Every setting that changes who is said to speak when (recorded in custody)."""
+
     method: str = "resemblyzer"
     min_speakers: int = 1
     max_speakers: int = 8
-    window_s: float = 1.5          # embedding window
-    step_s: float = 0.75           # hop between windows
-    threshold: float = 0.3         # one speaker unless two groups of windows are this far apart (cosine)
-    min_cluster_windows: int = 2   # a smaller cluster joins the nearest other one
-    merge_gap_s: float = 0.3       # words closer than this form one stretch of speech
-    min_window_s: float = 0.5      # shortest window embedded (a shorter stretch is widened)
+    window_s: float = 1.5  # embedding window
+    step_s: float = 0.75  # hop between windows
+    threshold: float = 0.3  # one speaker unless two groups of windows are this far apart (cosine)
+    min_cluster_windows: int = 2  # a smaller cluster joins the nearest other one
+    merge_gap_s: float = 0.3  # words closer than this form one stretch of speech
+    min_window_s: float = 0.5  # shortest window embedded (a shorter stretch is widened)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> DiarizationSettings:
         defaults = cls()
-        values = {name: type(getattr(defaults, name))(spec.option(name, getattr(defaults, name)))
-                  for name in cls.__dataclass_fields__}
+        values = {
+            name: type(getattr(defaults, name))(spec.option(name, getattr(defaults, name)))
+            for name in cls.__dataclass_fields__
+        }
         settings = cls(**values)
         settings.check()
         return settings
@@ -82,16 +86,20 @@ class DiarizationSettings:
         if self.method not in METHODS:
             raise ValueError(f"models.diarization.method must be one of {', '.join(METHODS)}, not '{self.method}'")
         if not 1 <= self.min_speakers <= self.max_speakers:
-            raise ValueError(f"models.diarization: need 1 <= min_speakers ({self.min_speakers}) "
-                             f"<= max_speakers ({self.max_speakers})")
+            raise ValueError(
+                f"models.diarization: need 1 <= min_speakers ({self.min_speakers}) "
+                f"<= max_speakers ({self.max_speakers})"
+            )
         if not 0 < self.step_s <= self.window_s:
             raise ValueError(f"models.diarization: need 0 < step_s ({self.step_s:g}) <= window_s ({self.window_s:g})")
         if not 0 < self.min_window_s <= self.window_s:
-            raise ValueError(f"models.diarization: need 0 < min_window_s ({self.min_window_s:g}) "
-                             f"<= window_s ({self.window_s:g})")
+            raise ValueError(
+                f"models.diarization: need 0 < min_window_s ({self.min_window_s:g}) <= window_s ({self.window_s:g})"
+            )
         if not 0 < self.threshold < 2:
-            raise ValueError(f"models.diarization.threshold is a cosine distance: 0 < threshold < 2, "
-                             f"not {self.threshold:g}")
+            raise ValueError(
+                f"models.diarization.threshold is a cosine distance: 0 < threshold < 2, not {self.threshold:g}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -124,8 +132,9 @@ def _timed(item: dict[str, Any]) -> bool:
     return item.get("start") is not None and item.get("end") is not None
 
 
-def sliding_windows(regions: list[tuple[float, float]], settings: DiarizationSettings,
-                    duration_s: float) -> list[tuple[float, float]]:
+def sliding_windows(
+    regions: list[tuple[float, float]], settings: DiarizationSettings, duration_s: float
+) -> list[tuple[float, float]]:
     """Windows of ``window_s`` every ``step_s`` inside each region, the last one flush with the
     region's end; a region shorter than a window is one window (widened to ``min_window_s``)."""
     w, step = settings.window_s, settings.step_s
@@ -221,8 +230,12 @@ def _cut(tree: np.ndarray, emb: np.ndarray, k: int, settings: DiarizationSetting
                 sims[small] = -np.inf
                 pair = (small, int(np.argmax(sims)))
             else:
-                between = np.array([[dist[np.ix_(labels == a, labels == b)].mean() if a != b else np.inf
-                                     for b in range(k)] for a in range(k)])
+                between = np.array(
+                    [
+                        [dist[np.ix_(labels == a, labels == b)].mean() if a != b else np.inf for b in range(k)]
+                        for a in range(k)
+                    ]
+                )
                 a, b = np.unravel_index(int(np.argmin(between)), between.shape)
                 if between[a, b] < settings.threshold:
                     pair = (int(a), int(b))
@@ -262,8 +275,7 @@ def silhouette(emb: np.ndarray, labels: np.ndarray) -> float:
 Labeller = Callable[[float, float], "int | None"]
 
 
-def window_labeller(windows: list[tuple[float, float]], embeddings: np.ndarray,
-                    centroids: np.ndarray) -> Labeller:
+def window_labeller(windows: list[tuple[float, float]], embeddings: np.ndarray, centroids: np.ndarray) -> Labeller:
     """Speaker of a time span: the windows overlapping it vote with their overlap times their
     cosine similarity to each speaker's centroid; a span no window touches takes the nearest
     window's speaker."""
@@ -336,8 +348,16 @@ def label_segments(segments: list[dict[str, Any]], label: Labeller) -> list[dict
             first, last = i == 0, i == len(runs) - 1
             start = seg["start"] if first else _first_time(run, "start", seg["start"])
             end = seg["end"] if last else _last_time(run, "end", seg["end"])
-            out.append({**seg, "start": start, "end": max(end, start), "text": text,
-                        "speaker": run[0]["speaker"], "words": run})
+            out.append(
+                {
+                    **seg,
+                    "start": start,
+                    "end": max(end, start),
+                    "text": text,
+                    "speaker": run[0]["speaker"],
+                    "words": run,
+                }
+            )
     return out
 
 
@@ -366,6 +386,7 @@ def _last_time(run: list[dict[str, Any]], key: str, default: float) -> float:
 def _split_text(text: str, runs: list[list[dict[str, Any]]]) -> list[str]:
     """The segment's text cut before each run's first word, keeping its own spacing and
     punctuation; when the words cannot be found in order, each run's words joined by spaces."""
+
     def joined() -> list[str]:
         return [" ".join(t for t in (str(w.get("word") or "").strip() for w in r) if t) for r in runs]
 
@@ -417,8 +438,10 @@ class ResemblyzerDiarizer:
         from .asr import pick_device
 
         if spec.id != RESEMBLYZER_ID:
-            raise ValueError(f"with method resemblyzer, models.diarization.id must be '{RESEMBLYZER_ID}' "
-                             f"(the encoder bundled in the package), not '{spec.id}'")
+            raise ValueError(
+                f"with method resemblyzer, models.diarization.id must be '{RESEMBLYZER_ID}' "
+                f"(the encoder bundled in the package), not '{spec.id}'"
+            )
         self.spec, self.settings = spec, settings
         self.device = pick_device(spec.option("device", "auto"))
         self.weights = Path(rz_audio.__file__).resolve().parent / "pretrained.pt"
@@ -440,10 +463,17 @@ class ResemblyzerDiarizer:
         log.info("diarization (resemblyzer) warm-up done in %.2f s", time.perf_counter() - started)
 
     def custody(self) -> dict[str, Any]:
-        return {"kind": "diarization", "id": self.spec.id, "revision": self.spec.revision, "method": "resemblyzer",
-                "package": {"name": "resemblyzer", "version": self.version, "licence": "Apache-2.0"},
-                "path": str(self.weights), "sha256": self.weights_sha256, "device": self.device,
-                "settings": self.settings.to_dict()}
+        return {
+            "kind": "diarization",
+            "id": self.spec.id,
+            "revision": self.spec.revision,
+            "method": "resemblyzer",
+            "package": {"name": "resemblyzer", "version": self.version, "licence": "Apache-2.0"},
+            "path": str(self.weights),
+            "sha256": self.weights_sha256,
+            "device": self.device,
+            "settings": self.settings.to_dict(),
+        }
 
     def mel_spectrogram(self, audio: np.ndarray) -> np.ndarray:
         """(frames, 40) power mel spectrogram: resemblyzer.audio.wav_to_mel_spectrogram's
@@ -462,15 +492,23 @@ class ResemblyzerDiarizer:
         padded = np.pad(x, (n_fft // 2, n_fft // 2))  # center=True, pad_mode="constant"
         frames = 1 + len(x) // hop
         window = torch.hann_window(n_fft, periodic=True, device=device)
-        banks = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, SAMPLE_RATE / 2, hp.mel_n_channels,
-                                                      SAMPLE_RATE, norm="slaney", mel_scale="slaney").to(device)
+        banks = torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, 0.0, SAMPLE_RATE / 2, hp.mel_n_channels, SAMPLE_RATE, norm="slaney", mel_scale="slaney"
+        ).to(device)
         out = np.zeros((frames, hp.mel_n_channels), dtype=np.float32)
         with torch.inference_mode():
             for f0 in range(0, frames, MEL_BLOCK_FRAMES):
                 f1 = min(frames, f0 + MEL_BLOCK_FRAMES)
-                block = torch.from_numpy(padded[f0 * hop:(f1 - 1) * hop + n_fft]).to(device)
-                spec = torch.stft(block, n_fft=n_fft, hop_length=hop, win_length=n_fft, window=window,
-                                  center=False, return_complex=True)
+                block = torch.from_numpy(padded[f0 * hop : (f1 - 1) * hop + n_fft]).to(device)
+                spec = torch.stft(
+                    block,
+                    n_fft=n_fft,
+                    hop_length=hop,
+                    win_length=n_fft,
+                    window=window,
+                    center=False,
+                    return_complex=True,
+                )
                 out[f0:f1] = (spec.abs().pow(2).T @ banks).cpu().numpy()
         return out
 
@@ -494,8 +532,8 @@ class ResemblyzerDiarizer:
         with torch.inference_mode():
             for idx in by_length.values():
                 for k in range(0, len(idx), EMBED_BATCH):
-                    chunk = idx[k:k + EMBED_BATCH]
-                    batch = np.stack([mel[spans[i][0]:spans[i][1]] for i in chunk])
+                    chunk = idx[k : k + EMBED_BATCH]
+                    batch = np.stack([mel[spans[i][0] : spans[i][1]] for i in chunk])
                     out[chunk] = self.encoder(torch.from_numpy(batch).to(self.encoder.device)).cpu().numpy()
         return out
 
@@ -514,8 +552,11 @@ class ResemblyzerDiarizer:
             basis[chosen[np.linspace(0, len(chosen) - 1, MAX_CLUSTER_WINDOWS).round().astype(int)]] = True
         _, centroids = cluster_embeddings(embeddings[basis], self.settings)
         labelled = label_segments(segments, window_labeller(windows, embeddings, centroids))
-        return _relabel(labelled), {"speech_regions": len(regions), "windows": len(windows),
-                                    "clustered_windows": int(basis.sum())}
+        return _relabel(labelled), {
+            "speech_regions": len(regions),
+            "windows": len(windows),
+            "clustered_windows": int(basis.sum()),
+        }
 
 
 class PyannoteDiarizer:
@@ -527,10 +568,11 @@ class PyannoteDiarizer:
             raise FileNotFoundError(
                 f"models.diarization.id: no pyannote pipeline directory at '{spec.id}' (method pyannote needs a "
                 f"local folder with the pipeline's config.yaml and the models it names; with no such folder use "
-                f"method resemblyzer, id resemblyzer)")
+                f"method resemblyzer, id resemblyzer)"
+            )
         if not (path / "config.yaml").is_file():
             raise FileNotFoundError(f"models.diarization.id: '{spec.id}' has no config.yaml: not a pyannote pipeline")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")               # evidence machines are offline
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # evidence machines are offline
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # and send no telemetry
         import importlib.metadata
 
@@ -551,17 +593,29 @@ class PyannoteDiarizer:
         self._torch = torch
 
     def custody(self) -> dict[str, Any]:
-        return {"kind": "diarization", "id": self.spec.id, "revision": self.spec.revision, "method": "pyannote",
-                "package": {"name": "pyannote.audio", "version": self.version}, "path": str(self.path),
-                "sha256": self.weights_sha256, "device": self.device, "settings": self.settings.to_dict()}
+        return {
+            "kind": "diarization",
+            "id": self.spec.id,
+            "revision": self.spec.revision,
+            "method": "pyannote",
+            "package": {"name": "pyannote.audio", "version": self.version},
+            "path": str(self.path),
+            "sha256": self.weights_sha256,
+            "device": self.device,
+            "settings": self.settings.to_dict(),
+        }
 
     def diarize(self, audio: np.ndarray, segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         waveform = self._torch.from_numpy(np.asarray(audio, dtype=np.float32)).unsqueeze(0)
-        output = self.pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE},
-                               min_speakers=self.settings.min_speakers, max_speakers=self.settings.max_speakers)
+        output = self.pipeline(
+            {"waveform": waveform, "sample_rate": SAMPLE_RATE},
+            min_speakers=self.settings.min_speakers,
+            max_speakers=self.settings.max_speakers,
+        )
         # pyannote 4: DiarizeOutput (the exclusive annotation has no overlapping turns); 3.x: Annotation.
-        annotation = getattr(output, "exclusive_speaker_diarization", None) or getattr(output, "speaker_diarization",
-                                                                                         output)
+        annotation = getattr(output, "exclusive_speaker_diarization", None) or getattr(
+            output, "speaker_diarization", output
+        )
         names: dict[str, int] = {}
         turns = []
         for turn, _, name in annotation.itertracks(yield_label=True):
@@ -592,17 +646,34 @@ def load_diarization(spec: ModelSpec) -> ResemblyzerDiarizer | PyannoteDiarizer:
     return ResemblyzerDiarizer(spec, settings)
 
 
-def diarize_transcript(model, audio: np.ndarray, segments: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def diarize_transcript(
+    model, audio: np.ndarray, segments: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(segments with speakers, the transcript's ``diarization`` block).  A failure leaves the
     ASR segments as they were (speakers null) and says why in the block."""
-    block: dict[str, Any] = {"method": model.settings.method, "model": model.custody(),
-                             "settings": model.settings.to_dict()}
+    block: dict[str, Any] = {
+        "method": model.settings.method,
+        "model": model.custody(),
+        "settings": model.settings.to_dict(),
+    }
     try:
         labelled, detail = model.diarize(audio, segments)
     except Exception as exc:  # speakers are lost, the transcript is not
         log.exception("diarization failed")
-        return segments, {**block, "status": "failed", "reason": f"{type(exc).__name__}: {exc}",
-                          "speaker_count": None, "speakers": []}
+        return segments, {
+            **block,
+            "status": "failed",
+            "reason": f"{type(exc).__name__}: {exc}",
+            "speaker_count": None,
+            "speakers": [],
+        }
     speakers = summarise(labelled)
-    return labelled, {**block, "status": "ok", "speaker_count": len(speakers), "speakers": speakers,
-                      "segments_in": len(segments), "segments_out": len(labelled), **detail}
+    return labelled, {
+        **block,
+        "status": "ok",
+        "speaker_count": len(speakers),
+        "speakers": speakers,
+        "segments_in": len(segments),
+        "segments_out": len(labelled),
+        **detail,
+    }

@@ -9,15 +9,17 @@ sensor wrappers the daemon needs around the governor's sensors.
       ser_queue_pause_at: 5           # S5
       ser_queue_resume_below: 3
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from voiceman.daemonlink import runtime
 from voiceman.resources import REPO_ROOT
@@ -31,6 +33,7 @@ SENSOR_CHOICES = ("auto", "none", "trace")
 
 class NoSensor:
     """sensor: none -- every reading is missing; the policy keeps its states (no sensor mode)."""
+
     name = "none"
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
@@ -43,6 +46,7 @@ class NoSensor:
 class ReplaySensor:
     """A trace replayed in daemon time: one row per reading, stamped with the daemon's clock
     (so time-in-state is real time); after the last row the last reading stays."""
+
     name = "trace"
 
     def __init__(self, trace: TraceSensor, clock: Callable[[], float] = time.monotonic) -> None:
@@ -113,8 +117,13 @@ def build_governor(config: dict[str, Any]) -> Governor:
     governor_config = load_governor_config(_resolve(section.get("config")))
     sensor = RecordingSensor(make_sensor(section.get("sensor") or "auto", section.get("trace")))
     governor = Governor(governor_config, sensor, sample_log_path=sample_log_path(section))
-    log.info("governor: sensor %s, sample every %g s, log %s, batch sizes %s", sensor.name,
-             governor_config.sample_interval_s, governor.sample_log_path, dict(governor_config.batch_sizes))
+    log.info(
+        "governor: sensor %s, sample every %g s, log %s, batch sizes %s",
+        sensor.name,
+        governor_config.sample_interval_s,
+        governor.sample_log_path,
+        dict(governor_config.batch_sizes),
+    )
     return governor
 
 

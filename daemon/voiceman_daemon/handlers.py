@@ -14,22 +14,24 @@ has a time limit.  It runs on a thread of its own that the I/O pool worker waits
 decode stuck inside FFmpeg (past the limit, where the per-read check cannot stop it) costs
 that one thread -- counted and logged -- while the pool and every other request go on.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from voiceman.audio import SAMPLE_RATE, AudioInfo, DecodeTimeout, decode_fd, open_evidence
 
+from .asr import speech_chunker
 from .confinement import CaseRoots
 from .diarize import diarize_transcript
-from .asr import speech_chunker
 from .registry import LoadedModel, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,12 @@ class Evidence:
     """How the daemon reads evidence files.  ``case_roots=None`` leaves paths unconfined: for
     in-process library use only; the daemon itself is always built with roots (build_core)."""
 
-    def __init__(self, case_roots: CaseRoots | None = None, decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
-                 decoder: Callable[..., tuple[np.ndarray, AudioInfo, str]] = decode_fd):
+    def __init__(
+        self,
+        case_roots: CaseRoots | None = None,
+        decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
+        decoder: Callable[..., tuple[np.ndarray, AudioInfo, str]] = decode_fd,
+    ):
         self.case_roots = case_roots
         self.decode_timeout_s = decode_timeout_s
         self._decoder = decoder
@@ -88,22 +94,29 @@ class Evidence:
                 self.stuck_decodes += 1
                 stuck = self.stuck_decodes
         if outcome.get("stuck"):
-            log.error("%s: decode still running after %.0f s; left behind (%d stuck decode threads)", name, limit, stuck)
-            raise DecodeTimeout(f"{name}: decoding took longer than {self.decode_timeout_s:g} s (daemon.decode_timeout_s)")
+            log.error(
+                "%s: decode still running after %.0f s; left behind (%d stuck decode threads)", name, limit, stuck
+            )
+            raise DecodeTimeout(
+                f"{name}: decoding took longer than {self.decode_timeout_s:g} s (daemon.decode_timeout_s)"
+            )
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]
 
 
-def _prepare_audio(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec] | None = None
-                   ) -> dict[str, Any]:
+def _prepare_audio(
+    evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec] | None = None
+) -> dict[str, Any]:
     path = content["audio_path"]
     audio, info, digest = evidence.decode(path)
     expected = content.get("sha256")
     if expected and expected != digest:
         name = os.path.basename(path.rstrip("/"))
-        raise EvidenceChanged(f"{name}: the bytes decoded have sha256 {digest} but the ingest hash is {expected}; "
-                              f"the file changed since ingest, so it is not analysed")
+        raise EvidenceChanged(
+            f"{name}: the bytes decoded have sha256 {digest} but the ingest hash is {expected}; "
+            f"the file changed since ingest, so it is not analysed"
+        )
     return {"audio": audio, "info": info.to_dict(), "sha256": digest}
 
 
@@ -112,8 +125,9 @@ class BatchRun:
     """A handler's answer for the requests it ran together: one reply content per request,
     in order, and what it really batched (for the stage's mean batch size in ``stats`` and
     the run report) where it knows."""
+
     replies: list[dict[str, Any]]
-    items: int | None = None            # units of work: ASR speech chunks, SER segments
+    items: int | None = None  # units of work: ASR speech chunks, SER segments
     forward_batches: int | None = None  # model passes they took (None: items / batch size)
     # (samples of audio in the items, samples the model saw with padding) where the handler
     # knows; else the core estimates it from SER waveforms (scheduler.padded_size).
@@ -132,8 +146,9 @@ class Handler:
     cross_file: bool = True
 
 
-def _run_transcribe(models: dict[str, LoadedModel], payloads: list[dict[str, Any]],
-                    content: dict[str, Any]) -> BatchRun:
+def _run_transcribe(
+    models: dict[str, LoadedModel], payloads: list[dict[str, Any]], content: dict[str, Any]
+) -> BatchRun:
     """The speech chunks of all the requests decoded in shared batches (asr_batching), then
     speakers per recording from the same decoded audio (diarize.py)."""
     model, options = models["asr"], content.get("options") or {}
@@ -148,16 +163,15 @@ def _run_transcribe(models: dict[str, LoadedModel], payloads: list[dict[str, Any
         reply["audio"] = payload["info"]
         reply["decoded_sha256"] = payload["sha256"]
         if "diarization" in models:
-            reply["segments"], reply["diarization"] = diarize_transcript(models["diarization"], payload["audio"],
-                                                                         reply["segments"])
+            reply["segments"], reply["diarization"] = diarize_transcript(
+                models["diarization"], payload["audio"], reply["segments"]
+            )
     run = getattr(model, "last_run", None)  # how the chunks were batched (backends that batch across files)
     spans = [c for p, r in zip(payloads, replies) if r.get("vad_chunks") for c in (p.get("chunks") or [])]
     # Whisper pads every chunk to its 30 s window: what it decodes beyond the speech is padding.
-    padding = ((int(sum(b - a for a, b in spans) * SAMPLE_RATE), len(spans) * WHISPER_WINDOW_SAMPLES)
-               if spans else None)
+    padding = (int(sum(b - a for a, b in spans) * SAMPLE_RATE), len(spans) * WHISPER_WINDOW_SAMPLES) if spans else None
     if run is not None:
-        return BatchRun(replies, items=run.chunks or None, forward_batches=run.forward_batches or None,
-                        padding=padding)
+        return BatchRun(replies, items=run.chunks or None, forward_batches=run.forward_batches or None, padding=padding)
     chunks = sum(r.get("vad_chunks") or 0 for r in replies)
     return BatchRun(replies, items=chunks or None, padding=padding)
 
@@ -172,15 +186,16 @@ def _prepare_recording(evidence: Evidence, content: dict[str, Any], specs: dict[
     return payload
 
 
-def _prepare_segments(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec] | None = None
-                      ) -> dict[str, Any]:
+def _prepare_segments(
+    evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec] | None = None
+) -> dict[str, Any]:
     """Decode once, then cut the transcript's segments out (the waveforms SER sees)."""
     payload = _prepare_audio(evidence, content)
     audio = payload.pop("audio")
     waveforms = []
     for seg in content["segments"]:
         a, b = int(float(seg["start"]) * SAMPLE_RATE), int(float(seg["end"]) * SAMPLE_RATE)
-        waveforms.append(audio[max(a, 0):max(b, 0)])
+        waveforms.append(audio[max(a, 0) : max(b, 0)])
     payload["waveforms"] = waveforms
     return payload
 
@@ -196,17 +211,25 @@ def _run_ser(models: dict[str, LoadedModel], payloads: list[dict[str, Any]], con
     segments = []
     for dim, cat in zip(per_model.get("ser_dimensional", none), per_model.get("ser_categorical", none)):
         errors = [r["error"] for r in (dim, cat) if r and "error" in r]
-        segments.append({
-            "dimensional": dim if dim and "error" not in dim else None,
-            "categorical": cat if cat and "error" not in cat else None,
-            "errors": errors,
-        })
+        segments.append(
+            {
+                "dimensional": dim if dim and "error" not in dim else None,
+                "categorical": cat if cat and "error" not in cat else None,
+                "errors": errors,
+            }
+        )
     custody = [m.custody() for m in models.values()]
     replies, start = [], 0
     for p in payloads:
         n = len(p["waveforms"])
-        replies.append({"segments": segments[start:start + n], "models": custody,
-                        "audio": p["info"], "decoded_sha256": p["sha256"]})
+        replies.append(
+            {
+                "segments": segments[start : start + n],
+                "models": custody,
+                "audio": p["info"],
+                "decoded_sha256": p["sha256"],
+            }
+        )
         start += n
     return BatchRun(replies, items=len(waveforms) or None)
 
@@ -214,8 +237,9 @@ def _run_ser(models: dict[str, LoadedModel], payloads: list[dict[str, Any]], con
 def build_handlers(evidence: Evidence | None = None) -> dict[str, Handler]:
     evidence = evidence or Evidence()
     return {
-        "transcribe": Handler("transcribe", ("asr", "diarization"), partial(_prepare_recording, evidence),
-                              _run_transcribe),
+        "transcribe": Handler(
+            "transcribe", ("asr", "diarization"), partial(_prepare_recording, evidence), _run_transcribe
+        ),
         "ser": Handler("ser", ("ser_dimensional", "ser_categorical"), partial(_prepare_segments, evidence), _run_ser),
     }
 

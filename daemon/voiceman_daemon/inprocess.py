@@ -4,6 +4,7 @@ The library's rule modules (voiceman.pipeline.<rule>) take a client; given this
 one instead of a socket client they run the very same requests through the very same core,
 so the in-process benchmark differs from the pipeline only in orchestration.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FutureTimeout

@@ -8,6 +8,7 @@ its directory (confinement.sha256_tree); a directory that no longer matches is r
 its loader (which may run code from it) is called.  Which ids a request may name at all is
 :class:`ModelTrust`'s decision, made before a request is accepted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,10 +16,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from .confinement import ModelRefused, real_roots, sha256_tree, within
 
@@ -36,11 +38,12 @@ class ModelSpec:
     options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
-    def from_dict(cls, kind: str, d: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, kind: str, d: dict[str, Any]) -> ModelSpec:
         if not d or not d.get("id"):
             raise ValueError(f"no model id configured for '{kind}'")
-        options = tuple(sorted((k, _frozen(v)) for k, v in d.items()
-                               if k not in ("id", "revision") and _hashable(_frozen(v))))
+        options = tuple(
+            sorted((k, _frozen(v)) for k, v in d.items() if k not in ("id", "revision") and _hashable(_frozen(v)))
+        )
         return cls(kind=kind, id=str(d["id"]), revision=d.get("revision"), options=options)
 
     def identity(self) -> tuple[str, str | None]:
@@ -122,9 +125,13 @@ class ModelRegistry:
     model is already held gets it without waiting for another lane's load.  ``trust`` decides
     which model ids requests may name (default: only each kind's configured id)."""
 
-    def __init__(self, loaders: dict[str, Callable[[ModelSpec], LoadedModel]], trust: "ModelTrust | None" = None,
-                 admits: Callable[[float, float], bool] | None = None,
-                 budget_gb: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        loaders: dict[str, Callable[[ModelSpec], LoadedModel]],
+        trust: ModelTrust | None = None,
+        admits: Callable[[float, float], bool] | None = None,
+        budget_gb: Callable[[], float] | None = None,
+    ):
         self._loaders = loaders
         self.trust = trust or ModelTrust()
         # S1/N3: the governor's memory budget, enforced at load (None = no budget).
@@ -133,7 +140,7 @@ class ModelRegistry:
         self._sizes_gb: dict[str, float] = {}  # weight size of each held model
         self._models: dict[str, LoadedModel] = {}
         self._stats: dict[str, ModelStats] = {kind: ModelStats(kind) for kind in loaders}
-        self._lock = threading.Lock()       # the dicts above
+        self._lock = threading.Lock()  # the dicts above
         self._load_lock = threading.Lock()  # one load at a time
 
     def get(self, spec: ModelSpec) -> LoadedModel:
@@ -154,7 +161,9 @@ class ModelRegistry:
         if held is not None and held.spec.identity() == spec.identity():
             return held  # loaded by another lane while this one waited
         if held is not None:
-            log.info("%s: request names %s, holding %s: reloading once", spec.kind, spec.identity(), held.spec.identity())
+            log.info(
+                "%s: request names %s, holding %s: reloading once", spec.kind, spec.identity(), held.spec.identity()
+            )
         started = time.perf_counter()
         try:
             _check_pin(spec)
@@ -178,7 +187,7 @@ class ModelRegistry:
             stats.load_s += time.perf_counter() - started
             stats.loaded = True
             stats.custody = custody
-            stats.loaded_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            stats.loaded_utc = datetime.now(UTC).isoformat(timespec="seconds")
             self._models[spec.kind] = model
         log.info("%s model loaded: %s (%.1f s)", spec.kind, spec.id, time.perf_counter() - started)
         return model
@@ -194,7 +203,8 @@ class ModelRegistry:
             budget = f" of {self._budget_gb():g} GB" if self._budget_gb is not None else ""
             raise MemoryBudgetExceeded(
                 f"refused: {size_gb:.2f} GB of weights next to {held_gb:.2f} GB already loaded would exceed "
-                f"the memory budget{budget} (S1; governor memory.budget_gb)")
+                f"the memory budget{budget} (S1; governor memory.budget_gb)"
+            )
         return size_gb
 
     def is_loaded(self, kind: str) -> bool:
@@ -250,8 +260,10 @@ def _check_pin(spec: ModelSpec) -> None:
     except OSError as exc:
         raise ModelPinMismatch(f"cannot hash the pinned directory: {exc.strerror or exc}") from None
     if actual != str(pin).strip().lower():
-        raise ModelPinMismatch(f"the directory's files do not match the configured pin "
-                               f"(models.{spec.kind}.sha256 {pin}, found {actual}); nothing in it was run")
+        raise ModelPinMismatch(
+            f"the directory's files do not match the configured pin "
+            f"(models.{spec.kind}.sha256 {pin}, found {actual}); nothing in it was run"
+        )
 
 
 class ModelTrust:
@@ -272,8 +284,10 @@ class ModelTrust:
                 # The daemon's load options for the kind, but not its pin: that is another directory's.
                 options = tuple((k, v) for k, v in (configured.options if configured else ()) if k != "sha256")
                 return ModelSpec(kind=kind, id=str(real), revision=revision, options=options)
-        raise ModelRefused(f"{kind} model '{model_id}' is neither the daemon's configured {kind} model nor a "
-                           f"directory inside its model roots (daemon.model_roots); nothing was loaded")
+        raise ModelRefused(
+            f"{kind} model '{model_id}' is neither the daemon's configured {kind} model nor a "
+            f"directory inside its model roots (daemon.model_roots); nothing was loaded"
+        )
 
 
 def _same_model(requested: str, configured: str) -> bool:
@@ -282,4 +296,3 @@ def _same_model(requested: str, configured: str) -> bool:
     if os.path.isabs(requested) and os.path.isabs(configured):
         return os.path.realpath(requested) == os.path.realpath(configured)
     return False
-

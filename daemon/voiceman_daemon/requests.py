@@ -9,6 +9,7 @@ itself is unacceptable), never an exception of another type.
 Adding a request type means adding its schema here (WORK_REQUESTS / CONTROL_REQUESTS); a
 handler without a schema is refused, not run unchecked.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,12 +19,12 @@ from typing import Any, ClassVar
 
 from .confinement import Refused
 
-MAX_PATH_CHARS = 4096          # PATH_MAX
+MAX_PATH_CHARS = 4096  # PATH_MAX
 MAX_MODEL_ID_CHARS = 1024
 MAX_REVISION_CHARS = 256
 MAX_KIND_CHARS = 64
-MAX_SEGMENTS = 20_000          # a 10-hour recording at one segment per 2 s
-MAX_SECONDS = 1_000_000.0      # segment times: about 11.5 days
+MAX_SEGMENTS = 20_000  # a 10-hour recording at one segment per 2 s
+MAX_SECONDS = 1_000_000.0  # segment times: about 11.5 days
 MAX_BATCH_SIZE = 1024
 SHA256 = re.compile(r"[0-9a-f]{64}")
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})?")  # Whisper codes: en, ko, yue, haw, ...
@@ -31,6 +32,7 @@ LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})?")  # Whisper codes: en, k
 
 class RequestInvalid(Refused):
     """The content breaks its request type's schema."""
+
     scope = "protocol"
 
 
@@ -57,7 +59,9 @@ def _keys(value: dict[str, Any], where: str, allowed: tuple[str, ...], required:
         raise RequestInvalid(f"{where}: missing {', '.join(missing)}")
 
 
-def _str(value: Any, where: str, max_chars: int, optional: bool = False, pattern: re.Pattern | None = None) -> str | None:
+def _str(
+    value: Any, where: str, max_chars: int, optional: bool = False, pattern: re.Pattern | None = None
+) -> str | None:
     if value is None and optional:
         return None
     if not isinstance(value, str):
@@ -99,8 +103,16 @@ def _bool(value: Any, where: str, optional: bool = False) -> bool | None:
 
 
 def _type(value: Any) -> str:
-    return {dict: "a map", list: "a list", str: "a string", bytes: "bytes", bool: "a boolean",
-            int: "an integer", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a map",
+        list: "a list",
+        str: "a string",
+        bytes: "bytes",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 # ---------------------------------------------------------------------------- shared parts
@@ -108,15 +120,18 @@ def _type(value: Any) -> str:
 class ModelRef:
     """A model a request names: a configured kind's id, or a directory inside the model roots
     (whether it may be used is registry.ModelTrust's decision, not the schema's)."""
+
     id: str
     revision: str | None = None
 
     @classmethod
-    def parse(cls, value: Any, where: str) -> "ModelRef":
+    def parse(cls, value: Any, where: str) -> ModelRef:
         value = _map(value, where)
         _keys(value, where, ("id", "revision"), required=("id",))
-        return cls(_str(value["id"], f"{where}.id", MAX_MODEL_ID_CHARS),
-                   _str(value.get("revision"), f"{where}.revision", MAX_REVISION_CHARS, optional=True))
+        return cls(
+            _str(value["id"], f"{where}.id", MAX_MODEL_ID_CHARS),
+            _str(value.get("revision"), f"{where}.revision", MAX_REVISION_CHARS, optional=True),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "revision": self.revision}
@@ -129,7 +144,9 @@ def _models(value: Any, where: str, kinds: tuple[str, ...]) -> dict[str, ModelRe
     unknown = sorted(set(value) - set(kinds))
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise RequestInvalid(f"{where}: this request type cannot use model kind(s) {shown} (allowed: {', '.join(kinds)})")
+        raise RequestInvalid(
+            f"{where}: this request type cannot use model kind(s) {shown} (allowed: {', '.join(kinds)})"
+        )
     return {kind: ModelRef.parse(ref, f"{where}.{kind}") for kind, ref in value.items()}
 
 
@@ -140,14 +157,18 @@ def _options(value: Any, where: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class WorkRequest:
     """Fields every work request shares: the evidence file and the ingest hash of it."""
+
     name: ClassVar[str] = ""
     audio_path: str
     sha256: str | None
     models: dict[str, ModelRef]
 
     def content(self) -> dict[str, Any]:
-        return {"audio_path": self.audio_path, "sha256": self.sha256,
-                "models": {kind: ref.to_dict() for kind, ref in self.models.items()}}
+        return {
+            "audio_path": self.audio_path,
+            "sha256": self.sha256,
+            "models": {kind: ref.to_dict() for kind, ref in self.models.items()},
+        }
 
     @classmethod
     def _common(cls, content: dict[str, Any], kinds: tuple[str, ...]) -> dict[str, Any]:
@@ -166,12 +187,14 @@ class TranscribeOptions:
     batch_size: int | None = None
 
     @classmethod
-    def parse(cls, value: Any, where: str) -> "TranscribeOptions":
+    def parse(cls, value: Any, where: str) -> TranscribeOptions:
         value = _options(value, where)
         _keys(value, where, ("language", "word_timestamps", "batch_size"))
-        return cls(_str(value.get("language"), f"{where}.language", 16, optional=True, pattern=LANGUAGE),
-                   _bool(value.get("word_timestamps"), f"{where}.word_timestamps", optional=True),
-                   _int(value.get("batch_size"), f"{where}.batch_size", 1, MAX_BATCH_SIZE, optional=True))
+        return cls(
+            _str(value.get("language"), f"{where}.language", 16, optional=True, pattern=LANGUAGE),
+            _bool(value.get("word_timestamps"), f"{where}.word_timestamps", optional=True),
+            _int(value.get("batch_size"), f"{where}.batch_size", 1, MAX_BATCH_SIZE, optional=True),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None}
@@ -183,11 +206,13 @@ class TranscribeRequest(WorkRequest):
     options: TranscribeOptions = field(default_factory=TranscribeOptions)
 
     @classmethod
-    def parse(cls, content: Any, kinds: tuple[str, ...] = ("asr",)) -> "TranscribeRequest":
+    def parse(cls, content: Any, kinds: tuple[str, ...] = ("asr",)) -> TranscribeRequest:
         content = _map(content, cls.name)
         _keys(content, cls.name, ("audio_path", "sha256", "models", "options"), required=("audio_path",))
-        return cls(**cls._common(content, kinds),
-                   options=TranscribeOptions.parse(content.get("options"), _where(cls.name, "options")))
+        return cls(
+            **cls._common(content, kinds),
+            options=TranscribeOptions.parse(content.get("options"), _where(cls.name, "options")),
+        )
 
     def content(self) -> dict[str, Any]:
         return {**super().content(), "options": self.options.to_dict()}
@@ -199,7 +224,7 @@ class Segment:
     end: float
 
     @classmethod
-    def parse(cls, value: Any, where: str) -> "Segment":
+    def parse(cls, value: Any, where: str) -> Segment:
         value = _map(value, where)
         _keys(value, where, ("start", "end"), required=("start", "end"))
         start = _float(value["start"], f"{where}.start", 0.0, MAX_SECONDS)
@@ -214,7 +239,7 @@ class SerOptions:
     batch_size: int | None = None
 
     @classmethod
-    def parse(cls, value: Any, where: str) -> "SerOptions":
+    def parse(cls, value: Any, where: str) -> SerOptions:
         value = _options(value, where)
         _keys(value, where, ("batch_size",))
         return cls(_int(value.get("batch_size"), f"{where}.batch_size", 1, MAX_BATCH_SIZE, optional=True))
@@ -230,7 +255,7 @@ class SerRequest(WorkRequest):
     options: SerOptions = field(default_factory=SerOptions)
 
     @classmethod
-    def parse(cls, content: Any, kinds: tuple[str, ...] = ("ser_dimensional", "ser_categorical")) -> "SerRequest":
+    def parse(cls, content: Any, kinds: tuple[str, ...] = ("ser_dimensional", "ser_categorical")) -> SerRequest:
         content = _map(content, cls.name)
         _keys(content, cls.name, ("audio_path", "sha256", "models", "options", "segments"), required=("audio_path",))
         segments = content.get("segments")
@@ -240,20 +265,25 @@ class SerRequest(WorkRequest):
             raise RequestInvalid(f"ser.segments must be a list, not {_type(segments)}")
         if len(segments) > MAX_SEGMENTS:
             raise RequestInvalid(f"ser.segments has {len(segments)} entries (at most {MAX_SEGMENTS})")
-        return cls(**cls._common(content, kinds),
-                   segments=tuple(Segment.parse(s, f"ser.segments[{i}]") for i, s in enumerate(segments)),
-                   options=SerOptions.parse(content.get("options"), _where(cls.name, "options")))
+        return cls(
+            **cls._common(content, kinds),
+            segments=tuple(Segment.parse(s, f"ser.segments[{i}]") for i, s in enumerate(segments)),
+            options=SerOptions.parse(content.get("options"), _where(cls.name, "options")),
+        )
 
     def content(self) -> dict[str, Any]:
-        return {**super().content(), "options": self.options.to_dict(),
-                "segments": [{"start": s.start, "end": s.end} for s in self.segments]}
+        return {
+            **super().content(),
+            "options": self.options.to_dict(),
+            "segments": [{"start": s.start, "end": s.end} for s in self.segments],
+        }
 
 
 # ---------------------------------------------------------------------------- control requests
 @dataclass(frozen=True)
 class PingRequest:
     @classmethod
-    def parse(cls, content: Any) -> "PingRequest":
+    def parse(cls, content: Any) -> PingRequest:
         _keys(_map(content, "ping"), "ping", ())
         return cls()
 
@@ -261,7 +291,7 @@ class PingRequest:
 @dataclass(frozen=True)
 class ShutdownRequest:
     @classmethod
-    def parse(cls, content: Any) -> "ShutdownRequest":
+    def parse(cls, content: Any) -> ShutdownRequest:
         _keys(_map(content, "shutdown"), "shutdown", ())
         return cls()
 
@@ -271,7 +301,7 @@ class StatsRequest:
     brief: bool = False
 
     @classmethod
-    def parse(cls, content: Any) -> "StatsRequest":
+    def parse(cls, content: Any) -> StatsRequest:
         content = _map(content, "stats")
         _keys(content, "stats", ("brief",))
         return cls(bool(_bool(content.get("brief"), "stats.brief", optional=True)))
@@ -282,7 +312,7 @@ class UnloadRequest:
     kind: str | None = None  # None: every model
 
     @classmethod
-    def parse(cls, content: Any) -> "UnloadRequest":
+    def parse(cls, content: Any) -> UnloadRequest:
         content = _map(content, "unload")
         _keys(content, "unload", ("kind",))
         return cls(_str(content.get("kind"), "unload.kind", MAX_KIND_CHARS, optional=True))

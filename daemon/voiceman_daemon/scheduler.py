@@ -10,15 +10,17 @@ Per request (= one batch of the stage's work) the inference thread:
 4. runs the batch between ``batch_started`` and ``batch_finished`` (U3 memory at batch
    start/end; PR-003 one empty_cache() after the batch -- the governor does that).
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from voiceman.pipeline.stage_names import DAEMON_STAGES
 
@@ -41,30 +43,31 @@ class StageStats:
     requests: int = 0
     ok: int = 0
     failed: int = 0
-    batches: int = 0             # governed batches; > requests means nothing, < means cross-file batching
-    samples: int = 0             # audio samples of the batched items (SER segments)
-    padded_samples: int = 0      # what the length-sorted forward batches padded them to
-    batch_size_sum: int = 0      # planned batch size, summed over requests
-    items: int = 0               # units of work where the request says (SER: segments)
-    forward_batches: int = 0     # ceil(items / batch size), summed
+    batches: int = 0  # governed batches; > requests means nothing, < means cross-file batching
+    samples: int = 0  # audio samples of the batched items (SER segments)
+    padded_samples: int = 0  # what the length-sorted forward batches padded them to
+    batch_size_sum: int = 0  # planned batch size, summed over requests
+    items: int = 0  # units of work where the request says (SER: segments)
+    forward_batches: int = 0  # ceil(items / batch size), summed
     busy_s: float = 0.0
     halted_wait_s: float = 0.0
     cooldown_delay_s: float = 0.0
-    cpu_requests: int = 0        # requests the governor moved to CPU (E3 fallback)
+    cpu_requests: int = 0  # requests the governor moved to CPU (E3 fallback)
     last_batch_size: int | None = None
-    last_device: str | None = None    # where the models really ran (cpu, cuda, or "cpu,cuda")
+    last_device: str | None = None  # where the models really ran (cpu, cuda, or "cpu,cuda")
     last_planned_device: str | None = None  # governor plan: cuda (GPU allowed) | cpu (E3 fallback)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["mean_planned_batch_size"] = (round(self.batch_size_sum / self.requests, 3)
-                                          if self.requests and self.batch_size_sum else None)
+        out["mean_planned_batch_size"] = (
+            round(self.batch_size_sum / self.requests, 3) if self.requests and self.batch_size_sum else None
+        )
         # Real mean batch where the items are known, else what the governor planned.
-        out["mean_batch_size"] = (round(self.items / self.forward_batches, 3) if self.forward_batches
-                                  else out["mean_planned_batch_size"])
+        out["mean_batch_size"] = (
+            round(self.items / self.forward_batches, 3) if self.forward_batches else out["mean_planned_batch_size"]
+        )
         out["requests_per_batch"] = round(self.requests / self.batches, 3) if self.batches else None
-        out["padding_fraction"] = (round(1 - self.samples / self.padded_samples, 4)
-                                   if self.padded_samples else None)
+        out["padding_fraction"] = round(1 - self.samples / self.padded_samples, 4) if self.padded_samples else None
         for key in ("busy_s", "halted_wait_s", "cooldown_delay_s"):
             out[key] = round(out[key], 3)
         return out
@@ -85,6 +88,7 @@ class DeviceChange:
 @dataclass
 class Ticket:
     """What the inference thread runs with, decided before the batch starts."""
+
     stage: str | None
     specs: dict[str, ModelSpec]
     content: dict[str, Any]
@@ -98,9 +102,14 @@ class Ticket:
     model_devices: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "batch_size": self.batch_size, "device": self.device,
-                "halted_wait_s": round(self.halted_wait_s, 3), "extra_delay_s": self.extra_delay_s,
-                "model_devices": dict(self.model_devices)}
+        return {
+            "stage": self.stage,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "halted_wait_s": round(self.halted_wait_s, 3),
+            "extra_delay_s": self.extra_delay_s,
+            "model_devices": dict(self.model_devices),
+        }
 
 
 def _with_device(spec: ModelSpec, device: str) -> ModelSpec:
@@ -112,21 +121,27 @@ def padded_size(lengths: list[int], batch_size: int) -> int:
     """Samples after padding: items sorted longest first, cut into batches of ``batch_size``,
     each padded to its longest item (what the SER backends do, ser/batching.run_batched)."""
     ordered = sorted(lengths, reverse=True)
-    return sum(max(ordered[i:i + batch_size]) * len(ordered[i:i + batch_size])
-               for i in range(0, len(ordered), batch_size))
+    return sum(
+        max(ordered[i : i + batch_size]) * len(ordered[i : i + batch_size]) for i in range(0, len(ordered), batch_size)
+    )
 
 
 class GovernedRunner:
     """Used by the inference thread only (except `stats`, which any thread may call)."""
 
-    def __init__(self, governor: Governor | None, registry: ModelRegistry,
-                 stop: threading.Event, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        governor: Governor | None,
+        registry: ModelRegistry,
+        stop: threading.Event,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.governor = governor
         self.registry = registry
         self._stop = stop
         self._sleep = sleep
         self._stats: dict[str, StageStats] = {}
-        self._on_cpu: set[str] = set()        # model kinds this runner reloaded on CPU
+        self._on_cpu: set[str] = set()  # model kinds this runner reloaded on CPU
         self.device_changes: list[DeviceChange] = []
         self._lock = threading.Lock()
 
@@ -147,9 +162,15 @@ class GovernedRunner:
         # The governor's per-stage size is the ceiling; a request may ask for less.
         batch_size = min(int(asked), plan.batch_size) if asked else plan.batch_size
         options["batch_size"] = batch_size
-        return Ticket(stage, self._place(stage, specs, plan.device), {**content, "options": options},
-                      batch_size=batch_size, device=plan.device, halted_wait_s=halted_wait,
-                      extra_delay_s=plan.extra_delay_s)
+        return Ticket(
+            stage,
+            self._place(stage, specs, plan.device),
+            {**content, "options": options},
+            batch_size=batch_size,
+            device=plan.device,
+            halted_wait_s=halted_wait,
+            extra_delay_s=plan.extra_delay_s,
+        )
 
     def _wait_while_halted(self, stage: str) -> float:
         started = time.monotonic()
@@ -168,11 +189,18 @@ class GovernedRunner:
                 # explicit unload first; the next get() loads on the new device (counted).
                 self.registry.unload(kind)
                 (self._on_cpu.add if want_cpu else self._on_cpu.discard)(kind)
-                reason = ("memory still above the limit after empty_cache() (E3 CPU fallback)"
-                          if want_cpu else "memory recovered: back to the configured device")
-                change = DeviceChange(datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                      stage, kind, "cpu" if want_cpu else str(spec.option("device", "auto")),
-                                      reason)
+                reason = (
+                    "memory still above the limit after empty_cache() (E3 CPU fallback)"
+                    if want_cpu
+                    else "memory recovered: back to the configured device"
+                )
+                change = DeviceChange(
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    stage,
+                    kind,
+                    "cpu" if want_cpu else str(spec.option("device", "auto")),
+                    reason,
+                )
                 with self._lock:
                     self.device_changes.append(change)
                 log.warning("%s (%s): model moves to %s: %s", kind, stage, change.device, reason)
@@ -188,9 +216,16 @@ class GovernedRunner:
         finally:
             self.governor.batch_finished(ticket.stage)
 
-    def after_batch(self, ticket: Ticket, ok: bool, items: int | None, requests: int = 1,
-                    lengths: list[int] | None = None, forward_batches: int | None = None,
-                    padding: tuple[int, int] | None = None) -> None:
+    def after_batch(
+        self,
+        ticket: Ticket,
+        ok: bool,
+        items: int | None,
+        requests: int = 1,
+        lengths: list[int] | None = None,
+        forward_batches: int | None = None,
+        padding: tuple[int, int] | None = None,
+    ) -> None:
         """Count one governed batch of ``requests`` requests; ``lengths`` (samples per item)
         give the padding the models' length-sorted forward batches add; ``forward_batches``
         is how many model passes the items took where the handler knows (else items / size)."""

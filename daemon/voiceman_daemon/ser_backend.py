@@ -1,5 +1,6 @@
 """Registry adapters for the two SER models (E1, S2, S3, N1): the daemon loads each once,
 warmed up, and keeps it; the adapters add what the registry needs (spec, custody)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ class SERModel:
         self.spec = spec
         self.kind = kind
         # O1: CUDA graphs per (length bucket, batch size), captured at load when on CUDA.
-        graphs = GraphSettings.from_options(spec.option("cuda_graphs"), spec.option("graph_buckets_s"),
-                                            spec.option("graph_batch_sizes"))
+        graphs = GraphSettings.from_options(
+            spec.option("cuda_graphs"), spec.option("graph_buckets_s"), spec.option("graph_batch_sizes")
+        )
         self.model = loader(spec.id, spec.option("device", "auto"), graphs=graphs)
 
     def custody(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ the core's outcomes and heartbeats back.  Outcomes arrive from the core's thread
 queue, so only this thread ever touches the socket.  A bad frame gets an error reply; it
 never takes the daemon or other requests down.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,6 +34,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 << 20  # daemon.max_message_bytes: larger frames 
 @dataclass(frozen=True)
 class Waiting:
     """A client waiting for a request's outcome (heartbeats go to it until answered)."""
+
     identity: bytes
     request: Message
 
@@ -40,6 +42,7 @@ class Waiting:
 @dataclass(frozen=True)
 class Answer:
     """An outcome (or an unload result) ready to be sent from the main thread."""
+
     identity: bytes
     message: Message
 
@@ -49,9 +52,14 @@ class DaemonServer:
     # no request is in flight; None = serve until told to stop (per-node cluster daemons use it).
     idle_exit_s: float | None = None
 
-    def __init__(self, endpoint: str, core: DaemonCore, heartbeat_interval_s: float = 2.0,
-                 curve: transport.CurveSettings | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+    def __init__(
+        self,
+        endpoint: str,
+        core: DaemonCore,
+        heartbeat_interval_s: float = 2.0,
+        curve: transport.CurveSettings | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ):
         # Who may connect (voiceman/daemonlink/transport.py): ipc in a private dir; tcp on loopback, or any
         # address with CURVE keys (curve=None: no keys).  Refused here, before anything loads.
         transport.check_server(endpoint, curve)
@@ -82,8 +90,13 @@ class DaemonServer:
             sock.close(linger=0)
             security.close()
             raise
-        log.info("voiceman daemon %s listening on %s (pid %d; %s)", voiceman.__version__, self.endpoint,
-                 os.getpid(), security.description)
+        log.info(
+            "voiceman daemon %s listening on %s (pid %d; %s)",
+            voiceman.__version__,
+            self.endpoint,
+            os.getpid(),
+            security.description,
+        )
         self.core.start()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -99,10 +112,12 @@ class DaemonServer:
                 self._flush_answers(sock)
                 if self._waiting:
                     last_activity = time.monotonic()  # a request in flight keeps the daemon busy
-                elif (self.idle_exit_s and not self.core.stopping
-                      and time.monotonic() - last_activity >= self.idle_exit_s):
-                    log.info("no message for %.0f s and nothing in flight (daemon.idle_exit_s): stopping",
-                             self.idle_exit_s)
+                elif (
+                    self.idle_exit_s and not self.core.stopping and time.monotonic() - last_activity >= self.idle_exit_s
+                ):
+                    log.info(
+                        "no message for %.0f s and nothing in flight (daemon.idle_exit_s): stopping", self.idle_exit_s
+                    )
                     self.request_stop()
                 if time.monotonic() >= next_beat:
                     self._heartbeat(sock)
@@ -137,15 +152,21 @@ class DaemonServer:
         except Exception as exc:
             log.exception("internal error while handling a message")
             try:
-                self._send(sock, identity, Message(protocol.ERROR, {"reason": f"internal error: {type(exc).__name__}",
-                                                                    "scope": "daemon"}))
+                self._send(
+                    sock,
+                    identity,
+                    Message(protocol.ERROR, {"reason": f"internal error: {type(exc).__name__}", "scope": "daemon"}),
+                )
             except Exception:  # not even an error reply could be sent: log it and serve the next
                 log.exception("could not answer a message")
 
     def _dispatch_checked(self, sock: zmq.Socket, identity: bytes, frame: bytes | None) -> None:
         if frame is None:
-            self._send(sock, identity, Message(protocol.ERROR, {"reason": "bad message: a request is exactly one frame",
-                                                                "scope": "protocol"}))
+            self._send(
+                sock,
+                identity,
+                Message(protocol.ERROR, {"reason": "bad message: a request is exactly one frame", "scope": "protocol"}),
+            )
             return
         try:
             request = protocol.unpack(frame)
@@ -154,9 +175,15 @@ class DaemonServer:
             self._send(sock, identity, Message(protocol.ERROR, {"reason": f"bad frame: {exc}", "scope": "protocol"}))
             return
         if request.version != protocol.PROTOCOL_VERSION:
-            self._send(sock, identity, protocol.error_reply(
-                request, f"protocol version {request.version} not supported (daemon speaks {protocol.PROTOCOL_VERSION})",
-                scope="protocol"))
+            self._send(
+                sock,
+                identity,
+                protocol.error_reply(
+                    request,
+                    f"protocol version {request.version} not supported (daemon speaks {protocol.PROTOCOL_VERSION})",
+                    scope="protocol",
+                ),
+            )
             return
         if request.msg_type in CONTROL_REQUESTS:
             try:
@@ -165,16 +192,25 @@ class DaemonServer:
                 self._send(sock, identity, protocol.error_reply(request, str(exc), scope="protocol"))
                 return
             if request.msg_type == protocol.UNLOAD:
-                self._forward(identity, request, self.core.unload(parsed.kind),
-                              lambda dropped: request.reply(unloaded=dropped))
+                self._forward(
+                    identity, request, self.core.unload(parsed.kind), lambda dropped: request.reply(unloaded=dropped)
+                )
             else:
-                control = {protocol.PING: self._on_ping, protocol.STATS: self._on_stats,
-                           protocol.SHUTDOWN: self._on_shutdown}
+                control = {
+                    protocol.PING: self._on_ping,
+                    protocol.STATS: self._on_stats,
+                    protocol.SHUTDOWN: self._on_shutdown,
+                }
                 self._send(sock, identity, control[request.msg_type](request))
         elif request.msg_type in self.core.handlers:
             if request.msg_id in self._waiting:  # answered here: its answer must not end the other's wait
-                self._send(sock, identity, protocol.error_reply(
-                    request, f"a request with msg_id {request.msg_id[:40]!r} is already in flight", scope="protocol"))
+                self._send(
+                    sock,
+                    identity,
+                    protocol.error_reply(
+                        request, f"a request with msg_id {request.msg_id[:40]!r} is already in flight", scope="protocol"
+                    ),
+                )
                 return
             # The core checks the content against the request type's schema (requests.py).
             future = self.core.submit(request.msg_type, request.content, request_id=request.msg_id)
@@ -184,17 +220,22 @@ class DaemonServer:
                 self._waiting[request.msg_id] = Waiting(identity, request)
             self._forward(identity, request, future, lambda outcome: _reply_for(request, outcome))
         else:
-            self._send(sock, identity, protocol.error_reply(
-                request, f"unknown request type '{request.msg_type}'", scope="protocol"))
+            self._send(
+                sock,
+                identity,
+                protocol.error_reply(request, f"unknown request type '{request.msg_type}'", scope="protocol"),
+            )
 
     def _forward(self, identity: bytes, request: Message, future: Future, to_message) -> None:
         """When the core resolves ``future`` (on any thread), queue its answer for this thread."""
+
         def done(fut: Future) -> None:
             try:
                 message = to_message(fut.result())
             except Exception as exc:  # an unload that raised, a reply that cannot be built
                 message = protocol.error_reply(request, f"{type(exc).__name__}: {exc}", scope="daemon")
             self._answers.put(Answer(identity, message))
+
         future.add_done_callback(done)
 
     def _flush_answers(self, sock: zmq.Socket) -> None:
@@ -213,8 +254,11 @@ class DaemonServer:
     # ------------------------------------------------------------------ control
     def _on_ping(self, request: Message) -> Message:
         return request.reply(
-            state=self.core.state(), pid=os.getpid(), version=voiceman.__version__,
-            protocol_version=protocol.PROTOCOL_VERSION, endpoint=self.endpoint,
+            state=self.core.state(),
+            pid=os.getpid(),
+            version=voiceman.__version__,
+            protocol_version=protocol.PROTOCOL_VERSION,
+            endpoint=self.endpoint,
             load_errors=self.core.load_errors(),
             # a GPU the models cannot use (device_probe); `voiceman daemon start` prints them
             device_warnings=list(self.core.device_report.warnings) if self.core.device_report is not None else [],

@@ -1,4 +1,5 @@
 """Do the modes agree?  Identical transcripts (text, word times) and SER within a tolerance."""
+
 from __future__ import annotations
 
 import json
@@ -37,5 +38,11 @@ def agreement(results: dict[str, Path], files: list[str], tolerance: float) -> d
                 continue
             ser_values += len(a)
             ser_diff = max([ser_diff] + [abs(x - y) for x, y in zip(a, b)])
-    return {"compared": modes, "transcripts_identical": identical, "ser_values": ser_values,
-            "ser_max_abs_diff": ser_diff, "ser_within_tolerance": ser_diff <= tolerance, "tolerance": tolerance}
+    return {
+        "compared": modes,
+        "transcripts_identical": identical,
+        "ser_values": ser_values,
+        "ser_max_abs_diff": ser_diff,
+        "ser_within_tolerance": ser_diff <= tolerance,
+        "tolerance": tolerance,
+    }

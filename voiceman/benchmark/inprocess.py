@@ -8,6 +8,7 @@ bodies (``voiceman.pipeline.<rule>.run``) for the given files one after another,
 that drives the core directly.  ``naive`` runs this once per file (models reloaded for every file);
 ``inprocess`` runs it once for all files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ from ..pipeline.stage_names import DAEMON_STAGES, FILE_STAGES
 
 class Named(dict):
     """Snakemake's named lists as far as the rule bodies use them: attributes + items()."""
+
     __getattr__ = dict.__getitem__
 
 
@@ -42,13 +44,21 @@ def file_job(rule: str, name: str, config: dict[str, Any]) -> RuleJob:
         "ser": Named(transcript=out("transcribe")),
         "voice": Named(transcript=out("transcribe")),
         "patterns": Named(transcript=out("transcribe"), database=database_files()),
-        "report": Named(meta=out("ingest"), transcript=out("transcribe"), emotion=out("ser"),
-                        features=out("voice"), hits=out("patterns")),
+        "report": Named(
+            meta=out("ingest"),
+            transcript=out("transcribe"),
+            emotion=out("ser"),
+            features=out("voice"),
+            hits=out("patterns"),
+        ),
     }[rule]
     outputs = {
-        "ingest": Named(meta=out("ingest")), "transcribe": Named(transcript=out("transcribe")),
-        "ser": Named(emotion=out("ser")), "voice": Named(features=out("voice")),
-        "patterns": Named(hits=out("patterns")), "report": Named(report=out("report"), html=out("report", "html")),
+        "ingest": Named(meta=out("ingest")),
+        "transcribe": Named(transcript=out("transcribe")),
+        "ser": Named(emotion=out("ser")),
+        "voice": Named(features=out("voice")),
+        "patterns": Named(hits=out("patterns")),
+        "report": Named(report=out("report"), html=out("report", "html")),
     }[rule]
     log = results / "logs" / rule / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -83,10 +93,13 @@ def run(config: dict[str, Any], files: list[str]) -> dict[str, Any]:
         stats = core.stats()
     finally:
         core.close()
-    return {"wall_s": round(time.perf_counter() - started, 3), "load_s": round(loaded - started, 3),
-            "model_loads": {k: m["loads"] for k, m in stats["models"].items() if m["loads"]},
-            "requests": {k: m["requests"] for k, m in stats["models"].items() if m["requests"]},
-            "failures": failures}
+    return {
+        "wall_s": round(time.perf_counter() - started, 3),
+        "load_s": round(loaded - started, 3),
+        "model_loads": {k: m["loads"] for k, m in stats["models"].items() if m["loads"]},
+        "requests": {k: m["requests"] for k, m in stats["models"].items() if m["requests"]},
+        "failures": failures,
+    }
 
 
 def case_summary(config: dict[str, Any], files: list[str]) -> None:
@@ -96,11 +109,18 @@ def case_summary(config: dict[str, Any], files: list[str]) -> None:
 
     results = Path(config["results_dir"])
     inv = inventory(config["case_dir"], config["audio_extensions"], results_dir=results)
-    params = SimpleNamespace(recordings=inv.recording_records(), entries=inv.entries,
-                             config_sha256=config_sha256(config))
-    job = RuleJob("case_summary", Named(reports=[str(results / "report" / f"{k}.json") for k in inv.keys]),
-                  Named(case=str(results / "case.json"), html=str(results / "case.html")), params,
-                  [str(results / "logs" / "case_summary.log")], Named(), config)
+    params = SimpleNamespace(
+        recordings=inv.recording_records(), entries=inv.entries, config_sha256=config_sha256(config)
+    )
+    job = RuleJob(
+        "case_summary",
+        Named(reports=[str(results / "report" / f"{k}.json") for k in inv.keys]),
+        Named(case=str(results / "case.json"), html=str(results / "case.html")),
+        params,
+        [str(results / "logs" / "case_summary.log")],
+        Named(),
+        config,
+    )
     pipeline.case_summary.run(job)
 
 

@@ -6,6 +6,7 @@ to 12 layers, as audeering's model; categorical: wav2vec2-base, as SpeechBrain's
 model).  The SER weights are random: timing needs the shape, not the training.  They are
 built once and cached under models/bench/.
 """
+
 from __future__ import annotations
 
 import sys
@@ -37,17 +38,25 @@ class Workload:
     case_dir: Path
     files: list[str]
     audio_s: float
-    models: dict[str, str]          # role -> local directory
-    description: dict[str, str]     # role -> what it is
+    models: dict[str, str]  # role -> local directory
+    description: dict[str, str]  # role -> what it is
 
     def config_overrides(self) -> dict[str, Any]:
-        return {"models": {"asr": {"id": self.models["asr"], "language": "en"},
-                           "ser_dimensional": {"id": self.models["ser_dimensional"]},
-                           "ser_categorical": {"id": self.models["ser_categorical"]}}}
+        return {
+            "models": {
+                "asr": {"id": self.models["asr"], "language": "en"},
+                "ser_dimensional": {"id": self.models["ser_dimensional"]},
+                "ser_categorical": {"id": self.models["ser_categorical"]},
+            }
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"files": len(self.files), "audio_s": round(self.audio_s, 1),
-                "models": dict(self.description), "stages": "ingest, transcribe, ser, voice, patterns, report, case"}
+        return {
+            "files": len(self.files),
+            "audio_s": round(self.audio_s, 1),
+            "models": dict(self.description),
+            "stages": "ingest, transcribe, ser, voice, patterns, report, case",
+        }
 
 
 def synthesise_case(case_dir: Path, files: int, seconds: float) -> float:
@@ -90,11 +99,21 @@ def prepare_models(size: str, asr: str) -> tuple[dict[str, str], dict[str, str]]
         build_dimensional_model(dims, size=size)
     if not (cat / "hyperparams.yaml").is_file():
         build_speechbrain_iemocap_model(cat, size=size)
-    shape = {"published": ("wav2vec2-large-robust, 12 layers (audeering layout)", "wav2vec2-base (SpeechBrain IEMOCAP layout)"),
-             "tiny": ("tiny wav2vec2 (audeering layout)", "tiny wav2vec2 (SpeechBrain IEMOCAP layout)")}[size]
-    return ({"asr": str(asr_dir), "ser_dimensional": str(dims), "ser_categorical": str(cat)},
-            {"asr": f"{asr} (real weights, CTranslate2)", "ser_dimensional": f"{shape[0]}, random weights",
-             "ser_categorical": f"{shape[1]}, random weights"})
+    shape = {
+        "published": (
+            "wav2vec2-large-robust, 12 layers (audeering layout)",
+            "wav2vec2-base (SpeechBrain IEMOCAP layout)",
+        ),
+        "tiny": ("tiny wav2vec2 (audeering layout)", "tiny wav2vec2 (SpeechBrain IEMOCAP layout)"),
+    }[size]
+    return (
+        {"asr": str(asr_dir), "ser_dimensional": str(dims), "ser_categorical": str(cat)},
+        {
+            "asr": f"{asr} (real weights, CTranslate2)",
+            "ser_dimensional": f"{shape[0]}, random weights",
+            "ser_categorical": f"{shape[1]}, random weights",
+        },
+    )
 
 
 def build(work: Path, files: int, seconds: float, size: str, asr: str) -> Workload:

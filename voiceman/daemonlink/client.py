@@ -5,6 +5,7 @@ Long work (a 30-minute recording) can take minutes, so the client does not rely 
 timeout: the daemon sends heartbeats while it works, and the client gives up as soon as the
 heartbeats stop — that is how a killed daemon is noticed in seconds, not after an hour.
 """
+
 from __future__ import annotations
 
 import logging
@@ -142,7 +143,7 @@ class DaemonClient:
     def is_alive(self) -> bool:
         """One quick probe.  An ipc endpoint whose socket file does not exist has no daemon:
         answer at once instead of waiting out the connect timeout."""
-        if self.endpoint.startswith("ipc://") and not os.path.exists(self.endpoint[len("ipc://"):]):
+        if self.endpoint.startswith("ipc://") and not os.path.exists(self.endpoint[len("ipc://") :]):
             return False
         try:
             self.once(protocol.PING, deadline_s=self.connect_timeout_s + 1)

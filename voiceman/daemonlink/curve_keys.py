@@ -1,5 +1,6 @@
 """``voiceman keys generate``: a server and a client CURVE key pair, written the way
 ``transport`` accepts key files (0600 files in 0700 directories, ours alone)."""
+
 from __future__ import annotations
 
 import os
@@ -40,14 +41,21 @@ def _private_dir(path: Path) -> None:
         raise TransportError(f"key directory {path} belongs to uid {st.st_uid}, not to you; choose another --dir")
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
-        raise TransportError(f"key directory {path} has mode {mode:04o}; keys go only in a directory closed to "
-                             f"others (0700): choose another --dir, or `chmod 700 {path}` if it is yours alone")
+        raise TransportError(
+            f"key directory {path} has mode {mode:04o}; keys go only in a directory closed to "
+            f"others (0700): choose another --dir, or `chmod 700 {path}` if it is yours alone"
+        )
 
 
 def _key_text(public: bytes, secret: bytes | None, role: str) -> bytes:
-    lines = [f"#   ZeroMQ CURVE {'secret' if secret else 'public'} key: voiceman {role}",
-             "#   made by `voiceman keys generate`; keep mode 0600", "", "metadata", "curve",
-             f'    public-key = "{public.decode()}"']
+    lines = [
+        f"#   ZeroMQ CURVE {'secret' if secret else 'public'} key: voiceman {role}",
+        "#   made by `voiceman keys generate`; keep mode 0600",
+        "",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode()}"',
+    ]
     if secret is not None:
         lines.append(f'    secret-key = "{secret.decode()}"')
     return ("\n".join(lines) + "\n").encode()
@@ -71,8 +79,10 @@ def generate_keys(directory: Path | None = None) -> dict[str, Path]:
     paths = {name: directory / rel for name, rel in KEY_FILES.items()}
     existing = [str(p) for p in paths.values() if os.path.lexists(p)]
     if existing:
-        raise TransportError(f"refusing to overwrite existing key files: {', '.join(existing)} "
-                             f"(remove them first, or choose another --dir)")
+        raise TransportError(
+            f"refusing to overwrite existing key files: {', '.join(existing)} "
+            f"(remove them first, or choose another --dir)"
+        )
     directory.parent.mkdir(parents=True, exist_ok=True)
     _private_dir(directory)
     _private_dir(directory / "authorized_clients")

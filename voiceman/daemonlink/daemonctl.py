@@ -13,6 +13,7 @@ whose runs all died (SIGKILL) is adopted by the next run, which then stops it.
 On a cluster (``daemon.per_node: true``, set by profiles/slurm) there is one daemon per node
 instead: see ``node_daemon``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -24,12 +25,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
-from . import protocol, runtime, transport
 from ..atomic import write_json
+from . import protocol, runtime, transport
 from .client import DaemonClient, DaemonError
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,9 @@ def client_for(config: dict[str, Any], endpoint: str | None = None) -> DaemonCli
     )
 
 
-def start_detached(config: dict[str, Any], log_file: Path, config_path: str | None = None,
-                   env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_detached(
+    config: dict[str, Any], log_file: Path, config_path: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``python -m voiceman_daemon`` in its own session, logging to ``log_file``
     (``env``: extra environment variables for it)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -55,13 +58,20 @@ def start_detached(config: dict[str, Any], log_file: Path, config_path: str | No
     if config_path:
         cmd += ["--config", str(config_path)]
     with open(log_file, "ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True,
-                                env={**os.environ, **env} if env else None)
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, **env} if env else None,
+        )
 
 
-def wait_until_answering(client: DaemonClient, proc: subprocess.Popen | None, timeout_s: float,
-                         log_file: Path | None = None) -> dict[str, Any]:
+def wait_until_answering(
+    client: DaemonClient, proc: subprocess.Popen | None, timeout_s: float, log_file: Path | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -106,7 +116,7 @@ def stop(client: DaemonClient, timeout_s: float = 60.0) -> bool:
     The shutdown reply carries the daemon's pid: waiting for that pid (and for its ipc socket
     file to go) takes milliseconds, where probing the socket with pings would wait out the
     connect timeout on every probe while the daemon exits."""
-    if client.endpoint.startswith("ipc://") and not os.path.exists(client.endpoint[len("ipc://"):]):
+    if client.endpoint.startswith("ipc://") and not os.path.exists(client.endpoint[len("ipc://") :]):
         return False  # no socket file, no daemon: no need to wait out the connect timeout
     try:
         reply = client.once(protocol.SHUTDOWN, deadline_s=client.connect_timeout_s)
@@ -116,7 +126,7 @@ def stop(client: DaemonClient, timeout_s: float = 60.0) -> bool:
     pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
     if not client.endpoint.startswith("ipc://"):
         pid = None  # a tcp daemon may live on another host: its pid means nothing here
-    sock_path = client.endpoint[len("ipc://"):] if client.endpoint.startswith("ipc://") else None
+    sock_path = client.endpoint[len("ipc://") :] if client.endpoint.startswith("ipc://") else None
     deadline = time.monotonic() + timeout_s
     socket_gone_at: float | None = None
     while time.monotonic() < deadline:
@@ -135,7 +145,8 @@ def stop(client: DaemonClient, timeout_s: float = 60.0) -> bool:
     what = f"pid {pid}" if pid is not None else f"the daemon at {client.endpoint}"
     raise DaemonStillRunning(
         f"{what} was told to shut down but is still running after {timeout_s:.0f} s (it finishes the "
-        f"request in flight first); check its log, or end it with `kill {pid if pid else '<pid>'}`")
+        f"request in flight first); check its log, or end it with `kill {pid if pid else '<pid>'}`"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -184,7 +195,8 @@ def _autostart_lock(timeout_s: float, path: Path | None = None) -> Iterator[None
                     raise DaemonError(
                         f"another voiceman run held the daemon auto-start lock {path} for more than "
                         f"{timeout_s:.0f} s (it may be starting or stopping a daemon); try again, or "
-                        f"start a daemon yourself with `voiceman daemon start`") from None
+                        f"start a daemon yourself with `voiceman daemon start`"
+                    ) from None
                 time.sleep(0.1)
         yield
     finally:
@@ -198,7 +210,7 @@ def _lock_timeout(config: dict[str, Any]) -> float:
 def _probe(client: DaemonClient) -> dict[str, Any] | None:
     """The daemon's ping reply (state, pid, ...), or None when nothing answers.  Like
     ``is_alive``, a missing ipc socket file means no daemon, without waiting."""
-    if client.endpoint.startswith("ipc://") and not os.path.exists(client.endpoint[len("ipc://"):]):
+    if client.endpoint.startswith("ipc://") and not os.path.exists(client.endpoint[len("ipc://") :]):
         return None
     try:
         return client.once(protocol.PING, deadline_s=client.connect_timeout_s + 1)
@@ -242,11 +254,15 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
             dead = [p for p in users if p != me and p not in live]
             write_json(owner_file, {**record, "users": live + [me]})
             if live:
-                message = (f"sharing the daemon at {client.endpoint} auto-started by another run "
-                           f"(still used by pid {', '.join(map(str, live))}); the last run to finish stops it")
+                message = (
+                    f"sharing the daemon at {client.endpoint} auto-started by another run "
+                    f"(still used by pid {', '.join(map(str, live))}); the last run to finish stops it"
+                )
             else:
-                message = (f"adopted the daemon at {client.endpoint} left by a run that died "
-                           f"(pid {', '.join(map(str, dead)) or '?'}); this run stops it")
+                message = (
+                    f"adopted the daemon at {client.endpoint} left by a run that died "
+                    f"(pid {', '.join(map(str, dead)) or '?'}); this run stops it"
+                )
             started = None
         else:
             if record:
@@ -262,8 +278,16 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
                     started.kill()
                     started.wait(10)
                 raise
-            write_json(owner_file, {"daemon_pid": started.pid, "endpoint": client.endpoint, "log": str(log_file),
-                                    "autostarted_by": me, "users": [me]})
+            write_json(
+                owner_file,
+                {
+                    "daemon_pid": started.pid,
+                    "endpoint": client.endpoint,
+                    "log": str(log_file),
+                    "autostarted_by": me,
+                    "users": [me],
+                },
+            )
             message = f"started a daemon (pid {started.pid}) at {client.endpoint} for this run; log: {log_file}"
     # Do not wait for the models: jobs that need none (ingest, ...) run while they load, and
     # the daemon's lanes take requests once their preloads are done.  A model that already
@@ -281,8 +305,10 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
         _leave(config, client, force_stop=started is not None)
         log_file = results_dir / "logs" / "daemon.log" if started else (record or {}).get("log")
         log_hint = f" (log: {log_file})" if log_file else ""
-        raise DaemonError(f"the daemon {'started for' if started else 'used by'} this run could not load its "
-                          f"models: {errors}{log_hint}")
+        raise DaemonError(
+            f"the daemon {'started for' if started else 'used by'} this run could not load its "
+            f"models: {errors}{log_hint}"
+        )
     return message
 
 
@@ -312,8 +338,13 @@ def release_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
     return _leave(config, client, daemon_pid=stats.get("pid"))
 
 
-def _leave(config: dict[str, Any], client: DaemonClient, daemon_pid: Any = None, answering: bool = True,
-           force_stop: bool = False) -> str:
+def _leave(
+    config: dict[str, Any],
+    client: DaemonClient,
+    daemon_pid: Any = None,
+    answering: bool = True,
+    force_stop: bool = False,
+) -> str:
     """Remove this run (and dead runs) from the auto-start record; stop the daemon when it was
     auto-started and no live user remains (or ``force_stop``: it could not load its models)."""
     me = os.getpid()
@@ -338,8 +369,10 @@ def _leave(config: dict[str, Any], client: DaemonClient, daemon_pid: Any = None,
         others = [p for p in _record_users(record) if p != me and _pid_alive(p)]
         if others and not force_stop:
             write_json(owner_file, {**record, "users": others})
-            return (f"left the daemon at {client.endpoint} running for {len(others)} other run(s) still "
-                    f"using it (pid {', '.join(map(str, others))})")
+            return (
+                f"left the daemon at {client.endpoint} running for {len(others)} other run(s) still "
+                f"using it (pid {', '.join(map(str, others))})"
+            )
         try:
             stopped = stop(client)
         except DaemonStillRunning as exc:

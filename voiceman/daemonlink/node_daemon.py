@@ -8,6 +8,7 @@ as the node's service).  The workflow's own ``onstart``/``onsuccess`` start noth
 submit host (``per_node_start``); at the end they gather the node daemons' stats, saved by
 every job (``job_done``), into results/daemon_stats.json (``per_node_end``).
 """
+
 from __future__ import annotations
 
 import glob
@@ -22,8 +23,17 @@ from typing import Any
 from ..atomic import write_json
 from . import runtime
 from .client import DaemonClient, DaemonError
-from .daemonctl import (_autostart_lock, _lock_timeout, _pid_alive, _probe, _read_owner, client_for,
-                        start_detached, wait_until_answering, wait_until_ready)
+from .daemonctl import (
+    _autostart_lock,
+    _lock_timeout,
+    _pid_alive,
+    _probe,
+    _read_owner,
+    client_for,
+    start_detached,
+    wait_until_answering,
+    wait_until_ready,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +72,10 @@ def node_runtime_dir(config: dict[str, Any]) -> Path:
             pass
         runtime.check_private_dir(directory)
     if len(str(path / "daemon.sock")) > _SOCKET_PATH_MAX:
-        raise DaemonError(f"daemon.node_dir {base} is too long for an ipc socket path "
-                          f"({_SOCKET_PATH_MAX} bytes at most): choose a shorter one")
+        raise DaemonError(
+            f"daemon.node_dir {base} is too long for an ipc socket path "
+            f"({_SOCKET_PATH_MAX} bytes at most): choose a shorter one"
+        )
     return path
 
 
@@ -95,7 +107,8 @@ def check_gpu_here(config: dict[str, Any]) -> None:
             f"{'no /dev/nvidia* device' if not devices else f'CUDA_VISIBLE_DEVICES={visible!r}'}"
             f"{f' (SLURM job {slurm})' if slurm else ''}.  Send the GPU rules to a GPU partition "
             f"(profiles/slurm: set-resources slurm_partition / gpu), or set daemon.require_gpu: false "
-            f"to let a node's daemon run the models on its CPU")
+            f"to let a node's daemon run the models on its CPU"
+        )
 
 
 def _check_daemon_on_gpu(config: dict[str, Any], client: DaemonClient) -> None:
@@ -108,7 +121,8 @@ def _check_daemon_on_gpu(config: dict[str, Any], client: DaemonClient) -> None:
         raise DaemonError(
             f"this job needs a GPU (daemon.require_gpu: true) but the daemon on node {node_name()} "
             f"({client.endpoint}) holds its ASR model on {device}: is CUDA usable in its environment "
-            f"(driver, CUDA build of torch/CTranslate2)?  Its log: {_node_log(config)}")
+            f"(driver, CUDA build of torch/CTranslate2)?  Its log: {_node_log(config)}"
+        )
 
 
 def _node_log(config: dict[str, Any]) -> Path:
@@ -120,8 +134,9 @@ def _node_daemon_config(config: dict[str, Any], endpoint: str) -> dict[str, Any]
     governor samples in the case's logs under the node's name."""
     governor = dict(config.get("governor") or {})
     if not governor.get("sample_log"):
-        governor["sample_log"] = str((Path(config["results_dir"]) / "logs" /
-                                      f"governor_samples-{node_name()}.jsonl").resolve())
+        governor["sample_log"] = str(
+            (Path(config["results_dir"]) / "logs" / f"governor_samples-{node_name()}.jsonl").resolve()
+        )
     return {**config, "daemon": {**config["daemon"], "endpoint": endpoint}, "governor": governor}
 
 
@@ -143,7 +158,7 @@ def ensure_on_this_node(config: dict[str, Any]) -> DaemonClient:
         lock, owner_file = node_dir / "autostart.lock", node_dir / "daemon.owner.json"
         with _autostart_lock(_lock_timeout(config), lock):
             record = _read_owner(owner_file)
-            sock = Path(endpoint[len("ipc://"):])
+            sock = Path(endpoint[len("ipc://") :])
             if record and not _pid_alive(record.get("daemon_pid")):
                 # Its daemon is gone (idle exit, or killed with its job's cgroup): a socket file it
                 # left would only make the probe wait out the connect timeout.
@@ -151,11 +166,14 @@ def ensure_on_this_node(config: dict[str, Any]) -> DaemonClient:
                 owner_file.unlink(missing_ok=True)
             if _probe(client) is None:
                 if not config["daemon"]["autostart"]:
-                    raise DaemonError(f"no voiceman daemon answering on node {node_name()} at {endpoint} "
-                                      f"and daemon.autostart is false")
+                    raise DaemonError(
+                        f"no voiceman daemon answering on node {node_name()} at {endpoint} "
+                        f"and daemon.autostart is false"
+                    )
                 log_file = _node_log(config)
-                started = start_detached(_node_daemon_config(config, endpoint), log_file,
-                                         env={runtime.ENV_RUNTIME_DIR: str(node_dir)})
+                started = start_detached(
+                    _node_daemon_config(config, endpoint), log_file, env={runtime.ENV_RUNTIME_DIR: str(node_dir)}
+                )
                 try:
                     wait_until_answering(client, started, timeout_s, log_file)
                 except BaseException:
@@ -163,15 +181,30 @@ def ensure_on_this_node(config: dict[str, Any]) -> DaemonClient:
                         started.kill()
                         started.wait(10)
                     raise
-                write_json(owner_file, {"daemon_pid": started.pid, "endpoint": endpoint, "log": str(log_file),
-                                        "node": node_name(), "autostarted_by": os.getpid(),
-                                        "slurm_job": os.environ.get("SLURM_JOB_ID")})
-                log.info("started the daemon of node %s (pid %d) at %s; log: %s", node_name(), started.pid,
-                         endpoint, log_file)
+                write_json(
+                    owner_file,
+                    {
+                        "daemon_pid": started.pid,
+                        "endpoint": endpoint,
+                        "log": str(log_file),
+                        "node": node_name(),
+                        "autostarted_by": os.getpid(),
+                        "slurm_job": os.environ.get("SLURM_JOB_ID"),
+                    },
+                )
+                log.info(
+                    "started the daemon of node %s (pid %d) at %s; log: %s",
+                    node_name(),
+                    started.pid,
+                    endpoint,
+                    log_file,
+                )
     status = wait_until_ready(client, timeout_s)
     if status.get("load_errors"):
-        raise DaemonError(f"the daemon of node {node_name()} ({endpoint}) could not load its models: "
-                          f"{'; '.join(status['load_errors'].values())} (log: {_node_log(config)})")
+        raise DaemonError(
+            f"the daemon of node {node_name()} ({endpoint}) could not load its models: "
+            f"{'; '.join(status['load_errors'].values())} (log: {_node_log(config)})"
+        )
     _check_daemon_on_gpu(config, client)
     return client
 
@@ -205,8 +238,10 @@ def per_node_start(results_dir: Path) -> str:
     GPU); drop the previous run's node stats so that this run's daemon_stats.json is its own."""
     for old in (results_dir / NODE_STATS_DIR).glob("*.json"):
         old.unlink(missing_ok=True)
-    return ("daemon.per_node: each node's first GPU job starts that node's daemon "
-            "(no daemon on this host); it stops after daemon.idle_exit_s idle")
+    return (
+        "daemon.per_node: each node's first GPU job starts that node's daemon "
+        "(no daemon on this host); it stops after daemon.idle_exit_s idle"
+    )
 
 
 _SUMMED = ("loads", "load_failures", "unloads", "requests", "failed_requests", "busy_s", "load_s")
@@ -216,8 +251,14 @@ def merge_node_stats(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """results/daemon_stats.json from the node daemons' stats.  One daemon: its stats as they
     are (the run report reads them exactly as after a local run).  Several: model and request
     counts summed (``loads`` = model loads on all nodes), each daemon's stats under ``daemons``."""
-    daemons = [{"node": s.get("node"), "pid": s.get("pid"),
-                "loads": {k: m.get("loads") for k, m in (s.get("models") or {}).items()}} for s in snapshots]
+    daemons = [
+        {
+            "node": s.get("node"),
+            "pid": s.get("pid"),
+            "loads": {k: m.get("loads") for k, m in (s.get("models") or {}).items()},
+        }
+        for s in snapshots
+    ]
     if len(snapshots) == 1:
         return {**snapshots[0], "per_node": True, "daemons": daemons}
     models: dict[str, dict[str, Any]] = {}
@@ -232,8 +273,13 @@ def merge_node_stats(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
             for key, value in r.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     acc[key] = round(acc.get(key, 0) + value, 3)
-    return {"per_node": True, "daemons": daemons, "models": models, "requests": requests,
-            "nodes": {f"{s.get('node')}-{s.get('pid')}": s for s in snapshots}}
+    return {
+        "per_node": True,
+        "daemons": daemons,
+        "models": models,
+        "requests": requests,
+        "nodes": {f"{s.get('node')}-{s.get('pid')}": s for s in snapshots},
+    }
 
 
 def per_node_end(results_dir: Path) -> str:
@@ -246,5 +292,7 @@ def per_node_end(results_dir: Path) -> str:
         return "daemon.per_node: no node daemon saved stats in this run (no GPU job ran?)"
     write_json(results_dir / "daemon_stats.json", merge_node_stats(snapshots))
     nodes = sorted({str(s.get("node")) for s in snapshots})
-    return (f"daemon.per_node: stats of {len(snapshots)} node daemon(s) on {', '.join(nodes)} saved; "
-            f"they stop by themselves after daemon.idle_exit_s idle")
+    return (
+        f"daemon.per_node: stats of {len(snapshots)} node daemon(s) on {', '.join(nodes)} saved; "
+        f"they stop by themselves after daemon.idle_exit_s idle"
+    )

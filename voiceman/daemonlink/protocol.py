@@ -5,6 +5,7 @@ version, the message type, a message id and (on replies) the id of the request i
 Request types are open-ended strings: the daemon registers handlers by name, so new kinds of
 work (SER, alignment, ...) need no change here.
 """
+
 from __future__ import annotations
 
 import time
@@ -56,7 +57,7 @@ class Message:
             "sent_unix": self.sent_unix,
         }
 
-    def reply(self, msg_type: str = REPLY, **content: Any) -> "Message":
+    def reply(self, msg_type: str = REPLY, **content: Any) -> Message:
         """A message answering this one (same protocol version as ours, not the peer's)."""
         return Message(msg_type, content, parent_id=self.msg_id)
 

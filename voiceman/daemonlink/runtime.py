@@ -3,6 +3,7 @@
 The directory holds the ipc socket and the pid/owner files.  It is created mode 0700 so no
 other user on a shared box can talk to (or impersonate) the daemon that holds case data.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,23 +42,28 @@ def check_private_dir(path: Path) -> None:
     if stat.S_ISLNK(link.st_mode) and link.st_uid != uid:
         raise PermissionError(
             f"voiceman runtime dir {path} is a symlink owned by uid {link.st_uid}, not by you (uid {uid}): "
-            f"refusing it; remove it, or set {ENV_RUNTIME_DIR} to a directory of your own")
+            f"refusing it; remove it, or set {ENV_RUNTIME_DIR} to a directory of your own"
+        )
     st = path.stat()
     if not stat.S_ISDIR(st.st_mode):
-        raise PermissionError(f"voiceman runtime dir {path} exists but is not a directory; "
-                              f"remove it, or set {ENV_RUNTIME_DIR} to another path")
+        raise PermissionError(
+            f"voiceman runtime dir {path} exists but is not a directory; "
+            f"remove it, or set {ENV_RUNTIME_DIR} to another path"
+        )
     if st.st_uid != uid:
         raise PermissionError(
             f"voiceman runtime dir {path} belongs to uid {st.st_uid}, not to you (uid {uid}): another "
             f"account could serve or read the daemon socket there.  Set {ENV_RUNTIME_DIR} to a directory "
-            f"of your own (a missing one is created 0700), or have its owner remove it")
+            f"of your own (a missing one is created 0700), or have its owner remove it"
+        )
     mode = stat.S_IMODE(st.st_mode)
     if mode != 0o700:
         raise PermissionError(
             f"voiceman runtime dir {path} has mode {mode:04o}, but must be 0700 (only its owner may reach "
             f"the daemon socket).  If it is yours and no other account has used it, run "
             f"`chmod 700 {path}`; otherwise remove it or set {ENV_RUNTIME_DIR} to a new directory "
-            f"(a missing one is created 0700)")
+            f"(a missing one is created 0700)"
+        )
 
 
 def default_endpoint() -> str:

@@ -23,6 +23,7 @@ regular file owned by the user that reads it, with no permissions for group or o
 anything else is refused with the file named, never silently accepted or chmod-ed.
 ``voiceman keys generate`` writes a server and a client key pair that way (``curve_keys``).
 """
+
 from __future__ import annotations
 
 import glob
@@ -64,7 +65,7 @@ class CurveSettings:
     authorized_clients: Path | None = None
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "CurveSettings":
+    def from_config(cls, config: dict[str, Any]) -> CurveSettings:
         """From a whole config (``config["daemon"]["curve"]``); missing or null = not set."""
         section = ((config or {}).get("daemon") or {}).get("curve") or {}
         if not isinstance(section, dict):
@@ -78,8 +79,12 @@ class CurveSettings:
                 raise TransportError(f"{SECTION}.{key} must be a path, not {value!r}")
             return Path(value).expanduser()
 
-        return cls(**{key: path(key) for key in
-                      ("server_secret_key", "server_public_key", "client_secret_key", "authorized_clients")})
+        return cls(
+            **{
+                key: path(key)
+                for key in ("server_secret_key", "server_public_key", "client_secret_key", "authorized_clients")
+            }
+        )
 
     @property
     def server_configured(self) -> bool:
@@ -93,11 +98,11 @@ class CurveSettings:
 # ------------------------------------------------------------------------------ endpoints
 @dataclass(frozen=True)
 class Endpoint:
-    scheme: str            # "ipc" or "tcp"
-    address: str           # what follows "scheme://"
+    scheme: str  # "ipc" or "tcp"
+    address: str  # what follows "scheme://"
     host: str | None = None
     port: int | None = None
-    ipv6: bool = False     # a bracketed IPv6 literal (the socket needs ZMQ_IPV6)
+    ipv6: bool = False  # a bracketed IPv6 literal (the socket needs ZMQ_IPV6)
 
     @property
     def loopback(self) -> bool:
@@ -117,15 +122,17 @@ def parse_endpoint(endpoint: str) -> Endpoint:
     """Split an endpoint the policy allows (``ipc://PATH``, ``tcp://HOST:PORT``, IPv6 as
     ``tcp://[ADDR]:PORT``); anything else raises TransportError."""
     if not isinstance(endpoint, str) or "://" not in endpoint:
-        raise TransportError(f"daemon.endpoint {endpoint!r} is not a ZeroMQ endpoint "
-                             f"(use 'auto', ipc://PATH or tcp://HOST:PORT)")
+        raise TransportError(
+            f"daemon.endpoint {endpoint!r} is not a ZeroMQ endpoint (use 'auto', ipc://PATH or tcp://HOST:PORT)"
+        )
     scheme, address = endpoint.split("://", 1)
     scheme = scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         raise TransportError(
             f"daemon.endpoint {endpoint}: the {scheme}:// transport is not allowed; the daemon listens "
             f"only on ipc:// (its private runtime dir; daemon.endpoint: auto) or tcp:// (loopback, or any "
-            f"address with CURVE keys in {SECTION})")
+            f"address with CURVE keys in {SECTION})"
+        )
     if scheme == "ipc":
         if not address:
             raise TransportError(f"daemon.endpoint {endpoint}: no socket path")
@@ -136,8 +143,10 @@ def parse_endpoint(endpoint: str) -> Endpoint:
     if not sep or not host:
         raise TransportError(f"daemon.endpoint {endpoint}: expected tcp://HOST:PORT")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise TransportError(f"daemon.endpoint {endpoint}: the port must be a number from 1 to 65535 "
-                             f"(wildcard or ephemeral ports are not supported)")
+        raise TransportError(
+            f"daemon.endpoint {endpoint}: the port must be a number from 1 to 65535 "
+            f"(wildcard or ephemeral ports are not supported)"
+        )
     ipv6 = False
     if host.startswith("[") and host.endswith("]"):
         host, ipv6 = host[1:-1], True
@@ -146,7 +155,9 @@ def parse_endpoint(endpoint: str) -> Endpoint:
         except ValueError:
             raise TransportError(f"daemon.endpoint {endpoint}: {host!r} is not an IPv6 address") from None
     elif ":" in host:
-        raise TransportError(f"daemon.endpoint {endpoint}: write an IPv6 address in brackets, tcp://[{host}]:{port_text}")
+        raise TransportError(
+            f"daemon.endpoint {endpoint}: write an IPv6 address in brackets, tcp://[{host}]:{port_text}"
+        )
     return Endpoint("tcp", address, host, int(port_text), ipv6)
 
 
@@ -155,7 +166,8 @@ def _ipc_path(ep: Endpoint) -> Path:
         raise TransportError(
             f"daemon.endpoint ipc://{ep.address} is an abstract Unix socket: it has no file permissions, so "
             f"every account on this machine could reach the daemon; use daemon.endpoint: auto (the private "
-            f"runtime dir) or a socket path in a directory only you can enter")
+            f"runtime dir) or a socket path in a directory only you can enter"
+        )
     return Path(ep.address)
 
 
@@ -165,26 +177,29 @@ def check_private_socket_dir(socket_path: Path) -> None:
     try:
         st = directory.stat()
     except OSError as exc:
-        raise TransportError(f"daemon.endpoint ipc://{socket_path}: its directory {directory} cannot be used "
-                             f"({exc.strerror})") from None
+        raise TransportError(
+            f"daemon.endpoint ipc://{socket_path}: its directory {directory} cannot be used ({exc.strerror})"
+        ) from None
     uid = os.getuid()
     if st.st_uid != uid:
         raise TransportError(
             f"daemon.endpoint ipc://{socket_path}: its directory {directory} belongs to uid {st.st_uid}, not to "
             f"you (uid {uid}); use daemon.endpoint: auto (the private runtime dir) or a directory of your own "
-            f"with mode 0700")
+            f"with mode 0700"
+        )
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
         raise TransportError(
             f"daemon.endpoint ipc://{socket_path}: its directory {directory} has mode {mode:04o}, so other "
             f"accounts could reach the daemon socket; use daemon.endpoint: auto (the private runtime dir) or "
-            f"a directory with mode 0700")
+            f"a directory with mode 0700"
+        )
 
 
 # ------------------------------------------------------------------------------ key files
 @dataclass(frozen=True)
 class KeyPair:
-    public: bytes              # Z85, 40 bytes
+    public: bytes  # Z85, 40 bytes
     secret: bytes | None = None
 
 
@@ -204,12 +219,14 @@ def _read_private_file(path: Path, what: str) -> bytes:
         if st.st_uid != uid:
             raise TransportError(
                 f"{what} {path} belongs to uid {st.st_uid}, not to you (uid {uid}): refusing it; key files must "
-                f"be yours with mode 0600")
+                f"be yours with mode 0600"
+            )
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise TransportError(
                 f"{what} {path} has mode {mode:04o}: key files must be readable by you alone (0600); "
-                f"if nobody else can have read or changed it, run `chmod 600 {path}`, otherwise make new keys")
+                f"if nobody else can have read or changed it, run `chmod 600 {path}`, otherwise make new keys"
+            )
         if st.st_size > _MAX_KEY_FILE_BYTES:
             raise TransportError(f"{what} {path} is {st.st_size} bytes: not a ZeroMQ key file")
         return os.read(fd, _MAX_KEY_FILE_BYTES)
@@ -271,7 +288,8 @@ def load_authorized_clients(directory: Path) -> dict[bytes, Path]:
     if mode & 0o077:
         raise TransportError(
             f"{what} {directory} has mode {mode:04o}: whoever can write there can authorize a client; it must be "
-            f"yours with mode 0700 (`chmod 700 {directory}` if nobody else can have changed it)")
+            f"yours with mode 0700 (`chmod 700 {directory}` if nobody else can have changed it)"
+        )
     keys: dict[bytes, Path] = {}
     for name in sorted(glob.glob(os.path.join(glob.escape(str(directory)), "*.key"))):
         pair = load_key_file(Path(name), "authorized client key", need_secret=False)
@@ -279,7 +297,8 @@ def load_authorized_clients(directory: Path) -> dict[bytes, Path]:
     if not keys:
         raise TransportError(
             f"{what} {directory} holds no client public keys (*.key files): no client could connect; copy the "
-            f"client.key of each authorized client there (`voiceman keys generate` makes one)")
+            f"client.key of each authorized client there (`voiceman keys generate` makes one)"
+        )
     return keys
 
 
@@ -287,8 +306,9 @@ def load_authorized_clients(directory: Path) -> dict[bytes, Path]:
 @dataclass(frozen=True)
 class ServerPlan:
     """What a server socket will be: checked before anything is bound or loaded."""
+
     endpoint: Endpoint
-    mode: str                                  # "ipc", "tcp-loopback" or "curve"
+    mode: str  # "ipc", "tcp-loopback" or "curve"
     keys: KeyPair | None = None
     authorized: dict[bytes, Path] | None = None
     authorized_dir: Path | None = None
@@ -296,7 +316,9 @@ class ServerPlan:
     def describe(self) -> str:
         if self.mode == "curve":
             return f"CURVE, {len(self.authorized or {})} authorized client key(s) from {self.authorized_dir}"
-        return {"ipc": "ipc, private socket directory", "tcp-loopback": "tcp on loopback only, no CURVE keys"}[self.mode]
+        return {"ipc": "ipc, private socket directory", "tcp-loopback": "tcp on loopback only, no CURVE keys"}[
+            self.mode
+        ]
 
 
 def check_server(endpoint: str, settings: CurveSettings | None) -> ServerPlan:
@@ -311,7 +333,8 @@ def check_server(endpoint: str, settings: CurveSettings | None) -> ServerPlan:
         if missing:
             raise TransportError(
                 f"daemon.endpoint {endpoint}: a CURVE daemon needs both {SECTION}.server_secret_key and "
-                f"{SECTION}.authorized_clients; {', '.join(f'{SECTION}.{k}' for k in missing)} is not set")
+                f"{SECTION}.authorized_clients; {', '.join(f'{SECTION}.{k}' for k in missing)} is not set"
+            )
         keys = load_key_file(_setting(settings, "server_secret_key"), f"{SECTION}.server_secret_key", need_secret=True)
         directory = _setting(settings, "authorized_clients")
         return ServerPlan(ep, "curve", keys, load_authorized_clients(directory), directory)
@@ -320,7 +343,8 @@ def check_server(endpoint: str, settings: CurveSettings | None) -> ServerPlan:
             f"daemon.endpoint {endpoint}: refusing to listen on {ep.host} without CURVE keys: anyone who can "
             f"reach that address could read case evidence through the daemon or stop it.  Set "
             f"{SECTION}.server_secret_key and {SECTION}.authorized_clients (make keys with "
-            f"`voiceman keys generate`), or bind a loopback address (tcp://127.0.0.1:{ep.port})")
+            f"`voiceman keys generate`), or bind a loopback address (tcp://127.0.0.1:{ep.port})"
+        )
     return ServerPlan(ep, "tcp-loopback")
 
 
@@ -359,8 +383,10 @@ def secure_server_socket(sock: zmq.Socket, endpoint: str, settings: CurveSetting
         auth.configure_curve(domain="*", location=str(plan.authorized_dir))
         loaded = set(auth.certs.get("*", {}))
         if not loaded or not loaded <= set(plan.authorized or {}):
-            raise TransportError(f"{SECTION}.authorized_clients {plan.authorized_dir}: its keys changed while "
-                                 f"the daemon was starting; start it again")
+            raise TransportError(
+                f"{SECTION}.authorized_clients {plan.authorized_dir}: its keys changed while "
+                f"the daemon was starting; start it again"
+            )
         sock.setsockopt(zmq.CURVE_SERVER, 1)
         sock.setsockopt(zmq.CURVE_SECRETKEY, plan.keys.secret)
         sock.setsockopt(zmq.CURVE_PUBLICKEY, plan.keys.public)
@@ -389,17 +415,19 @@ def check_client(endpoint: str, settings: CurveSettings | None) -> ClientPlan:
         if missing:
             raise TransportError(
                 f"daemon.endpoint {endpoint}: a CURVE client needs both {SECTION}.server_public_key and "
-                f"{SECTION}.client_secret_key; {', '.join(f'{SECTION}.{k}' for k in missing)} is not set")
-        server = load_key_file(_setting(settings, "server_public_key"), f"{SECTION}.server_public_key",
-                               need_secret=False)
-        keys = load_key_file(_setting(settings, "client_secret_key"), f"{SECTION}.client_secret_key",
-                             need_secret=True)
+                f"{SECTION}.client_secret_key; {', '.join(f'{SECTION}.{k}' for k in missing)} is not set"
+            )
+        server = load_key_file(
+            _setting(settings, "server_public_key"), f"{SECTION}.server_public_key", need_secret=False
+        )
+        keys = load_key_file(_setting(settings, "client_secret_key"), f"{SECTION}.client_secret_key", need_secret=True)
         return ClientPlan(ep, server.public, keys)
     if not ep.loopback:
         raise TransportError(
             f"daemon.endpoint {endpoint}: {ep.host} is not a loopback address, and a daemon there answers only "
             f"CURVE clients: set {SECTION}.server_public_key (the daemon's server.key) and "
-            f"{SECTION}.client_secret_key (a client.key_secret whose client.key the daemon authorizes)")
+            f"{SECTION}.client_secret_key (a client.key_secret whose client.key the daemon authorizes)"
+        )
     return ClientPlan(ep)
 
 

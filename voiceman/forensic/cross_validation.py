@@ -107,7 +107,11 @@ def crosscheck(
     own_hits = [h for h in patterns if h.get("context") in cfg["content_contexts"]]
     other_hits = [h for h in patterns if h.get("context") not in cfg["content_contexts"]]
     own_ids = [h["pattern_id"] for h in own_hits]
-    side_note = f"; not counted ({'/'.join(sorted({h['context'] for h in other_hits}))}): {_labels(other_hits)}" if other_hits else ""
+    side_note = (
+        f"; not counted ({'/'.join(sorted({h['context'] for h in other_hits}))}): {_labels(other_hits)}"
+        if other_hits
+        else ""
+    )
 
     directed = directed_stress_z(voice, cfg["stress_features"])
     threshold = cfg["stress_z_threshold"]
@@ -119,8 +123,13 @@ def crosscheck(
 
     def result(outcome: str, explanation: str) -> CrossCheck:
         return CrossCheck(
-            outcome, outcome in flagged_outcomes, explanation + side_note, own_ids, stressed,
-            top_stress[0] if top_stress else None, round(top_stress[1], 3) if top_stress else None,
+            outcome,
+            outcome in flagged_outcomes,
+            explanation + side_note,
+            own_ids,
+            stressed,
+            top_stress[0] if top_stress else None,
+            round(top_stress[1], 3) if top_stress else None,
         )
 
     unusable = _emotion_unusable_reason(emotion)
@@ -153,7 +162,9 @@ def crosscheck(
             f"valence {v_txt}, no voice feature at stress z >= {_fmt(threshold)}",
         )
     if own_hits:
-        stress_part = f"stressed voice: {stress_text}" if stressed else f"no voice feature at stress z >= {_fmt(threshold)}"
+        stress_part = (
+            f"stressed voice: {stress_text}" if stressed else f"no voice feature at stress z >= {_fmt(threshold)}"
+        )
         return result(
             "content_only",
             f"{_labels(own_hits)} without matching delivery: arousal {a_txt} "
@@ -169,10 +180,14 @@ def crosscheck(
     if stressed_voice:
         triggers.append(f"stressed voice: {stress_text} (z >= {_fmt(threshold)})")
     if triggers:
-        return result("affect_without_content", "strong negative affect without a verbal pattern: " + "; ".join(triggers))
+        return result(
+            "affect_without_content", "strong negative affect without a verbal pattern: " + "; ".join(triggers)
+        )
 
     stress_part = (
-        f"highest stress z {top_stress[0]} {top_stress[1]:+.2f} < {_fmt(threshold)}" if top_stress else "no voice z-scores"
+        f"highest stress z {top_stress[0]} {top_stress[1]:+.2f} < {_fmt(threshold)}"
+        if top_stress
+        else "no voice z-scores"
     )
     return result(
         "consistent",

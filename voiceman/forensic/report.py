@@ -11,8 +11,8 @@ import jsonschema
 
 from voiceman.forensic.cross_validation import crosscheck
 from voiceman.forensic.rules import resolve_rules, rules_sha256
-from voiceman.resources import load_schema, schema_path
 from voiceman.forensic.scoring import score_file, score_segment, score_speakers
+from voiceman.resources import load_schema, schema_path
 
 REPORT_SCHEMA_NAME = "report.schema.json"
 REPORT_SCHEMA_PATH = schema_path(REPORT_SCHEMA_NAME)
@@ -138,8 +138,9 @@ def assemble_file_report(
         if len(values) != n:
             raise ValueError(f"report for {file!r}: {name} has {len(values)} entries for {n} segments")
     entries = [
-        analyse_segment(i, seg, aligned["emotions"][i], aligned["voices"][i], aligned["patterns"][i], rules,
-                        aligned["languages"][i])
+        analyse_segment(
+            i, seg, aligned["emotions"][i], aligned["voices"][i], aligned["patterns"][i], rules, aligned["languages"][i]
+        )
         for i, seg in enumerate(segments)
     ]
     done = status == "done"

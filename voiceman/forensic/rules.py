@@ -46,9 +46,7 @@ def validate_forensic_rules(rules: dict[str, Any], source: str = "<forensic rule
     errors = sorted(validator.iter_errors(rules), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  at {_error_location(e)}: {e.message}" for e in errors[:10]]
-        raise ForensicConfigError(
-            f"{source}: does not match {RULES_SCHEMA_PATH.name}:\n" + "\n".join(lines)
-        )
+        raise ForensicConfigError(f"{source}: does not match {RULES_SCHEMA_PATH.name}:\n" + "\n".join(lines))
     # Constraints a JSON schema cannot express between sibling values.
     check = rules["crosscheck"]
     if check["calm_arousal"] >= check["high_arousal"]:

@@ -84,7 +84,7 @@ def _pattern_evidence(patterns: list[dict[str, Any]], cfg: dict[str, Any]) -> li
         ctx_w = cfg["context_weights"][hit["context"]]
         pts = cfg["points_per_severity"]
         detail = (
-            f"{hit['category']} pattern {hit['pattern_id']} \"{_short(str(hit.get('text', '')))}\" "
+            f'{hit["category"]} pattern {hit["pattern_id"]} "{_short(str(hit.get("text", "")))}" '
             f"({hit['context']}, severity {hit['severity']}): {pts:g} pts/severity x category {cat_w:g} x context {ctx_w:g}"
         )
         items.append(_evidence("pattern", detail, hit["severity"], pts * cat_w * ctx_w))
@@ -102,30 +102,40 @@ def _emotion_evidence(emotion: dict[str, Any] | None, cfg: dict[str, Any]) -> li
     if arousal is not None:
         excess = min(1.0, max(0.0, (float(arousal) - neutral) / (1.0 - neutral)))
         if excess > 0:
-            items.append(_evidence(
-                "emotion",
-                f"arousal {float(arousal):.2f} above neutral {neutral:.2f}: {excess:.2f} of the way to 1.0",
-                excess, cfg["arousal_weight"],
-            ))
+            items.append(
+                _evidence(
+                    "emotion",
+                    f"arousal {float(arousal):.2f} above neutral {neutral:.2f}: {excess:.2f} of the way to 1.0",
+                    excess,
+                    cfg["arousal_weight"],
+                )
+            )
     if valence is not None:
         deficit = min(1.0, max(0.0, (neutral - float(valence)) / neutral))
         if deficit > 0:
-            items.append(_evidence(
-                "emotion",
-                f"valence {float(valence):.2f} below neutral {neutral:.2f}: {deficit:.2f} of the way to 0.0",
-                deficit, cfg["negative_valence_weight"],
-            ))
+            items.append(
+                _evidence(
+                    "emotion",
+                    f"valence {float(valence):.2f} below neutral {neutral:.2f}: {deficit:.2f} of the way to 0.0",
+                    deficit,
+                    cfg["negative_valence_weight"],
+                )
+            )
     categorical = emotion.get("categorical") or {}
     probabilities = categorical.get("probabilities") or {}
     for label, weight in cfg["categorical_weights"].items():
         # Only a stated probability is weighed: a bare label gives no number to weigh.
         probability = probabilities.get(label)
         if probability:
-            items.append(_evidence("emotion", f"categorical P({label}) = {float(probability):.2f}", probability, weight))
+            items.append(
+                _evidence("emotion", f"categorical P({label}) = {float(probability):.2f}", probability, weight)
+            )
     return items
 
 
-def _voice_evidence(voice: dict[str, Any] | None, stress_features: dict[str, str], cfg: dict[str, Any]) -> list[Evidence]:
+def _voice_evidence(
+    voice: dict[str, Any] | None, stress_features: dict[str, str], cfg: dict[str, Any]
+) -> list[Evidence]:
     items = []
     directed = directed_stress_z(voice, stress_features)
     for feature, z in sorted(directed.items(), key=lambda kv: -kv[1]):
@@ -158,7 +168,9 @@ def score_segment(
     evidence += _voice_evidence(voice, rules["crosscheck"]["stress_features"], scoring["voice"])
     bonus = scoring["crosscheck_bonus"].get(check_dict["outcome"])
     if bonus:
-        evidence.append(_evidence("crosscheck", f"cross-check {check_dict['outcome']}: {check_dict['explanation']}", None, bonus))
+        evidence.append(
+            _evidence("crosscheck", f"cross-check {check_dict['outcome']}: {check_dict['explanation']}", None, bonus)
+        )
     return score_from_evidence(evidence)
 
 
@@ -197,9 +209,16 @@ def aggregate_segment_scores(segments: list[tuple[int, dict[str, Any]]], rules: 
     agg = rules["aggregation"]
     if not segments:
         return {
-            "score": 0.0, "uncapped_total": 0.0, "evidence": [],
-            "segment_count": 0, "speech_s": 0.0, "max_segment_score": None,
-            "mean_segment_score": None, "flagged_segments": 0, "outcomes": {}, "top_segments": [],
+            "score": 0.0,
+            "uncapped_total": 0.0,
+            "evidence": [],
+            "segment_count": 0,
+            "speech_s": 0.0,
+            "max_segment_score": None,
+            "mean_segment_score": None,
+            "flagged_segments": 0,
+            "outcomes": {},
+            "top_segments": [],
             "method": "no speech segments: score 0 with no evidence",
         }
     durations = [_duration(seg) for _, seg in segments]
@@ -220,7 +239,8 @@ def aggregate_segment_scores(segments: list[tuple[int, dict[str, Any]]], rules: 
             "aggregate",
             f"highest segment score {max_score:.2f} (segment #{_segment_index(best_seg, best_pos)}, "
             f"{float(best_seg['start']):.1f}-{float(best_seg['end']):.1f} s)",
-            max_score, agg["max_weight"],
+            max_score,
+            agg["max_weight"],
         ),
         _evidence("aggregate", mean_desc, mean, agg["mean_weight"]),
     ]
@@ -240,7 +260,9 @@ def aggregate_segment_scores(segments: list[tuple[int, dict[str, Any]]], rules: 
     }
 
 
-def score_speakers(segments_with_scores: list[dict[str, Any]], rules: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def score_speakers(
+    segments_with_scores: list[dict[str, Any]], rules: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One explained score per speaker (null speaker = unassigned), highest score first."""
     rules = resolve_rules(rules)
     by_speaker: dict[str | None, list[tuple[int, dict[str, Any]]]] = {}

@@ -7,14 +7,26 @@ from typing import Any
 
 from voiceman.htmlreport import media
 from voiceman.htmlreport.html_parts import (
-    esc, evidence_table, fmt_num, fmt_time, highlight_text, json_block, key_value_table, page,
+    esc,
+    evidence_table,
+    fmt_num,
+    fmt_time,
+    highlight_text,
+    json_block,
+    key_value_table,
+    page,
 )
 from voiceman.htmlreport.timeline_svg import render_timeline
 
 _VOICE_FIELDS = (
-    ("f0_mean_hz", "F0 mean Hz", 1), ("f0_sd_hz", "F0 sd Hz", 1), ("jitter_local", "jitter", 4),
-    ("shimmer_local", "shimmer", 4), ("hnr_db", "HNR dB", 1), ("intensity_db", "intensity dB", 1),
-    ("speech_rate_wps", "words/s", 2), ("pause_ratio", "pause ratio", 2),
+    ("f0_mean_hz", "F0 mean Hz", 1),
+    ("f0_sd_hz", "F0 sd Hz", 1),
+    ("jitter_local", "jitter", 4),
+    ("shimmer_local", "shimmer", 4),
+    ("hnr_db", "HNR dB", 1),
+    ("intensity_db", "intensity dB", 1),
+    ("speech_rate_wps", "words/s", 2),
+    ("pause_ratio", "pause ratio", 2),
 )
 
 
@@ -42,7 +54,9 @@ def _voice_html(voice: dict[str, Any] | None) -> str:
         if voice.get(key) is None:
             continue
         z_val = z.get(key)
-        parts.append(f"{label} {voice[key]:.{digits}f}" + (f" (z {z_val:+.1f})" if isinstance(z_val, (int, float)) else ""))
+        parts.append(
+            f"{label} {voice[key]:.{digits}f}" + (f" (z {z_val:+.1f})" if isinstance(z_val, (int, float)) else "")
+        )
     notes = voice.get("notes") or []
     text = esc(", ".join(parts) or "no feature measurable")
     return text + (f'<br><span class="explain">{esc("; ".join(map(str, notes)))}</span>' if notes else "")
@@ -57,7 +71,7 @@ def _hits_list(hits: list[dict[str, Any]], text: str) -> str:
         in_range = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
         where = f"chars {start}–{end}" if in_range else f"offsets {start}–{end} outside the text (not highlighted)"
         items.append(
-            f"<li>{esc(h.get('category'))} <span class=\"mono\">{esc(h.get('pattern_id'))}</span> "
+            f'<li>{esc(h.get("category"))} <span class="mono">{esc(h.get("pattern_id"))}</span> '
             f"severity {esc(h.get('severity'))}, {esc(h.get('context'))}: “{esc(h.get('text'))}” ({esc(where)})</li>"
         )
     return f"<ul>{''.join(items)}</ul>"
@@ -72,12 +86,15 @@ def _segment_row(seg: dict[str, Any], play: tuple[str | None, tuple[str, str]] |
         f'<tr class="segment{" flagged" if flagged else ""}" id="seg-{int(seg.get("index", 0))}">'
         f'<td class="num">{int(seg.get("index", 0))}</td>'
         f'<td class="mono time">{esc(fmt_time(seg.get("start")))}–{esc(fmt_time(seg.get("end")))}</td>'
-        + (f'<td class="play-cell">{media.segment_player(play[0], seg.get("start"), seg.get("end"), play[1])}</td>'
-           if play else "")
-        + f'<td>{esc(seg.get("speaker") or "unassigned")}</td>'
+        + (
+            f'<td class="play-cell">{media.segment_player(play[0], seg.get("start"), seg.get("end"), play[1])}</td>'
+            if play
+            else ""
+        )
+        + f"<td>{esc(seg.get('speaker') or 'unassigned')}</td>"
         f'<td><div class="text">{highlight_text(text, seg.get("patterns") or [])}</div>{_hits_list(seg.get("patterns") or [], text)}</td>'
-        f'<td>{_emotion_html(seg.get("emotion"))}</td>'
-        f'<td>{_voice_html(seg.get("voice"))}</td>'
+        f"<td>{_emotion_html(seg.get('emotion'))}</td>"
+        f"<td>{_voice_html(seg.get('voice'))}</td>"
         f'<td>{badge}<div class="explain">{esc(check.get("explanation"))}</div></td>'
         f'<td class="num"><details><summary>{fmt_num(seg.get("score"))}</summary>{evidence_table(seg.get("evidence") or [])}</details></td>'
         "</tr>"
@@ -91,12 +108,14 @@ def _top_segments_html(top: list[dict[str, Any]]) -> str:
         f'<tr><td><a href="#seg-{int(t.get("index", 0))}">#{int(t.get("index", 0))}</a></td>'
         f'<td class="mono time">{esc(fmt_time(t.get("start")))}–{esc(fmt_time(t.get("end")))}</td>'
         f'<td>{esc(t.get("speaker") or "unassigned")}</td><td class="num">{fmt_num(t.get("score"))}</td>'
-        f'<td>{esc(t.get("outcome"))}{" (flagged)" if t.get("flagged") else ""}</td>'
-        f'<td>{esc("; ".join(str(e.get("detail")) for e in t.get("top_evidence") or []))}</td></tr>'
+        f"<td>{esc(t.get('outcome'))}{' (flagged)' if t.get('flagged') else ''}</td>"
+        f"<td>{esc('; '.join(str(e.get('detail')) for e in t.get('top_evidence') or []))}</td></tr>"
         for t in top
     )
-    return ("<table><thead><tr><th>segment</th><th>time</th><th>speaker</th><th>score</th><th>outcome</th>"
-            f"<th>largest contributions</th></tr></thead><tbody>{rows}</tbody></table>")
+    return (
+        "<table><thead><tr><th>segment</th><th>time</th><th>speaker</th><th>score</th><th>outcome</th>"
+        f"<th>largest contributions</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _aggregate_html(agg: dict[str, Any]) -> str:
@@ -104,29 +123,50 @@ def _aggregate_html(agg: dict[str, Any]) -> str:
     return (
         f'<p><span class="score">{fmt_num(agg.get("score"))}</span> / 100 — {esc(agg.get("method"))}</p>'
         f'<p class="explain">{esc(agg.get("segment_count"))} segments, {fmt_num(agg.get("speech_s"), 1)} s of speech, '
-        f'{esc(agg.get("flagged_segments"))} flagged; outcomes: {esc(outcomes)}</p>'
-        + evidence_table(agg.get("evidence") or []) + _top_segments_html(agg.get("top_segments") or [])
+        f"{esc(agg.get('flagged_segments'))} flagged; outcomes: {esc(outcomes)}</p>"
+        + evidence_table(agg.get("evidence") or [])
+        + _top_segments_html(agg.get("top_segments") or [])
     )
 
 
 def _custody_html(custody: dict[str, Any]) -> str:
-    rows = [(k, f'<span class="mono">{esc(custody.get(k))}</span>') for k in (
-        "input_path", "input_size_bytes", "input_sha256_before", "input_sha256_after", "input_unchanged",
-        "config_sha256", "forensic_rules_sha256", "software_version", "started_utc", "finished_utc", "host",
-    ) if k in custody]
+    rows = [
+        (k, f'<span class="mono">{esc(custody.get(k))}</span>')
+        for k in (
+            "input_path",
+            "input_size_bytes",
+            "input_sha256_before",
+            "input_sha256_after",
+            "input_unchanged",
+            "config_sha256",
+            "forensic_rules_sha256",
+            "software_version",
+            "started_utc",
+            "finished_utc",
+            "host",
+        )
+        if k in custody
+    ]
     models = custody.get("models") or []
     model_rows = "".join(
         f'<tr><td>{esc(m.get("role"))}</td><td class="mono">{esc(m.get("id"))}</td>'
         f'<td class="mono">{esc(m.get("revision") or m.get("path"))}</td><td class="mono">{esc(m.get("sha256"))}</td></tr>'
         for m in models
     )
-    model_table = (f"<table><thead><tr><th>role</th><th>model</th><th>revision / path</th><th>weights SHA-256</th></tr>"
-                   f"</thead><tbody>{model_rows}</tbody></table>") if models else "<p>No models recorded.</p>"
+    model_table = (
+        (
+            f"<table><thead><tr><th>role</th><th>model</th><th>revision / path</th><th>weights SHA-256</th></tr>"
+            f"</thead><tbody>{model_rows}</tbody></table>"
+        )
+        if models
+        else "<p>No models recorded.</p>"
+    )
     return key_value_table(rows) + model_table
 
 
-def render_file_report(report: dict[str, Any], page_dir: str | Path | None = None,
-                       audio: dict[str, Any] | None = None) -> str:
+def render_file_report(
+    report: dict[str, Any], page_dir: str | Path | None = None, audio: dict[str, Any] | None = None
+) -> str:
     """Self-contained HTML (inline CSS and SVG, no scripts) for one file's report dict.
 
     ``page_dir``: the folder the page is written to; with it, every segment gets a play
@@ -135,21 +175,26 @@ def render_file_report(report: dict[str, Any], page_dir: str | Path | None = Non
     (``codec``), to say when a browser cannot play the file."""
     segments = report.get("segments") or []
     href = media.evidence_href((report.get("custody") or {}).get("input_path"), page_dir)
-    play = (href, media.playable((report.get("custody") or {}).get("input_path"), (audio or {}).get("codec"))) \
-        if href else None
+    play = (
+        (href, media.playable((report.get("custody") or {}).get("input_path"), (audio or {}).get("codec")))
+        if href
+        else None
+    )
     status = report.get("status")
     status_cls = "status-done" if status == "done" else "status-failed"
     header = [
         f"<h1>Forensic report: {esc(report.get('file'))}</h1>",
-        key_value_table([
-            ("status", f'<span class="{status_cls}">{esc(status)}</span>'),
-            ("reason", esc(report.get("reason")) if report.get("reason") else "—"),
-            ("duration", f"{fmt_num(report.get('duration_s'), 1)} s"),
-            ("language", esc(report.get("language"))),
-            ("segments", esc(len(segments))),
-            ("flagged segments", esc((report.get("summary") or {}).get("flagged_segments"))),
-            ("emotion not analysed", esc((report.get("summary") or {}).get("emotion_not_analysed"))),
-        ]),
+        key_value_table(
+            [
+                ("status", f'<span class="{status_cls}">{esc(status)}</span>'),
+                ("reason", esc(report.get("reason")) if report.get("reason") else "—"),
+                ("duration", f"{fmt_num(report.get('duration_s'), 1)} s"),
+                ("language", esc(report.get("language"))),
+                ("segments", esc(len(segments))),
+                ("flagged segments", esc((report.get("summary") or {}).get("flagged_segments"))),
+                ("emotion not analysed", esc((report.get("summary") or {}).get("emotion_not_analysed"))),
+            ]
+        ),
     ]
     if status != "done":
         header.append(f'<p class="status-failed">Analysis failed: {esc(report.get("reason") or "no reason given")}</p>')
@@ -161,7 +206,7 @@ def render_file_report(report: dict[str, Any], page_dir: str | Path | None = Non
         body.append("<h2>Timeline</h2>")
         body.append(
             '<p class="legend"><span>red band / ▼ = flagged segment</span>'
-            '<span>hatched = emotion not analysed</span><span>hover a mark for its values</span></p>'
+            "<span>hatched = emotion not analysed</span><span>hover a mark for its values</span></p>"
         )
         body.append(render_timeline(segments, report.get("duration_s")))
     speakers = report.get("speakers") or []
@@ -172,24 +217,44 @@ def render_file_report(report: dict[str, Any], page_dir: str | Path | None = Non
     body.append("<h2>Transcript</h2>")
     if segments and play:
         level, why = play[1]
-        body.append(f'<p class="explain">▶ plays the segment\'s time range of the original recording, read in place from '
-                    f'<a class="evidence" href="{esc(href)}">{esc(report.get("file"))}</a> (a link relative to this page: '
-                    "it works while the results folder stays where it is beside the case folder; no copy is made)"
-                    + (f'. <span class="media-note">{esc(why)}.</span>' if level != media.YES else ".") + "</p>")
+        body.append(
+            f'<p class="explain">▶ plays the segment\'s time range of the original recording, read in place from '
+            f'<a class="evidence" href="{esc(href)}">{esc(report.get("file"))}</a> (a link relative to this page: '
+            "it works while the results folder stays where it is beside the case folder; no copy is made)"
+            + (f'. <span class="media-note">{esc(why)}.</span>' if level != media.YES else ".")
+            + "</p>"
+        )
     if segments:
         body.append(
-            "<table class=\"transcript\"><thead><tr><th>#</th><th>time</th>" + ("<th>listen</th>" if play else "")
+            '<table class="transcript"><thead><tr><th>#</th><th>time</th>'
+            + ("<th>listen</th>" if play else "")
             + "<th>speaker</th><th>text and pattern hits</th>"
             "<th>emotion</th><th>voice</th><th>cross-check</th><th>score</th></tr></thead><tbody>"
-            + "".join(_segment_row(s, play) for s in segments) + "</tbody></table>"
+            + "".join(_segment_row(s, play) for s in segments)
+            + "</tbody></table>"
         )
     else:
         body.append("<p>No transcript segments.</p>")
     body.append("<h2>Chain of custody</h2>")
     body.append(_custody_html(report.get("custody") or {}))
-    extra = {k: v for k, v in report.items() if k not in {
-        "schema_version", "file", "status", "reason", "duration_s", "language", "custody",
-        "segments", "speakers", "file_score", "summary"}}
+    extra = {
+        k: v
+        for k, v in report.items()
+        if k
+        not in {
+            "schema_version",
+            "file",
+            "status",
+            "reason",
+            "duration_s",
+            "language",
+            "custody",
+            "segments",
+            "speakers",
+            "file_score",
+            "summary",
+        }
+    }
     if extra:
         body.append("<h2>Other fields</h2>" + json_block(extra))
     return page(f"voiceman report – {report.get('file')}", "\n".join(body), media=play is not None)

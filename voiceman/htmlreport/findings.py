@@ -305,7 +305,9 @@ def _num_attr(value: Any) -> str:
 
 def _emotion_text(emotion: dict[str, Any]) -> str:
     if emotion.get("status") != "analysed":
-        return f'<span class="not-analysed">emotion not analysed: {esc(emotion.get("reason") or "no reason given")}</span>'
+        return (
+            f'<span class="not-analysed">emotion not analysed: {esc(emotion.get("reason") or "no reason given")}</span>'
+        )
     parts = [f"{k} {fmt_num(emotion.get(k))}" for k in ("arousal", "valence", "dominance")]
     if emotion.get("label"):
         prob = emotion.get("label_probability")
@@ -316,8 +318,10 @@ def _emotion_text(emotion: dict[str, Any]) -> str:
 def _stress_text(stress: list[dict[str, Any]]) -> str:
     if not stress:
         return "voice: no stressed feature"
-    items = [f"{s.get('feature')} z {s['z']:+.1f}" if isinstance(s.get("z"), (int, float)) else str(s.get("feature"))
-             for s in stress]
+    items = [
+        f"{s.get('feature')} z {s['z']:+.1f}" if isinstance(s.get("z"), (int, float)) else str(s.get("feature"))
+        for s in stress
+    ]
     return "stressed voice: " + esc(", ".join(items))
 
 
@@ -328,8 +332,10 @@ def _verdict_meta(verdict: dict[str, Any] | None) -> str:
     text = f"imported: {verdict.get('verdict')}{who}, {verdict.get('decided_utc')} (import {verdict.get('import')})"
     history = verdict.get("history") or []
     if history:
-        text += "; earlier: " + "; ".join(f"{h.get('verdict')}{' by ' + h['reviewer'] if h.get('reviewer') else ''} "
-                                          f"({h.get('decided_utc')})" for h in history)
+        text += "; earlier: " + "; ".join(
+            f"{h.get('verdict')}{' by ' + h['reviewer'] if h.get('reviewer') else ''} ({h.get('decided_utc')})"
+            for h in history
+        )
     return f'<div class="explain verdict-meta">{esc(text)}</div>'
 
 
@@ -342,25 +348,38 @@ def _play_cell(f: dict[str, Any], page_dir: str | Path | None) -> str:
     level, why = media.playable(f.get("evidence"), f.get("codec"))
     mime = media.MIME.get(media.extension(f.get("evidence")), "")
     label = f"{fmt_time(f.get('start'))}–{fmt_time(f.get('end'))}"
-    note = "" if level == media.YES else f'<div class="media-note">{esc(why)}; if it does not play, open the file at {esc(where)}</div>'
+    note = (
+        ""
+        if level == media.YES
+        else f'<div class="media-note">{esc(why)}; if it does not play, open the file at {esc(where)}</div>'
+    )
     if level == media.NO:
         note = f'<div class="media-note">{esc(why)}: open the file (the link) in a player at {esc(where)}</div>'
-    return (f'<a class="play mono" href="{esc(href + frag)}" data-start="{_num_attr(f.get("start"))}" '
-            f'data-end="{_num_attr(f.get("end"))}" data-range="{esc(where)}" data-mime="{esc(mime)}" '
-            f'data-support="{esc(level)}" title="{esc(where)}">▶ {esc(label)}</a>{note}'
-            '<div class="media-note play-note" hidden></div>')
+    return (
+        f'<a class="play mono" href="{esc(href + frag)}" data-start="{_num_attr(f.get("start"))}" '
+        f'data-end="{_num_attr(f.get("end"))}" data-range="{esc(where)}" data-mime="{esc(mime)}" '
+        f'data-support="{esc(level)}" title="{esc(where)}">▶ {esc(label)}</a>{note}'
+        '<div class="media-note play-note" hidden></div>'
+    )
 
 
 def _row(n: int, f: dict[str, Any], page_dir: str | Path | None) -> str:
     verdict = f.get("verdict") or {}
     value = verdict.get("verdict") or ""
     options = '<option value="">—</option>' + "".join(
-        f'<option value="{v}"{" selected" if v == value else ""}>{v}</option>' for v in VERDICTS)
+        f'<option value="{v}"{" selected" if v == value else ""}>{v}</option>' for v in VERDICTS
+    )
     report_href = _rel(str(f["report"])[:-5] + ".html" if str(f["report"]).endswith(".json") else None, page_dir)
-    report_link = (f'<a href="{esc(report_href)}#seg-{int(f["segment"])}">report, segment {int(f["segment"])}</a>'
-                   if report_href else f"segment {int(f['segment'])}")
-    hits = "".join(f"<li>{esc(h.get('category'))} <span class=\"mono\">{esc(h.get('pattern_id'))}</span> "
-                   f"severity {esc(h.get('severity'))}, {esc(h.get('context'))}</li>" for h in f["patterns"])
+    report_link = (
+        f'<a href="{esc(report_href)}#seg-{int(f["segment"])}">report, segment {int(f["segment"])}</a>'
+        if report_href
+        else f"segment {int(f['segment'])}"
+    )
+    hits = "".join(
+        f'<li>{esc(h.get("category"))} <span class="mono">{esc(h.get("pattern_id"))}</span> '
+        f"severity {esc(h.get('severity'))}, {esc(h.get('context'))}</li>"
+        for h in f["patterns"]
+    )
     outcome = esc(f.get("outcome"))
     badge = f'<span class="badge{" flag" if f.get("flagged") else ""}">{outcome}</span>'
     return (
@@ -372,61 +391,76 @@ def _row(n: int, f: dict[str, Any], page_dir: str | Path | None) -> str:
         f'data-decided="{esc(verdict.get("decided_utc") or "")}" data-reviewer="{esc(verdict.get("reviewer") or "")}">'
         f'<td><span class="fname">{esc(f["name"])}</span><div class="explain">{report_link}</div></td>'
         f"<td>{_play_cell(f, page_dir)}</td>"
-        f'<td>{esc(f["speaker"])}</td>'
+        f"<td>{esc(f['speaker'])}</td>"
         f'<td><div class="text">{highlight_text(str(f["text"]), f["patterns"])}</div></td>'
         f"<td>{f'<ul>{hits}</ul>' if hits else '—'}</td>"
         f'<td>{badge}<div class="explain">{_emotion_text(f.get("emotion") or {})}<br>{_stress_text(f.get("stress") or [])}'
-        f'<br>{esc(f.get("explanation"))}</div></td>'
+        f"<br>{esc(f.get('explanation'))}</div></td>"
         f'<td class="num f-score">{fmt_num(f.get("score"))}</td>'
         f'<td class="review"><select class="verdict" aria-label="verdict">{options}</select>'
         # the newline after <textarea> is dropped by the parser, so a note's own first newline is kept
         f'<textarea class="note" rows="2" maxlength="20000" placeholder="note" aria-label="note">\n'
-        f'{esc(verdict["note"]) if verdict.get("note") else ""}</textarea>{_verdict_meta(verdict or None)}</td>'
+        f"{esc(verdict['note']) if verdict.get('note') else ''}</textarea>{_verdict_meta(verdict or None)}</td>"
         "</tr>"
     )
 
 
 def _options(values: list[tuple[str, str]]) -> str:
-    return '<option value="">all</option>' + "".join(f'<option value="{esc(v)}">{esc(label)}</option>' for v, label in values)
+    return '<option value="">all</option>' + "".join(
+        f'<option value="{esc(v)}">{esc(label)}</option>' for v, label in values
+    )
 
 
 def _stale_table(stale: list[dict[str, Any]]) -> str:
     if not stale:
         return ""
     rows = "".join(
-        f"<tr><td>{esc(v.get('name') or v.get('file'))}</td><td class=\"num\">{esc(v.get('segment'))}</td>"
+        f'<tr><td>{esc(v.get("name") or v.get("file"))}</td><td class="num">{esc(v.get("segment"))}</td>'
         f"<td>{esc(v.get('verdict'))}</td><td>{esc(v.get('note') or '')}</td><td>{esc(v.get('reviewer') or '')}</td>"
-        f"<td>{esc(v.get('decided_utc'))}</td><td class=\"explain\">{esc(v.get('stale_reason'))}</td></tr>"
-        for v in stale)
-    return (f'<h3>Verdicts on earlier analyses ({len(stale)}): kept, not applied</h3>'
-            '<p class="explain">These verdicts were made on a report that has since changed (the file was analysed '
-            "again), so they are not shown as verdicts on the current findings. Review those findings again.</p>"
-            '<table class="stale-verdicts"><thead><tr><th>file</th><th>segment</th><th>verdict</th><th>note</th>'
-            f"<th>reviewer</th><th>decided</th><th>why not applied</th></tr></thead><tbody>{rows}</tbody></table>")
+        f'<td>{esc(v.get("decided_utc"))}</td><td class="explain">{esc(v.get("stale_reason"))}</td></tr>'
+        for v in stale
+    )
+    return (
+        f"<h3>Verdicts on earlier analyses ({len(stale)}): kept, not applied</h3>"
+        '<p class="explain">These verdicts were made on a report that has since changed (the file was analysed '
+        "again), so they are not shown as verdicts on the current findings. Review those findings again.</p>"
+        '<table class="stale-verdicts"><thead><tr><th>file</th><th>segment</th><th>verdict</th><th>note</th>'
+        f"<th>reviewer</th><th>decided</th><th>why not applied</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
-def render_findings(findings: list[dict[str, Any]], stale: list[dict[str, Any]], page_dir: str | Path | None,
-                    case: dict[str, Any], review: dict[str, Any] | None = None) -> str:
+def render_findings(
+    findings: list[dict[str, Any]],
+    stale: list[dict[str, Any]],
+    page_dir: str | Path | None,
+    case: dict[str, Any],
+    review: dict[str, Any] | None = None,
+) -> str:
     """The findings section of case.html (the caller adds :data:`SCRIPT` to the page)."""
     categories = sorted({c for f in findings for c in f["categories"]})
     speakers = sorted({str(f["speaker"]) for f in findings})
     files = sorted({(f["file"], f["name"]) for f in findings}, key=lambda x: x[1])
     counts = review or {}
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in (*VERDICTS, "unreviewed")) if review else ""
-    stale_note = f"; {counts.get('stale_verdicts')} verdicts on earlier analyses" if counts.get("stale_verdicts") else ""
+    stale_note = (
+        f"; {counts.get('stale_verdicts')} verdicts on earlier analyses" if counts.get("stale_verdicts") else ""
+    )
     rows = "".join(_row(n, f, page_dir) for n, f in enumerate(findings, 1))
-    head = ('<tr><th data-sort="file">file</th><th data-sort="start">time (▶ play)</th><th data-sort="speaker">speaker</th>'
-            '<th>text (hits highlighted)</th><th data-sort="severity">hits</th><th>cross-check, emotion, voice stress</th>'
-            '<th data-sort="score">score</th><th data-sort="verdict">verdict and note</th></tr>')
+    head = (
+        '<tr><th data-sort="file">file</th><th data-sort="start">time (▶ play)</th><th data-sort="speaker">speaker</th>'
+        '<th>text (hits highlighted)</th><th data-sort="severity">hits</th><th>cross-check, emotion, voice stress</th>'
+        '<th data-sort="score">score</th><th data-sort="verdict">verdict and note</th></tr>'
+    )
     return (
         f'<section id="findings" data-case-dir="{esc(case.get("case_dir") or "")}" '
         f'data-config-sha256="{esc(case.get("config_sha256") or "")}" data-generated="{esc(case.get("generated_utc") or "")}">'
         f"<h2>Findings ({len(findings)})</h2>"
         '<p class="explain">Every segment the cross-check flagged or with a pattern hit, across the case'
-        + (f" — {esc(summary)}{esc(stale_note)}" if summary else "") + ". "
+        + (f" — {esc(summary)}{esc(stale_note)}" if summary else "")
+        + ". "
         "▶ plays exactly that time range of the original recording, read in place by a link relative to this page "
         "(no copy). Verdicts you set here are saved to a file you download (nothing is sent anywhere); store them "
-        "with <span class=\"mono\">voiceman review import FILE</span>, and the next case report shows them.</p>"
+        'with <span class="mono">voiceman review import FILE</span>, and the next case report shows them.</p>'
         '<p id="js-needed" class="media-note">Filtering, sorting, playing in the page and saving verdicts need '
         "JavaScript; the links still open each recording at its time range.</p>"
         '<div class="player-bar"><audio id="player" controls preload="metadata"></audio>'
@@ -437,13 +471,14 @@ def render_findings(findings: list[dict[str, Any]], stale: list[dict[str, Any]],
         f'<label>file <select id="f-file">{_options(files)}</select></label>'
         '<label>minimum score <input id="f-min" type="number" min="0" max="100" step="1" size="4"></label>'
         '<label>verdict <select id="f-verdict"><option value="">all</option><option value="unreviewed">unreviewed</option>'
-        + "".join(f'<option value="{v}">{v}</option>' for v in VERDICTS) + "</select></label>"
+        + "".join(f'<option value="{v}">{v}</option>' for v in VERDICTS)
+        + "</select></label>"
         f'<span id="shown" class="explain" role="status">{len(findings)} findings</span></div>'
         '<div class="savebar"><label>reviewer <input id="reviewer" type="text" maxlength="200" size="16"></label>'
         '<button type="button" id="save-verdicts">Download verdicts (JSON)</button>'
         '<a id="download-verdicts" hidden>verdicts.json</a><span id="save-status" class="explain" role="status"></span></div>'
         f'<table id="findings-table"><thead>{head}</thead><tbody>{rows}</tbody></table>'
         '<details><summary>the verdicts file as it would be saved now</summary><pre id="verdicts-preview" class="mono"></pre></details>'
-        + _stale_table(stale) + "</section>"
+        + _stale_table(stale)
+        + "</section>"
     )
-

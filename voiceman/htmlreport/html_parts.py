@@ -18,7 +18,8 @@ import base64
 import hashlib
 import html
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 CATEGORIES = ("threat", "intimidation", "coercion", "gaslighting", "insult")
 CONTEXTS = ("direct", "reported", "negated")
@@ -40,6 +41,7 @@ def csp(script: str | None = None, media: bool = False) -> str:
     if script is not None:
         parts.append(f"script-src {script_hash(script)}")
     return "; ".join(parts)
+
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans KR",sans-serif;margin:1.5em;color:#1b1b1b;background:#fff;line-height:1.4}
@@ -105,9 +107,9 @@ def page(title: str, body: str, script: str | None = None, media: bool = False, 
     policy allows, ``media`` allows play controls for the evidence."""
     tail = f"<script>{script}</script>\n" if script is not None else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp(script, media)}\">"
-        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp(script, media)}">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{esc(title)}</title><style>{STYLE}{style}</style></head>\n<body>\n{body}\n{tail}</body></html>\n"
     )
 
@@ -121,20 +123,20 @@ def key_value_table(rows: list[tuple[str, str]]) -> str:
 def evidence_table(evidence: list[dict[str, Any]]) -> str:
     """The evidence behind a score, largest contribution first, with the sum shown."""
     if not evidence:
-        return "<p class=\"explain\">No evidence: nothing contributed to this score.</p>"
+        return '<p class="explain">No evidence: nothing contributed to this score.</p>'
     ordered = sorted(evidence, key=lambda e: -abs(float(e.get("contribution") or 0)))
     rows = "".join(
         "<tr>"
         f"<td>{esc(e.get('source'))}</td><td>{esc(e.get('detail'))}</td>"
-        f"<td class=\"num\">{fmt_num(e.get('value'), 3)}</td><td class=\"num\">{fmt_num(e.get('weight'), 3)}</td>"
-        f"<td class=\"num\">{fmt_num(e.get('contribution'), 2)}</td></tr>"
+        f'<td class="num">{fmt_num(e.get("value"), 3)}</td><td class="num">{fmt_num(e.get("weight"), 3)}</td>'
+        f'<td class="num">{fmt_num(e.get("contribution"), 2)}</td></tr>'
         for e in ordered
     )
     total = sum(float(e.get("contribution") or 0) for e in evidence)
     return (
-        "<table class=\"evidence\"><thead><tr><th>source</th><th>detail</th><th>value</th><th>weight</th>"
+        '<table class="evidence"><thead><tr><th>source</th><th>detail</th><th>value</th><th>weight</th>'
         f"<th>contribution</th></tr></thead><tbody>{rows}</tbody>"
-        f"<tfoot><tr><th colspan=\"4\">sum (score = sum clipped to 0–100)</th><td class=\"num\">{total:.2f}</td></tr></tfoot></table>"
+        f'<tfoot><tr><th colspan="4">sum (score = sum clipped to 0–100)</th><td class="num">{total:.2f}</td></tr></tfoot></table>'
     )
 
 
@@ -161,16 +163,17 @@ def highlight_text(text: str, hits: list[dict[str, Any]]) -> str:
         if not covering:
             out.append(piece)
             continue
-        top = max(covering, key=lambda h: (h.get("severity") or 0))
+        top = max(covering, key=lambda h: h.get("severity") or 0)
         title = "; ".join(
-            f"{h.get('category')} {h.get('pattern_id')} severity {h.get('severity')} ({h.get('context')})" for h in covering
+            f"{h.get('category')} {h.get('pattern_id')} severity {h.get('severity')} ({h.get('context')})"
+            for h in covering
         )
         cat = safe_class(top.get("category"), CATEGORIES)
         ctx = safe_class(top.get("context"), CONTEXTS)
-        out.append(f"<mark class=\"hit cat-{cat} ctx-{ctx}\" title=\"{esc(title)}\">{piece}</mark>")
+        out.append(f'<mark class="hit cat-{cat} ctx-{ctx}" title="{esc(title)}">{piece}</mark>')
     return "".join(out)
 
 
 def json_block(value: Any) -> str:
     """Pretty JSON, escaped, for structured values a table would hide."""
-    return f"<pre class=\"mono\">{esc(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True))}</pre>"
+    return f'<pre class="mono">{esc(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True))}</pre>'

@@ -25,13 +25,46 @@ _EXT = {
     **dict.fromkeys(("amr", "awb", "3gp", "3ga", "wma", "asf", "aif", "aiff", "ape", "ra", "caf"), NO),
 }
 _CODEC_YES = ("mp3", "flac", "opus", "vorbis", "aac", "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8")
-_CODEC_NO = ("amr_nb", "amr_wb", "wmav1", "wmav2", "wmapro", "wmavoice", "alac", "gsm", "gsm_ms", "adpcm_ms",
-             "adpcm_ima_wav", "g723_1", "g729", "qcelp", "evrc")
+_CODEC_NO = (
+    "amr_nb",
+    "amr_wb",
+    "wmav1",
+    "wmav2",
+    "wmapro",
+    "wmavoice",
+    "alac",
+    "gsm",
+    "gsm_ms",
+    "adpcm_ms",
+    "adpcm_ima_wav",
+    "g723_1",
+    "g729",
+    "qcelp",
+    "evrc",
+)
 # The MIME type the findings page asks the browser about (canPlayType) before it tries.
-MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "oga": "audio/ogg",
-        "opus": "audio/ogg", "webm": "audio/webm", "m4a": "audio/mp4", "mp4": "audio/mp4", "m4b": "audio/mp4",
-        "aac": "audio/aac", "amr": "audio/amr", "awb": "audio/amr-wb", "3gp": "audio/3gpp", "3ga": "audio/3gpp",
-        "wma": "audio/x-ms-wma", "asf": "audio/x-ms-wma", "aif": "audio/aiff", "aiff": "audio/aiff", "caf": "audio/x-caf"}
+MIME = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "oga": "audio/ogg",
+    "opus": "audio/ogg",
+    "webm": "audio/webm",
+    "m4a": "audio/mp4",
+    "mp4": "audio/mp4",
+    "m4b": "audio/mp4",
+    "aac": "audio/aac",
+    "amr": "audio/amr",
+    "awb": "audio/amr-wb",
+    "3gp": "audio/3gpp",
+    "3ga": "audio/3gpp",
+    "wma": "audio/x-ms-wma",
+    "asf": "audio/x-ms-wma",
+    "aif": "audio/aiff",
+    "aiff": "audio/aiff",
+    "caf": "audio/x-caf",
+}
 
 
 def extension(path: str | None) -> str:
@@ -52,8 +85,11 @@ def playable(path: str | None, codec: str | None = None) -> tuple[str, str]:
         return YES, f".{ext}"
     if level == NO:
         return NO, f"browsers cannot play .{ext} files"
-    return MAYBE, (f".{ext} plays where the browser has its codec (AAC does; ALAC or AMR inside it does not)"
-                   if ext in ("m4a", "mp4", "m4b", "aac") else f".{ext} may not play in every browser")
+    return MAYBE, (
+        f".{ext} plays where the browser has its codec (AAC does; ALAC or AMR inside it does not)"
+        if ext in ("m4a", "mp4", "m4b", "aac")
+        else f".{ext} may not play in every browser"
+    )
 
 
 def evidence_href(input_path: str | None, page_dir: str | Path | None) -> str | None:
@@ -99,8 +135,13 @@ def segment_player(href: str | None, start: Any, end: Any, support: tuple[str, s
     level, why = support
     link = f'<a class="evidence" href="{url}">evidence file</a>'
     if level == NO:
-        return (f'<span class="media-note">{esc(why)}: open the {link} in a player at {where}</span>')
-    note = f'<div class="media-note">{esc(why)}; if it does not play, open the {link} at {where}</div>' \
-        if level == MAYBE else f'<div class="explain">{link}, {where}</div>'
-    return (f'<details class="play"><summary>▶ play</summary>'
-            f'<audio class="segment-audio" controls preload="none" src="{url}"></audio>{note}</details>')
+        return f'<span class="media-note">{esc(why)}: open the {link} in a player at {where}</span>'
+    note = (
+        f'<div class="media-note">{esc(why)}; if it does not play, open the {link} at {where}</div>'
+        if level == MAYBE
+        else f'<div class="explain">{link}, {where}</div>'
+    )
+    return (
+        f'<details class="play"><summary>▶ play</summary>'
+        f'<audio class="segment-audio" controls preload="none" src="{url}"></audio>{note}</details>'
+    )

@@ -9,7 +9,8 @@ band across all panels and a marker on top. Every mark has a <title> tooltip.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from voiceman.htmlreport.html_parts import esc, fmt_time
 
@@ -63,8 +64,14 @@ class _Axis:
 
 
 def _panel(
-    axis: _Axis, index: int, label: str, segments: list[dict[str, Any]],
-    series: list[tuple[str, str, ValueOf]], lo: float, hi: float, guides: list[tuple[float, str]],
+    axis: _Axis,
+    index: int,
+    label: str,
+    segments: list[dict[str, Any]],
+    series: list[tuple[str, str, ValueOf]],
+    lo: float,
+    hi: float,
+    guides: list[tuple[float, str]],
 ) -> str:
     top = TOP + index * (PANEL_H + PANEL_GAP)
     span = (hi - lo) or 1.0
@@ -81,7 +88,9 @@ def _panel(
     ]
     for value, note in guides:
         gy = y(value)
-        parts.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#999" stroke-dasharray="3,3"><title>{esc(note)}</title></line>')
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#999" stroke-dasharray="3,3"><title>{esc(note)}</title></line>'
+        )
     legend_x = LEFT + 7 * len(label) + 24  # after the bold panel label (~7 px per char)
     for name, colour, value_of in series:
         parts.append(f'<text x="{legend_x}" y="{top - 5}" font-size="10" fill="{colour}">■ {esc(name)}</text>')
@@ -114,11 +123,27 @@ def render_timeline(segments: list[dict[str, Any]], duration_s: float | None) ->
     stress_lo = min(-2.0, float(int(min(stress_values, default=0)) - 1))
 
     panels = [
-        _panel(axis, 0, "Emotion (0.5 neutral)", segments,
-               [("arousal", "#d9480f", _arousal), ("valence", "#1c7ed6", _valence)], 0.0, 1.0, [(0.5, "neutral 0.5")]),
+        _panel(
+            axis,
+            0,
+            "Emotion (0.5 neutral)",
+            segments,
+            [("arousal", "#d9480f", _arousal), ("valence", "#1c7ed6", _valence)],
+            0.0,
+            1.0,
+            [(0.5, "neutral 0.5")],
+        ),
         _panel(axis, 1, "Pitch F0 mean (Hz)", segments, [("F0", "#2b8a3e", _f0)], f0_lo, f0_hi, []),
-        _panel(axis, 2, "Voice stress (max directed z vs own baseline)", segments,
-               [("stress z", "#862e9c", _stress)], stress_lo, stress_hi, [(0.0, "speaker baseline z=0")]),
+        _panel(
+            axis,
+            2,
+            "Voice stress (max directed z vs own baseline)",
+            segments,
+            [("stress z", "#862e9c", _stress)],
+            stress_lo,
+            stress_hi,
+            [(0.0, "speaker baseline z=0")],
+        ),
         _panel(axis, 3, "Forensic score (0-100)", segments, [("score", "#343a40", _score)], 0.0, 100.0, []),
     ]
     plot_bottom = TOP + 4 * (PANEL_H + PANEL_GAP) - PANEL_GAP
@@ -160,6 +185,8 @@ def render_timeline(segments: list[dict[str, Any]], duration_s: float | None) ->
         f'width="{WIDTH}" height="{height}" role="img" aria-label="Timeline of emotion, pitch, voice stress and score">'
         '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
         '<line x1="0" y1="0" x2="0" y2="6" stroke="#adb5bd" stroke-width="2"/></pattern></defs>'
-        + "".join(bands) + "".join(panels) + "".join(ticks)
+        + "".join(bands)
+        + "".join(panels)
+        + "".join(ticks)
         + f'<text x="{LEFT + PLOT_W / 2}" y="{height - 2}" text-anchor="middle" font-size="10">time (m:ss)</text></svg>'
     )

@@ -4,6 +4,7 @@ It only looks: one brief ``stats`` call to the daemon per refresh (answered on t
 socket thread, never queued behind inference) and a directory listing of results/<stage>/,
 reading each finished file's small JSON once.  It never takes a lock the run needs.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,9 +77,14 @@ def _listing(stage_dir: Path) -> dict[str, float]:
     return out
 
 
-def collect(results_dir: str | Path, case_dir: str | Path | None, extensions: list[str],
-            client: DaemonClient | None, watcher: OutputWatcher | None = None,
-            now: float | None = None) -> DashboardState:
+def collect(
+    results_dir: str | Path,
+    case_dir: str | Path | None,
+    extensions: list[str],
+    client: DaemonClient | None,
+    watcher: OutputWatcher | None = None,
+    now: float | None = None,
+) -> DashboardState:
     results = Path(results_dir)
     watcher = watcher or OutputWatcher()
     now = time.time() if now is None else now
@@ -93,8 +99,10 @@ def collect(results_dir: str | Path, case_dir: str | Path | None, extensions: li
     present = [s for s in FILE_STAGES if (results / s).is_dir()]
     names = set(files) | set(listings["ingest"])
     done_names = set(listings["report"])
-    failed = sum(watcher.record(results / "report" / f"{n}.json", m).get("status") == "failed"
-                 for n, m in listings["report"].items())
+    failed = sum(
+        watcher.record(results / "report" / f"{n}.json", m).get("status") == "failed"
+        for n, m in listings["report"].items()
+    )
     waiting = {}
     # A stage's queue: the files its inputs are ready for that it has not done yet.
     for stage in present:
@@ -107,8 +115,11 @@ def collect(results_dir: str | Path, case_dir: str | Path | None, extensions: li
     except (OSError, ValueError, KeyError, TypeError):
         notes.append(f"no {RUN_START_FILE}: elapsed time and ETA unknown")
     done_now = [n for n, m in listings["report"].items() if start is None or m >= start]
-    audio = sum(float(watcher.record(results / "ingest" / f"{n}.json", listings["ingest"][n]).get("duration_s") or 0)
-                for n in done_now if n in listings["ingest"])
+    audio = sum(
+        float(watcher.record(results / "ingest" / f"{n}.json", listings["ingest"][n]).get("duration_s") or 0)
+        for n in done_now
+        if n in listings["ingest"]
+    )
     elapsed = now - start if start is not None else None
     rate = (len(done_now) / elapsed * 60) if elapsed and done_now else None
     remaining = max(0, len(names) - len(done_names))
@@ -119,11 +130,19 @@ def collect(results_dir: str | Path, case_dir: str | Path | None, extensions: li
         except DaemonError as exc:
             error = str(exc)
     return DashboardState(
-        files_total=len(names), files_done=len(done_names), files_failed=failed,
-        stage_done={s: len(listings[s]) for s in present}, stage_waiting=waiting,
-        elapsed_s=elapsed, files_per_min=rate, audio_s_done=audio,
+        files_total=len(names),
+        files_done=len(done_names),
+        files_failed=failed,
+        stage_done={s: len(listings[s]) for s in present},
+        stage_waiting=waiting,
+        elapsed_s=elapsed,
+        files_per_min=rate,
+        audio_s_done=audio,
         eta_s=(remaining / rate * 60) if rate else (0.0 if names and not remaining else None),
-        daemon=daemon, daemon_error=error, notes=notes)
+        daemon=daemon,
+        daemon_error=error,
+        notes=notes,
+    )
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -143,7 +162,8 @@ def render(state: DashboardState, title: str = "voiceman") -> Group:
         (f"files {state.files_done}/{state.files_total} finished", "bold"),
         f"  ({state.files_failed} failed)   elapsed {_fmt_s(state.elapsed_s)}   ",
         f"throughput {_fmt(state.files_per_min, ' files/min', 2)}, {state.audio_s_done:.0f} s audio   ",
-        ("ETA " + _fmt_s(state.eta_s), "bold cyan"))
+        ("ETA " + _fmt_s(state.eta_s), "bold cyan"),
+    )
     daemon = state.daemon or {}
     stages = daemon.get("stages") or {}
     governor = daemon.get("governor") or {}
@@ -154,10 +174,15 @@ def render(state: DashboardState, title: str = "voiceman") -> Group:
         on_daemon = stage in DAEMON_STAGES and state.daemon is not None
         d = stages.get(DAEMON_STAGES.get(stage, ""), {})
         batch = (governor.get("batch_sizes") or {}).get(DAEMON_STAGES.get(stage, ""))
-        table.add_row(stage, str(done), str(state.stage_waiting.get(stage, 0)),
-                      str(d.get("queued", 0) + d.get("preparing", 0)) if on_daemon else "",
-                      str(d.get("running", 0)) if on_daemon else "",
-                      str(d.get("held", 0)) if on_daemon else "", str(batch) if batch else "")
+        table.add_row(
+            stage,
+            str(done),
+            str(state.stage_waiting.get(stage, 0)),
+            str(d.get("queued", 0) + d.get("preparing", 0)) if on_daemon else "",
+            str(d.get("running", 0)) if on_daemon else "",
+            str(d.get("held", 0)) if on_daemon else "",
+            str(batch) if batch else "",
+        )
     if state.daemon_error:
         gpu_line = Text(f"daemon: {state.daemon_error}", style="red")
     else:
@@ -165,29 +190,41 @@ def render(state: DashboardState, title: str = "voiceman") -> Group:
         admission = daemon.get("admission") or {}
         state_style = {"normal": "green", "cooldown": "yellow", "halted": "bold red"}.get(governor.get("state"), "")
         gpu_line = Text.assemble(
-            f"daemon {daemon.get('state', '?')}   governor ", (str(governor.get("state", "off")), state_style),
+            f"daemon {daemon.get('state', '?')}   governor ",
+            (str(governor.get("state", "off")), state_style),
             f" / memory {governor.get('memory_state', '—')}   sensor {governor.get('sensor', '—')}\n",
             f"GPU util {_fmt(last.get('util_pct'), ' %', 0)}   temp {_fmt(last.get('temp_c'), ' °C')}   "
             f"memory {_fmt(last.get('mem_used_gb'), ' GB', 2)} of {_fmt(last.get('mem_total_gb'), ' GB', 1)}   "
             f"max temp {_fmt(governor.get('temp_max_c'), ' °C')}\n",
             f"CPU fallback: {', '.join(governor.get('cpu_fallback_stages') or []) or 'none'}   "
             f"SER backpressure: {'PAUSED' if admission.get('paused') else 'open'} "
-            f"({admission.get('ser_files_waiting', 0)} files wait for SER, {admission.get('transcribe_held', 0)} held)")
+            f"({admission.get('ser_files_waiting', 0)} files wait for SER, {admission.get('transcribe_held', 0)} held)",
+        )
     notes = [Text(n, style="dim") for n in state.notes]
     return Group(Panel(head, title=title), table, Panel(gpu_line, title="GPU / governor"), *notes)
 
 
-def run(results_dir: str | Path, case_dir: str | Path | None, extensions: list[str],
-        client: DaemonClient | None, interval_s: float = 2.0, once: bool = False,
-        console: Console | None = None) -> int:
+def run(
+    results_dir: str | Path,
+    case_dir: str | Path | None,
+    extensions: list[str],
+    client: DaemonClient | None,
+    interval_s: float = 2.0,
+    once: bool = False,
+    console: Console | None = None,
+) -> int:
     console = console or Console()
     watcher = OutputWatcher()
     title = f"voiceman — {results_dir}"
     if once:
         console.print(render(collect(results_dir, case_dir, extensions, client, watcher), title))
         return 0
-    with Live(render(collect(results_dir, case_dir, extensions, client, watcher), title),
-              console=console, refresh_per_second=4, screen=False) as live:
+    with Live(
+        render(collect(results_dir, case_dir, extensions, client, watcher), title),
+        console=console,
+        refresh_per_second=4,
+        screen=False,
+    ) as live:
         try:
             while True:
                 time.sleep(interval_s)

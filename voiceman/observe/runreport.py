@@ -12,6 +12,7 @@ inside the run window).
 report at the end of every run, success or error.  ``python -m voiceman.observe.runreport
 RESULTS`` writes it again by hand.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,16 @@ NOT_STAGES = {"logs"}
 def record_run_start(results_dir: str | Path, config: dict[str, Any]) -> Path:
     """Called by daemon_up: the run window starts now."""
     path = Path(results_dir) / RUN_START_FILE
-    write_json(path, {"started_utc": utc_now(), "unix": time.time(), "case_dir": config.get("case_dir"),
-                      "results_dir": str(results_dir),
-                      "audio_extensions": config.get("audio_extensions")})
+    write_json(
+        path,
+        {
+            "started_utc": utc_now(),
+            "unix": time.time(),
+            "case_dir": config.get("case_dir"),
+            "results_dir": str(results_dir),
+            "audio_extensions": config.get("audio_extensions"),
+        },
+    )
     return path
 
 
@@ -52,22 +60,26 @@ class StageTime:
     max_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "files": self.files, "total_s": round(self.total_s, 3),
-                "mean_s": round(self.total_s / self.files, 3) if self.files else None,
-                "max_s": round(self.max_s, 3)}
+        return {
+            "stage": self.stage,
+            "files": self.files,
+            "total_s": round(self.total_s, 3),
+            "mean_s": round(self.total_s / self.files, 3) if self.files else None,
+            "max_s": round(self.max_s, 3),
+        }
 
 
 @dataclass
 class FileTimes:
     file: str
-    status: str                       # done | failed | incomplete
+    status: str  # done | failed | incomplete
     reason: str | None
     failed_stage: str | None
     audio_s: float | None
     stages_s: dict[str, float]
-    wall_s: float | None              # first stage start to last stage end
+    wall_s: float | None  # first stage start to last stage end
     finished_unix: float | None
-    in_this_run: bool                 # False: outputs reused from an earlier run
+    in_this_run: bool  # False: outputs reused from an earlier run
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -89,7 +101,7 @@ class SampleStats:
     mem_peak_frac: float | None
     time_in_cooldown_s: float
     time_in_halted_s: float
-    source: str                       # "sample_log" | "governor_summary" | "none"
+    source: str  # "sample_log" | "governor_summary" | "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -107,8 +119,8 @@ class RunReport:
     files_incomplete: int
     files_reused: int
     audio_s: float
-    realtime_factor: float | None     # processing seconds per second of audio (lower = faster)
-    speed_x_realtime: float | None    # audio seconds per wall second
+    realtime_factor: float | None  # processing seconds per second of audio (lower = faster)
+    speed_x_realtime: float | None  # audio seconds per wall second
     stages: list[StageTime]
     files: list[FileTimes]
     failed: list[dict[str, Any]]
@@ -187,8 +199,7 @@ def _span(stage: str, record: dict[str, Any], spans: JobSpans) -> tuple[float | 
     return start, end
 
 
-def _file_times(name: str, recs: dict[str, dict[str, Any]], run_start: float | None,
-                spans: JobSpans) -> FileTimes:
+def _file_times(name: str, recs: dict[str, dict[str, Any]], run_start: float | None, spans: JobSpans) -> FileTimes:
     stages_s: dict[str, float] = {}
     starts, ends = [], []
     for stage, rec in recs.items():
@@ -210,10 +221,16 @@ def _file_times(name: str, recs: dict[str, dict[str, Any]], run_start: float | N
         reason = f"run ended before the report stage (last output: {last[-1] if last else 'none'})"
     finished = max(ends) if ends else None
     return FileTimes(
-        file=name, status=status, reason=reason, failed_stage=stage,
-        audio_s=ingest.get("duration_s"), stages_s=stages_s,
-        wall_s=(max(ends) - min(starts)) if starts and ends else None, finished_unix=finished,
-        in_this_run=run_start is None or (finished is not None and finished >= run_start))
+        file=name,
+        status=status,
+        reason=reason,
+        failed_stage=stage,
+        audio_s=ingest.get("duration_s"),
+        stages_s=stages_s,
+        wall_s=(max(ends) - min(starts)) if starts and ends else None,
+        finished_unix=finished,
+        in_this_run=run_start is None or (finished is not None and finished >= run_start),
+    )
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -244,11 +261,20 @@ def read_samples(path: str | Path | None, start: float | None, end: float) -> li
 
 def sample_stats(samples: list[dict[str, Any]], governor: dict[str, Any]) -> SampleStats:
     if not samples:
-        return SampleStats(0, governor.get("sensor"), None, None, None, governor.get("temp_max_c"),
-                           governor.get("temp_mean_c"), None, None,
-                           float(governor.get("time_in_cooldown_s") or 0.0),
-                           float(governor.get("time_in_halted_s") or 0.0),
-                           "governor_summary" if governor else "none")
+        return SampleStats(
+            0,
+            governor.get("sensor"),
+            None,
+            None,
+            None,
+            governor.get("temp_max_c"),
+            governor.get("temp_mean_c"),
+            None,
+            None,
+            float(governor.get("time_in_cooldown_s") or 0.0),
+            float(governor.get("time_in_halted_s") or 0.0),
+            "governor_summary" if governor else "none",
+        )
     util = [s["util_pct"] for s in samples if s.get("util_pct") is not None]
     temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
     mem = [s["mem_used_gb"] for s in samples if s.get("mem_used_gb") is not None]
@@ -258,16 +284,24 @@ def sample_stats(samples: list[dict[str, Any]], governor: dict[str, Any]) -> Sam
         if a.get("state") in in_state:
             in_state[a["state"]] += max(0.0, b["unix"] - a["unix"])
     return SampleStats(
-        samples=len(samples), sensor=samples[-1].get("sensor"),
+        samples=len(samples),
+        sensor=samples[-1].get("sensor"),
         util_mean=sum(util) / len(util) if util else None,
-        util_p50=_percentile(util, 0.5), util_p95=_percentile(util, 0.95),
-        temp_max_c=max(temps) if temps else None, temp_mean_c=sum(temps) / len(temps) if temps else None,
-        mem_peak_gb=max(mem) if mem else None, mem_peak_frac=max(fracs) if fracs else None,
-        time_in_cooldown_s=in_state["cooldown"], time_in_halted_s=in_state["halted"], source="sample_log")
+        util_p50=_percentile(util, 0.5),
+        util_p95=_percentile(util, 0.95),
+        temp_max_c=max(temps) if temps else None,
+        temp_mean_c=sum(temps) / len(temps) if temps else None,
+        mem_peak_gb=max(mem) if mem else None,
+        mem_peak_frac=max(fracs) if fracs else None,
+        time_in_cooldown_s=in_state["cooldown"],
+        time_in_halted_s=in_state["halted"],
+        source="sample_log",
+    )
 
 
 def _case_files(run_info: dict[str, Any]) -> list[str]:
     from ..case import CaseError, discover
+
     if not run_info.get("case_dir"):
         return []
     try:
@@ -277,8 +311,7 @@ def _case_files(run_info: dict[str, Any]) -> list[str]:
 
 
 # -- building ----------------------------------------------------------------------------
-def build_run_report(results_dir: str | Path, status: str | None = None,
-                     now: float | None = None) -> RunReport:
+def build_run_report(results_dir: str | Path, status: str | None = None, now: float | None = None) -> RunReport:
     results = Path(results_dir)
     run_info = _read(results / RUN_START_FILE) or {}
     start = run_info.get("unix")
@@ -310,8 +343,11 @@ def build_run_report(results_dir: str | Path, status: str | None = None,
     samples = read_samples(governor.get("sample_log_path"), start, end)
     if governor and not samples:
         notes.append("no governor samples inside the run window; GPU figures are the daemon's totals")
-    failed = [{"file": f.file, "status": f.status, "stage": f.failed_stage, "reason": f.reason}
-              for f in files if f.status != "done"]
+    failed = [
+        {"file": f.file, "status": f.status, "stage": f.failed_stage, "reason": f.reason}
+        for f in files
+        if f.status != "done"
+    ]
     cum, throughput = 0.0, []
     for i, f in enumerate(sorted((f for f in done_now if f.finished_unix), key=lambda f: f.finished_unix)):
         cum += f.audio_s or 0.0
@@ -320,7 +356,8 @@ def build_run_report(results_dir: str | Path, status: str | None = None,
         status=status or _infer_status(results, start),
         started_utc=run_info.get("started_utc"),
         finished_utc=utc_from_unix(end),
-        wall_s=wall, files_total=len(files),
+        wall_s=wall,
+        files_total=len(files),
         files_done=sum(f.status == "done" for f in files),
         files_failed=sum(f.status == "failed" for f in files),
         files_incomplete=sum(f.status == "incomplete" for f in files),
@@ -329,21 +366,37 @@ def build_run_report(results_dir: str | Path, status: str | None = None,
         realtime_factor=(wall / audio_s) if wall and audio_s else None,
         speed_x_realtime=(audio_s / wall) if wall and audio_s else None,
         stages=sorted(stages.values(), key=lambda s: order.index(s.stage) if s.stage in order else 99),
-        files=files, failed=failed,
+        files=files,
+        failed=failed,
         model_loads={k: int(m.get("loads", 0)) for k, m in (daemon.get("models") or {}).items()},
         daemon_stages=daemon.get("stages") or {},
         gpu=sample_stats(samples, governor),
-        governor={k: governor.get(k) for k in ("state", "memory_state", "cpu_fallback_stages",
-                                               "memory_budget", "empty_cache_calls", "batch_sizes")}
-        | {"events": [e for e in governor.get("events") or []
-                      if e.get("kind") not in ("temp_missing", "memory_missing")],
-           "device_changes": daemon.get("device_changes") or []},
+        governor={
+            k: governor.get(k)
+            for k in (
+                "state",
+                "memory_state",
+                "cpu_fallback_stages",
+                "memory_budget",
+                "empty_cache_calls",
+                "batch_sizes",
+            )
+        }
+        | {
+            "events": [
+                e for e in governor.get("events") or [] if e.get("kind") not in ("temp_missing", "memory_missing")
+            ],
+            "device_changes": daemon.get("device_changes") or [],
+        },
         backpressure=daemon.get("admission") or {},
-        samples=[{k: s.get(k) for k in ("unix", "temp_c", "util_pct", "mem_used_gb", "mem_frac", "state")}
-                 for s in samples],
-        throughput=throughput, notes=notes,
+        samples=[
+            {k: s.get(k) for k in ("unix", "temp_c", "util_pct", "mem_used_gb", "mem_frac", "state")} for s in samples
+        ],
+        throughput=throughput,
+        notes=notes,
         device_warnings=list((daemon.get("device") or {}).get("warnings") or []),
-        device=daemon.get("device"))
+        device=daemon.get("device"),
+    )
 
 
 def _run_end(results: Path, start: float | None) -> float:
@@ -365,8 +418,7 @@ def _infer_status(results: Path, start: float | None) -> str:
     return "error"
 
 
-def write_run_report(results_dir: str | Path, status: str | None = None,
-                     now: float | None = None) -> tuple[Path, Path]:
+def write_run_report(results_dir: str | Path, status: str | None = None, now: float | None = None) -> tuple[Path, Path]:
     """now: the run's end (daemon_down passes the moment the daemon has stopped, so the wall
     time is the real one); None = when the daemon's stats were saved (a rewrite by hand)."""
     from .runreport_html import render_run_report

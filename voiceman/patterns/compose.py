@@ -18,6 +18,7 @@ Both languages run the same search (``find``) over a ``Scope``: a line to match 
 the functions that count tokens between two line offsets and map a line span back to the
 input text.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,10 +53,14 @@ class Rule:
         return self.name == PHRASE_RULE
 
     def to_dict(self) -> dict:
-        entry = {"id": self.id, "scope": self.scope,
-                 "slots": [{"name": s.name, "rule": s.source,
-                            **({"max_gap": s.max_gap} if s.max_gap is not None else {})}
-                           for s in self.slots]}
+        entry = {
+            "id": self.id,
+            "scope": self.scope,
+            "slots": [
+                {"name": s.name, "rule": s.source, **({"max_gap": s.max_gap} if s.max_gap is not None else {})}
+                for s in self.slots
+            ],
+        }
         if self.unless_source:
             entry["unless"] = list(self.unless_source)
         return entry
@@ -132,20 +137,24 @@ def find(rule: Rule, scope: Scope) -> list[RuleMatch]:
         for slot, (a, b) in zip(rule.slots, chain):
             start, end = scope.original(a, b)
             slots.append(SlotMatch(slot.name, start, end, scope.text[start:end]))
-        found.append(RuleMatch(rule, tuple(slots), chain[0][0] + scope.offset,
-                               chain[-1][1] + scope.offset,
-                               tuple((a + scope.offset, b + scope.offset) for a, b in chain)))
+        found.append(
+            RuleMatch(
+                rule,
+                tuple(slots),
+                chain[0][0] + scope.offset,
+                chain[-1][1] + scope.offset,
+                tuple((a + scope.offset, b + scope.offset) for a, b in chain),
+            )
+        )
         after = chain[-1][1]
 
 
-def _search(rule: Rule, candidates, index: int, after: int, previous_end: int | None,
-            scope: Scope):
+def _search(rule: Rule, candidates, index: int, after: int, previous_end: int | None, scope: Scope):
     slot = rule.slots[index]
     for a, b in candidates[index]:
         if a < after:
             continue
-        if previous_end is not None and slot.max_gap is not None \
-                and scope.gap(previous_end, a) > slot.max_gap:
+        if previous_end is not None and slot.max_gap is not None and scope.gap(previous_end, a) > slot.max_gap:
             break  # candidates are in order: every later one is further away
         if index + 1 == len(rule.slots):
             return [(a, b)]

@@ -1,4 +1,5 @@
 """The loaded pattern database and the scan over a text."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,7 @@ _SCANNERS = {"ko": korean.scan, "en": english.scan}
 class PatternDatabase:
     """Patterns of one database directory, plus its version and content hash."""
 
-    def __init__(self, version: str, patterns: list[Pattern], sha256: str, path: Path,
-                 files: list[Path]):
+    def __init__(self, version: str, patterns: list[Pattern], sha256: str, path: Path, files: list[Path]):
         self.version = version
         self.patterns = tuple(patterns)
         self.sha256 = sha256
@@ -45,8 +45,7 @@ class PatternDatabase:
             raise ValueError(f"lang must be 'ko', 'en' or 'auto', not {lang!r}")
         return self._scan_languages(text, self._languages_for(text, lang), include_negated)
 
-    def _scan_languages(self, text: str, languages: list[str],
-                        include_negated: bool) -> list[PatternHit]:
+    def _scan_languages(self, text: str, languages: list[str], include_negated: bool) -> list[PatternHit]:
         hits: dict[tuple[str, int, int], PatternHit] = {}
         for language in languages:
             patterns = self._by_language.get(language, [])
@@ -57,14 +56,22 @@ class PatternDatabase:
                     continue
                 key = (pattern.id, start, end)
                 if key not in hits:  # the first rule of the pattern that found this span
-                    hits[key] = PatternHit(pattern.id, pattern.category, pattern.severity,
-                                           start, end, text[start:end], context, rule,
-                                           language)
-        return sorted(_prefer_phrases(hits.values()),
-                      key=lambda h: (h.start, h.end, h.pattern_id))
+                    hits[key] = PatternHit(
+                        pattern.id,
+                        pattern.category,
+                        pattern.severity,
+                        start,
+                        end,
+                        text[start:end],
+                        context,
+                        rule,
+                        language,
+                    )
+        return sorted(_prefer_phrases(hits.values()), key=lambda h: (h.start, h.end, h.pattern_id))
 
-    def scan_segment(self, text: str, lang: str = "auto",
-                     include_negated: bool = False) -> tuple[list[PatternHit], dict]:
+    def scan_segment(
+        self, text: str, lang: str = "auto", include_negated: bool = False
+    ) -> tuple[list[PatternHit], dict]:
         """Hits of one transcript segment and the language record that chose its rules:
         {"language", "method", "score", "detected", "scanned"} (see language.py)."""
         if lang == "auto":
@@ -72,8 +79,7 @@ class PatternDatabase:
             record = chosen.to_dict()
             hits = self._scan_languages(text, list(chosen.scanned), include_negated)
             return hits, record
-        record = {"language": lang, "method": "configured", "score": None, "detected": None,
-                  "scanned": [lang]}
+        record = {"language": lang, "method": "configured", "score": None, "detected": None, "scanned": [lang]}
         return self.scan(text, lang=lang, include_negated=include_negated), record
 
     @staticmethod
@@ -94,22 +100,25 @@ def _prefer_phrases(hits) -> list[PatternHit]:
     says nothing new: the listed phrase (the more specific pattern) is kept alone."""
     hits = list(hits)
     phrases = [h for h in hits if _is_phrase(h)]
-    return [h for h in hits if _is_phrase(h) or not any(
-        p.category == h.category and p.context == h.context and p.start < h.end
-        and h.start < p.end for p in phrases)]
+    return [
+        h
+        for h in hits
+        if _is_phrase(h)
+        or not any(
+            p.category == h.category and p.context == h.context and p.start < h.end and h.start < p.end for p in phrases
+        )
+    ]
 
 
 def load_database(path: str | Path | None = None) -> PatternDatabase:
     """Load and validate the database (default: the repository's config/patterns/)."""
     directory = Path(path) if path is not None else DEFAULT_DATABASE_DIR
     loaded = read_database(directory)
-    return PatternDatabase(loaded.version, loaded.patterns, loaded.sha256, directory,
-                           loaded.files)
+    return PatternDatabase(loaded.version, loaded.patterns, loaded.sha256, directory, loaded.files)
 
 
 def database_files(path: str | Path | None = None) -> list[str]:
     """Every file the database is read from (patterns, lexicons, manifest, schema), not its
     evaluation set: the patterns rule declares these as input, so editing one re-scans."""
     directory = Path(path) if path is not None else DEFAULT_DATABASE_DIR
-    return sorted(str(p) for p in directory.rglob("*")
-                  if p.is_file() and "eval" not in p.relative_to(directory).parts)
+    return sorted(str(p) for p in directory.rglob("*") if p.is_file() and "eval" not in p.relative_to(directory).parts)

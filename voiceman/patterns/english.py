@@ -6,6 +6,7 @@ you". Each rule is run twice: on that text, and on a copy with negators ("not",
 "never", "do not") removed. A hit that only exists once the negator is gone
 ("I would never hurt you") is a negated hit.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,19 +18,45 @@ from .textview import TextView
 _FLAGS = re.IGNORECASE
 
 # Contractions that do not split as "stem + n't".
-_IRREGULAR_NEGATIONS = {"won't": "will not", "can't": "can not", "shan't": "shall not",
-                        "ain't": "is not", "cannot": "can not"}
+_IRREGULAR_NEGATIONS = {
+    "won't": "will not",
+    "can't": "can not",
+    "shan't": "shall not",
+    "ain't": "is not",
+    "cannot": "can not",
+}
 # ASR often drops the apostrophe; only spellings that are not also real words.
-_APOSTROPHE_LESS = {"dont": "do not", "doesnt": "does not", "didnt": "did not",
-                    "wouldnt": "would not", "couldnt": "could not",
-                    "shouldnt": "should not", "isnt": "is not", "arent": "are not",
-                    "wasnt": "was not", "werent": "were not", "havent": "have not",
-                    "im": "i am", "ive": "i have", "youre": "you are", "youll": "you will",
-                    "theyre": "they are"}
+_APOSTROPHE_LESS = {
+    "dont": "do not",
+    "doesnt": "does not",
+    "didnt": "did not",
+    "wouldnt": "would not",
+    "couldnt": "could not",
+    "shouldnt": "should not",
+    "isnt": "is not",
+    "arent": "are not",
+    "wasnt": "was not",
+    "werent": "were not",
+    "havent": "have not",
+    "im": "i am",
+    "ive": "i have",
+    "youre": "you are",
+    "youll": "you will",
+    "theyre": "they are",
+}
 _CLITICS = {"ll": " will", "d": " would", "re": " are", "m": " am", "ve": " have"}
-_SLANG = {"gonna": "going to", "wanna": "want to", "gotta": "got to", "imma": "i am going to",
-          "i'ma": "i am going to", "ima": "i am going to", "finna": "going to",
-          "tryna": "trying to", "lemme": "let me", "gimme": "give me"}
+_SLANG = {
+    "gonna": "going to",
+    "wanna": "want to",
+    "gotta": "got to",
+    "imma": "i am going to",
+    "i'ma": "i am going to",
+    "ima": "i am going to",
+    "finna": "going to",
+    "tryna": "trying to",
+    "lemme": "let me",
+    "gimme": "give me",
+}
 # "'s" is only expanded after pronouns, where it cannot be a possessive.
 _S_PRONOUNS = ("he", "she", "it", "that", "there", "who", "what", "here", "where")
 
@@ -40,16 +67,27 @@ _NT_RE = re.compile(r"(?<=\w)n't\b", _FLAGS)
 _CLITIC_RE = re.compile(r"(?<=\w)'(ll|d|re|m|ve)\b", _FLAGS)
 _S_RE = re.compile(r"\b(" + "|".join(_S_PRONOUNS) + r")'s\b", _FLAGS)
 _SLANG_RE = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in _SLANG) + r")\b", _FLAGS)
-_APOSTROPHE_LESS_RE = re.compile(
-    r"\b(?:" + "|".join(_APOSTROPHE_LESS) + r")\b", _FLAGS)
+_APOSTROPHE_LESS_RE = re.compile(r"\b(?:" + "|".join(_APOSTROPHE_LESS) + r")\b", _FLAGS)
 
 # Negators removed for the second matching pass ("do not" goes as one unit so that
 # "I don't want to hurt you" becomes "I want to hurt you").
 _NEGATOR_RE = re.compile(r" ?\b(?:(?:do|does|did) not|not|never)\b", _FLAGS)
 _NEGATOR_WORDS = {"not", "never"}
 # "I'm not kidding, I will..." -- the negator denies the joke, not what follows.
-_NOT_A_DENIAL = {"kidding", "joking", "playing", "lying", "bluffing", "messing", "afraid",
-                 "scared", "sorry", "only", "just", "even"}
+_NOT_A_DENIAL = {
+    "kidding",
+    "joking",
+    "playing",
+    "lying",
+    "bluffing",
+    "messing",
+    "afraid",
+    "scared",
+    "sorry",
+    "only",
+    "just",
+    "even",
+}
 _NEGATION_WINDOW = 2  # words before a hit that can negate it ("would never | hurt you")
 
 _CLAUSE_BREAK = re.compile(r"[.!?;,\n]|\bbut\b", _FLAGS)
@@ -58,22 +96,44 @@ _REPORTING_VERB = re.compile(
     r"\b(?:said|says|say|saying|told|tells|tell|telling|threatened|threatens|texted|texts|"
     r"wrote|writes|claimed|claims|warned|warns|yelled|screamed|shouted|mentioned|"
     r"messaged|emailed|swore|promised|kept telling|keeps telling|"
-    r"reads?(?= ?:)|read out|reads out|reading out)\b", _FLAGS)
+    r"reads?(?= ?:)|read out|reads out|reading out)\b",
+    _FLAGS,
+)
 # Text between double quotes is someone's words, not the speaker's own speech act.
 _QUOTED = re.compile(r'["\u201c\u201d\u201e]([^"\u201c\u201d\u201e]+)["\u201c\u201d\u201e]')
 # The agent of a hit is a third person and nobody in it is the listener: "my boss will
 # murder me", "he is going to hurt himself" -- someone else's intent, not the speaker's.
 _THIRD_PERSON_START = re.compile(
-    r"^(?:he|she|they|someone|somebody|people|(?:my|his|her|their|our|the) [a-z']+)\b",
-    _FLAGS)
-_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|yourselves|u|ya|ur|y'all|yall)\b",
-                            _FLAGS)
+    r"^(?:he|she|they|someone|somebody|people|(?:my|his|her|their|our|the) [a-z']+)\b", _FLAGS
+)
+_SECOND_PERSON = re.compile(r"\b(?:you|your|yours|yourself|yourselves|u|ya|ur|y'all|yall)\b", _FLAGS)
 _ACCORDING_TO = re.compile(r"\baccording to\b", _FLAGS)
 # Words allowed between the subject and the reporting verb ("he literally said").
-_BETWEEN_SUBJECT_AND_VERB = {"just", "also", "then", "literally", "actually", "even", "once",
-                             "always", "had", "has", "have", "already", "kept", "keeps",
-                             "really", "basically", "allegedly", "apparently", "would",
-                             "did", "again", "still", "openly"}
+_BETWEEN_SUBJECT_AND_VERB = {
+    "just",
+    "also",
+    "then",
+    "literally",
+    "actually",
+    "even",
+    "once",
+    "always",
+    "had",
+    "has",
+    "have",
+    "already",
+    "kept",
+    "keeps",
+    "really",
+    "basically",
+    "allegedly",
+    "apparently",
+    "would",
+    "did",
+    "again",
+    "still",
+    "openly",
+}
 _FIRST_PERSON = {"i", "we"}
 _WORD = re.compile(r"[\w']+")
 
@@ -117,8 +177,9 @@ def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, st
     return found
 
 
-def _scan_phrase(text: str, pattern: Pattern, rule, full: TextView, stripped: TextView,
-                 quoted) -> list[tuple[Pattern, int, int, str, dict]]:
+def _scan_phrase(
+    text: str, pattern: Pattern, rule, full: TextView, stripped: TextView, quoted
+) -> list[tuple[Pattern, int, int, str, dict]]:
     found = []
     spans: list[tuple[int, int]] = []
     slot = rule.slots[0]
@@ -127,15 +188,21 @@ def _scan_phrase(text: str, pattern: Pattern, rule, full: TextView, stripped: Te
             continue
         start, end = full.original_span(*match.span())
         spans.append((start, end))
-        found.append((pattern, start, end, _context(full.text, match.start(), match.end(), quoted),
-                      _phrase_rule(rule, text, start, end)))
+        found.append(
+            (
+                pattern,
+                start,
+                end,
+                _context(full.text, match.start(), match.end(), quoted),
+                _phrase_rule(rule, text, start, end),
+            )
+        )
     for match in slot.compiled.finditer(stripped.text):
         if match.end() == match.start():
             continue
         start, end = stripped.original_span(*match.span())
         if not any(start < e and s < end for s, e in spans):
-            found.append((pattern, start, end, CONTEXT_NEGATED,
-                          _phrase_rule(rule, text, start, end)))
+            found.append((pattern, start, end, CONTEXT_NEGATED, _phrase_rule(rule, text, start, end)))
     return found
 
 
@@ -150,8 +217,9 @@ def _vetoed(rule, normalised: str, position: int) -> bool:
 
 
 def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
-    return compose.RuleMatch(rule, (compose.SlotMatch(rule.slots[0].name, start, end,
-                                                      text[start:end]),), 0, 0).to_dict()
+    return compose.RuleMatch(
+        rule, (compose.SlotMatch(rule.slots[0].name, start, end, text[start:end]),), 0, 0
+    ).to_dict()
 
 
 _SCOPE_BREAKS = {
@@ -169,16 +237,19 @@ def _scopes(text: str, full: TextView, scope: str) -> list[compose.Scope]:
     for a, b in zip(bounds, bounds[1:]):
         if b <= a or not line[a:b].strip():
             continue
-        scopes.append(compose.Scope(
-            line=line[a:b],
-            gap=lambda x, y, a=a: len(_WORD.findall(line[a + x:a + y])),
-            original=lambda x, y, a=a: full.original_span(a + x, a + y),
-            text=text, offset=a))
+        scopes.append(
+            compose.Scope(
+                line=line[a:b],
+                gap=lambda x, y, a=a: len(_WORD.findall(line[a + x : a + y])),
+                original=lambda x, y, a=a: full.original_span(a + x, a + y),
+                text=text,
+                offset=a,
+            )
+        )
     return scopes
 
 
-def _context(normalised: str, hit_start: int, hit_end: int | None = None,
-             quoted: list[tuple[int, int]] = ()) -> str:
+def _context(normalised: str, hit_start: int, hit_end: int | None = None, quoted: list[tuple[int, int]] = ()) -> str:
     prefix = normalised[:hit_start]
     if _negated_by_prefix(prefix):
         return CONTEXT_NEGATED
@@ -197,7 +268,7 @@ _GAP_NEGATOR = re.compile(r"\b(?:not|never|no longer)\b", _FLAGS)
 def _negated_between(normalised: str, match: compose.RuleMatch) -> bool:
     """'I would never | hurt | you': a negator between two slots denies the composition."""
     spans = match.line_spans
-    return any(_GAP_NEGATOR.search(normalised[a[1]:b[0]]) for a, b in zip(spans, spans[1:]))
+    return any(_GAP_NEGATOR.search(normalised[a[1] : b[0]]) for a, b in zip(spans, spans[1:]))
 
 
 def _third_party(hit: str) -> bool:

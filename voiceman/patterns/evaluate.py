@@ -7,6 +7,7 @@ positive, false positive or false negative, micro-averaged per category, per lan
 overall, separately for the `dev` part (rules are tuned on it) and the `heldout` part
 (never tuned on). Prints a table, writes the figures as JSON with --json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ class Counts:
     fp: int = 0
     fn: int = 0
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: Counts) -> None:
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn
@@ -57,8 +58,14 @@ class Counts:
     def to_dict(self) -> dict:
         p, r = self.precision, self.recall
         f1 = 2 * p * r / (p + r) if p and r else (0.0 if p is not None and r is not None else None)
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn,
-                "precision": _round(p), "recall": _round(r), "f1": _round(f1)}
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "precision": _round(p),
+            "recall": _round(r),
+            "f1": _round(f1),
+        }
 
 
 @dataclass
@@ -88,10 +95,10 @@ def load_examples(directory: Path = DEFAULT_EVAL_DIR) -> list[Example]:
             row = json.loads(line)
             unknown = set(row["labels"]) - set(CATEGORIES)
             if unknown or row["split"] not in SPLITS:
-                raise ValueError(f"{path}:{number}: bad labels {sorted(unknown)} or split "
-                                 f"{row['split']!r}")
-            examples.append(Example(row["id"], language, row["text"], frozenset(row["labels"]),
-                                    row.get("kind", ""), row["split"]))
+                raise ValueError(f"{path}:{number}: bad labels {sorted(unknown)} or split {row['split']!r}")
+            examples.append(
+                Example(row["id"], language, row["text"], frozenset(row["labels"]), row.get("kind", ""), row["split"])
+            )
     return examples
 
 
@@ -132,20 +139,20 @@ def score(outcomes: list[Outcome]) -> dict:
                 "overall": language_total.to_dict(),
                 "categories": {c: v.to_dict() for c, v in per_category.items()},
             }
-        result[split] = {"sentences": len(chosen), "overall": overall.to_dict(),
-                         "languages": languages}
+        result[split] = {"sentences": len(chosen), "overall": overall.to_dict(), "languages": languages}
     return result
 
 
-def evaluate(database: PatternDatabase | None = None,
-             eval_dir: Path = DEFAULT_EVAL_DIR) -> tuple[dict, list[Outcome]]:
+def evaluate(database: PatternDatabase | None = None, eval_dir: Path = DEFAULT_EVAL_DIR) -> tuple[dict, list[Outcome]]:
     database = database or load_database()
     examples = load_examples(eval_dir)
     outcomes = [predict(database, e) for e in examples]
     figures = score(outcomes)
     figures["database"] = {"version": database.version, "sha256": database.sha256}
-    figures["eval_set"] = {"directory": str(eval_dir),
-                           "counts": dict(Counter(f"{e.language}/{e.split}" for e in examples))}
+    figures["eval_set"] = {
+        "directory": str(eval_dir),
+        "counts": dict(Counter(f"{e.language}/{e.split}" for e in examples)),
+    }
     return figures, outcomes
 
 
@@ -159,16 +166,19 @@ def format_table(figures: dict) -> str:
         if not part or not part["sentences"]:
             continue
         lines.append(f"{split} ({part['sentences']} sentences)")
-        lines.append(f"  {'lang':4} {'category':13} {'P':>6} {'R':>6} {'F1':>6} "
-                     f"{'tp':>4} {'fp':>4} {'fn':>4}")
+        lines.append(f"  {'lang':4} {'category':13} {'P':>6} {'R':>6} {'F1':>6} {'tp':>4} {'fp':>4} {'fn':>4}")
         for language, data in part["languages"].items():
             rows = list(data["categories"].items()) + [("all", data["overall"])]
             for name, c in rows:
-                lines.append(f"  {language:4} {name:13} {cell(c['precision'])} {cell(c['recall'])} "
-                             f"{cell(c['f1'])} {c['tp']:4d} {c['fp']:4d} {c['fn']:4d}")
+                lines.append(
+                    f"  {language:4} {name:13} {cell(c['precision'])} {cell(c['recall'])} "
+                    f"{cell(c['f1'])} {c['tp']:4d} {c['fp']:4d} {c['fn']:4d}"
+                )
         o = part["overall"]
-        lines.append(f"  {'all':4} {'all':13} {cell(o['precision'])} {cell(o['recall'])} "
-                     f"{cell(o['f1'])} {o['tp']:4d} {o['fp']:4d} {o['fn']:4d}")
+        lines.append(
+            f"  {'all':4} {'all':13} {cell(o['precision'])} {cell(o['recall'])} "
+            f"{cell(o['f1'])} {o['tp']:4d} {o['fp']:4d} {o['fn']:4d}"
+        )
         lines.append("")
     return "\n".join(lines)
 
@@ -180,21 +190,29 @@ def format_errors(outcomes: list[Outcome], split: str) -> str:
             continue
         missed = sorted(o.example.labels - o.predicted)
         extra = sorted(o.predicted - o.example.labels)
-        fired = ", ".join(f"{h['rule']['id'] if h.get('rule') else h['pattern_id']}"
-                          f"[{h['context']}]" for h in o.hits)
-        lines.append(f"{o.example.id} missed={missed} extra={extra} :: {o.example.text}"
-                     + (f"\n      fired: {fired}" if fired else ""))
+        fired = ", ".join(f"{h['rule']['id'] if h.get('rule') else h['pattern_id']}[{h['context']}]" for h in o.hits)
+        lines.append(
+            f"{o.example.id} missed={missed} extra={extra} :: {o.example.text}"
+            + (f"\n      fired: {fired}" if fired else "")
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[2])
-    parser.add_argument("--eval-dir", default=str(DEFAULT_EVAL_DIR),
-                        help="folder with en.jsonl / ko.jsonl (default: config/patterns/eval)")
+    parser.add_argument(
+        "--eval-dir",
+        default=str(DEFAULT_EVAL_DIR),
+        help="folder with en.jsonl / ko.jsonl (default: config/patterns/eval)",
+    )
     parser.add_argument("--db", default=None, help="pattern database directory")
     parser.add_argument("--json", dest="json_out", default=None, help="write the figures here")
-    parser.add_argument("--errors", choices=SPLITS, default=None,
-                        help="also list the sentences of this split that were not exactly right")
+    parser.add_argument(
+        "--errors",
+        choices=SPLITS,
+        default=None,
+        help="also list the sentences of this split that were not exactly right",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -213,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.errors:
         print(format_errors(outcomes, args.errors))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n",
-                                       encoding="utf-8")
+        Path(args.json_out).write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0
 
 

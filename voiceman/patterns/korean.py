@@ -6,6 +6,7 @@ Korean glues particles and endings onto stems ("죽여버릴 거야" = 죽이 + 
 line whose tokens are "form/TAG" separated by single spaces. Offsets of a hit come
 from the morphemes' own offsets, so they point into the original text.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,9 @@ _REPORT_LOOKAHEAD = 4
 _SENTENCE_END_TAGS = {"SF"}
 _SCOPE_BREAK_TAGS = {"sentence": {"SF"}, "clause": {"SF", "SP"}}
 # Text between quotation marks is someone's words, not the speaker's own speech act.
-_QUOTED = re.compile(r'["\u201c\u201d\u2018\u2019\'「『]([^"\u201c\u201d\u2018\u2019\'「」『』]+)["\u201c\u201d\u2018\u2019\'」』]')
+_QUOTED = re.compile(
+    r'["\u201c\u201d\u2018\u2019\'「『]([^"\u201c\u201d\u2018\u2019\'「」『』]+)["\u201c\u201d\u2018\u2019\'」』]'
+)
 # Someone else's intent against the speaker ("팀장님이 나 죽일 거야"): a third person marked as
 # subject before the hit, the speaker as its object, and the listener nowhere in it.
 _FIRST_PERSON = {"나", "저", "우리", "내", "제"}
@@ -140,8 +143,13 @@ def _without_negators(morphemes: list[Morpheme]) -> list[Morpheme]:
         following = morphemes[index + 1] if index + 1 < len(morphemes) else None
         if morpheme.tag == _NEGATOR_TAG:
             continue
-        if (morpheme.form == "지" and morpheme.tag == "EC" and following is not None
-                and following.tag == "VX" and following.form in _NEGATOR_AUXILIARIES):
+        if (
+            morpheme.form == "지"
+            and morpheme.tag == "EC"
+            and following is not None
+            and following.tag == "VX"
+            and following.form in _NEGATOR_AUXILIARIES
+        ):
             skip_next = True
             continue
         kept.append(morpheme)
@@ -166,13 +174,13 @@ def scan(text: str, patterns: list[Pattern]) -> list[tuple[Pattern, int, int, st
                     line=rendered.line,
                     gap=lambda x, y, r=rendered: _gap(r, x, y),
                     original=lambda x, y, r=rendered: _line_span(r, x, y),
-                    text=text)
+                    text=text,
+                )
                 for match in compose.find(rule, scope):
                     first = first_index + _morpheme_at(rendered, match.line_start)
                     last = first_index + _morpheme_at(rendered, match.line_end - 1)
                     context = _context(morphemes, first, last, quoted, pattern.category)
-                    if context != CONTEXT_NEGATED and _negated_between(rendered, match,
-                                                                         scope_morphemes):
+                    if context != CONTEXT_NEGATED and _negated_between(rendered, match, scope_morphemes):
                         context = CONTEXT_NEGATED
                     found.append((pattern, match.start, match.end, context, match.to_dict()))
     return found
@@ -186,18 +194,23 @@ def _scan_phrase(text, pattern, rule, morphemes, full, stripped, quoted):
         first, last = full.morpheme_range(match)
         if _vetoed(rule, morphemes, first):
             continue
-        start, end = _span(morphemes[first:last + 1])
+        start, end = _span(morphemes[first : last + 1])
         spans.append((start, end))
-        found.append((pattern, start, end,
-                      _context(morphemes, first, last, quoted, pattern.category),
-                      _phrase_rule(rule, text, start, end)))
+        found.append(
+            (
+                pattern,
+                start,
+                end,
+                _context(morphemes, first, last, quoted, pattern.category),
+                _phrase_rule(rule, text, start, end),
+            )
+        )
     # A hit that needs the negator gone (죽이지 않을 거야 -> 죽이 을 거야) is negated.
     for match in slot.compiled.finditer(stripped.line):
         first, last = stripped.morpheme_range(match)
-        start, end = _span(stripped.morphemes[first:last + 1])
+        start, end = _span(stripped.morphemes[first : last + 1])
         if not any(start < e and s < end for s, e in spans):
-            found.append((pattern, start, end, CONTEXT_NEGATED,
-                          _phrase_rule(rule, text, start, end)))
+            found.append((pattern, start, end, CONTEXT_NEGATED, _phrase_rule(rule, text, start, end)))
     return found
 
 
@@ -213,11 +226,12 @@ def _vetoed(rule, morphemes: list[Morpheme], index: int) -> bool:
 
 
 def _phrase_rule(rule, text: str, start: int, end: int) -> dict:
-    return compose.RuleMatch(rule, (compose.SlotMatch(rule.slots[0].name, start, end,
-                                                      text[start:end]),), 0, 0).to_dict()
+    return compose.RuleMatch(
+        rule, (compose.SlotMatch(rule.slots[0].name, start, end, text[start:end]),), 0, 0
+    ).to_dict()
 
 
-def _negated_between(rendered: "_Rendered", match, scope_morphemes: list[Morpheme]) -> bool:
+def _negated_between(rendered: _Rendered, match, scope_morphemes: list[Morpheme]) -> bool:
     """A negator (안/못, -지 않/못/말) between two slots denies the composition."""
     spans = match.line_spans
     for (_, end), (start, _) in zip(spans, spans[1:]):
@@ -228,8 +242,11 @@ def _negated_between(rendered: "_Rendered", match, scope_morphemes: list[Morphem
             if morpheme.tag == _NEGATOR_TAG:
                 return True
             following = gap[index + 1] if index + 1 < len(gap) else None
-            if (morpheme.form, morpheme.tag) == ("지", "EC") and following is not None \
-                    and following.form in _NEGATOR_AUXILIARIES:
+            if (
+                (morpheme.form, morpheme.tag) == ("지", "EC")
+                and following is not None
+                and following.form in _NEGATOR_AUXILIARIES
+            ):
                 return True
     return False
 
@@ -242,25 +259,25 @@ def _scopes(morphemes: list[Morpheme], scope: str) -> list[tuple[int, list[Morph
     for index, morpheme in enumerate(morphemes):
         if morpheme.tag in breaks:
             if index + 1 > begin:
-                scopes.append((begin, morphemes[begin:index + 1]))
+                scopes.append((begin, morphemes[begin : index + 1]))
             begin = index + 1
     if begin < len(morphemes):
         scopes.append((begin, morphemes[begin:]))
     return scopes
 
 
-def _morpheme_at(rendered: "_Rendered", line_offset: int) -> int:
+def _morpheme_at(rendered: _Rendered, line_offset: int) -> int:
     return max(0, bisect_right(rendered.offsets, line_offset) - 1)
 
 
-def _gap(rendered: "_Rendered", x: int, y: int) -> int:
+def _gap(rendered: _Rendered, x: int, y: int) -> int:
     """Morphemes wholly between line offsets x (an end) and y (a start)."""
     return max(0, _morpheme_at(rendered, y) - _morpheme_at(rendered, max(0, x - 1)) - 1)
 
 
-def _line_span(rendered: "_Rendered", x: int, y: int) -> tuple[int, int]:
+def _line_span(rendered: _Rendered, x: int, y: int) -> tuple[int, int]:
     first, last = _morpheme_at(rendered, x), _morpheme_at(rendered, y - 1)
-    return _span(rendered.morphemes[first:last + 1])
+    return _span(rendered.morphemes[first : last + 1])
 
 
 def _span(morphemes: list[Morpheme]) -> tuple[int, int]:
@@ -272,8 +289,9 @@ def _span(morphemes: list[Morpheme]) -> tuple[int, int]:
 _THIRD_PARTY_CATEGORIES = {"threat"}
 
 
-def _context(morphemes: list[Morpheme], first: int, last: int,
-             quoted: list[tuple[int, int]] = (), category: str | None = None) -> str:
+def _context(
+    morphemes: list[Morpheme], first: int, last: int, quoted: list[tuple[int, int]] = (), category: str | None = None
+) -> str:
     if _negated_around(morphemes, first, last) or _opinion_negated(morphemes, last):
         return CONTEXT_NEGATED
     if _quoted_after(morphemes, last):
@@ -295,13 +313,11 @@ def _third_party(morphemes: list[Morpheme], first: int, last: int, strict: bool 
     begin = first
     while begin > 0 and morphemes[begin - 1].tag not in _SENTENCE_END_TAGS:
         begin -= 1
-    sentence = morphemes[begin:last + 1]
+    sentence = morphemes[begin : last + 1]
     if any(m.form in _SECOND_PERSON and m.tag in ("NP", "IC") for m in sentence):
         return False
-    subjects = [sentence[i - 1] for i, m in enumerate(sentence)
-                if m.tag in _SUBJECT_PARTICLES and i > 0]
-    third_subject = any(s.form not in _FIRST_PERSON and s.form not in _SECOND_PERSON
-                        for s in subjects)
+    subjects = [sentence[i - 1] for i, m in enumerate(sentence) if m.tag in _SUBJECT_PARTICLES and i > 0]
+    third_subject = any(s.form not in _FIRST_PERSON and s.form not in _SECOND_PERSON for s in subjects)
     if not third_subject:
         return False
     first_person = [i for i, m in enumerate(sentence) if m.form in _FIRST_PERSON and m.tag == "NP"]
@@ -309,25 +325,27 @@ def _third_party(morphemes: list[Morpheme], first: int, last: int, strict: bool 
         return not first_person
     # the speaker as object: a first-person pronoun not marked as subject or topic
     speaker_object = any(
-        i + 1 >= len(sentence) or not (sentence[i + 1].tag in _SUBJECT_PARTICLES
-                                       or sentence[i + 1].tag == "JX")
-        for i in first_person)
+        i + 1 >= len(sentence) or not (sentence[i + 1].tag in _SUBJECT_PARTICLES or sentence[i + 1].tag == "JX")
+        for i in first_person
+    )
     return speaker_object or not first_person
 
 
 def _negated_around(morphemes: list[Morpheme], first: int, last: int) -> bool:
     # 안 죽여 / 절대 안 죽여: the negating adverb sits right before the predicate.
-    before = morphemes[max(0, first - 2):first]
+    before = morphemes[max(0, first - 2) : first]
     if before and before[-1].tag == _NEGATOR_TAG:
         return True
     if len(before) == 2 and before[1].tag == "MAG" and before[0].tag == _NEGATOR_TAG:
         return True
-    after = morphemes[last + 1:last + 1 + _NEGATION_LOOKAHEAD]
+    after = morphemes[last + 1 : last + 1 + _NEGATION_LOOKAHEAD]
     forms = [(m.form, m.tag) for m in after]
     # 죽이지 않아 / 죽이지 마 / 때리지 못해
-    if len(forms) >= 2 and forms[0] == ("지", "EC") and (
-            (forms[1][1] == "VX" and forms[1][0] in _NEGATOR_AUXILIARIES)
-            or forms[1] == ("못", _NEGATOR_TAG)):
+    if (
+        len(forms) >= 2
+        and forms[0] == ("지", "EC")
+        and ((forms[1][1] == "VX" and forms[1][0] in _NEGATOR_AUXILIARIES) or forms[1] == ("못", _NEGATOR_TAG))
+    ):
         return True
     # 죽일 리가 없어 / 죽일 생각 없어 / 때릴 수 없어
     if forms and forms[0][0] in _NEGATED_INTENT_NOUNS and forms[0][1].startswith("NN"):
@@ -345,7 +363,7 @@ def _quoted_after(morphemes: list[Morpheme], last: int) -> bool:
     index = _quote_index(morphemes, last)
     if index is None:
         return False
-    after = morphemes[index + 1:index + 3]
+    after = morphemes[index + 1 : index + 3]
     if after and after[0].form in _THINKING:
         return False
     # 히스테리라고 할걸: a prediction of what someone will say, in the speaker's own voice
@@ -368,8 +386,7 @@ def _opinion_negated(morphemes: list[Morpheme], last: int) -> bool:
     index = _quote_index(morphemes, last)
     if index is None:
         return False
-    after = morphemes[index + 1:index + 6]
+    after = morphemes[index + 1 : index + 6]
     if not after or after[0].form not in _THINKING:
         return False
-    return any(m.tag == _NEGATOR_TAG or (m.form in _NEGATOR_AUXILIARIES and m.tag == "VX")
-               for m in after[1:])
+    return any(m.tag == _NEGATOR_TAG or (m.form in _NEGATOR_AUXILIARIES and m.tag == "VX") for m in after[1:])

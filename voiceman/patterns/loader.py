@@ -9,6 +9,7 @@ Layout of the directory:
 
 Every problem is reported as a PatternDatabaseError naming the file and line.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,6 +47,8 @@ class Lexicon:
     def fragment(self) -> str:
         """The entries as one regex alternation, longest first."""
         return "|".join(sorted(self.entries, key=lambda e: (-len(e), e)))
+
+
 _COMPILERS = {"en": english.compile_rule, "ko": korean.compile_rule}
 
 
@@ -73,8 +76,9 @@ def read_database(directory: Path) -> LoadedFiles:
         raise PatternDatabaseError(directory, None, "no pattern files (*.yaml) found")
     lexicon_files = sorted((directory / LEXICON_DIR).glob("*.yaml"))
 
-    all_files = sorted([schema_file, manifest_file, *pattern_files, *lexicon_files],
-                       key=lambda p: _relative_name(p, directory))
+    all_files = sorted(
+        [schema_file, manifest_file, *pattern_files, *lexicon_files], key=lambda p: _relative_name(p, directory)
+    )
     raw = {path: _read_bytes(path) for path in all_files}
     digest = hashlib.sha256()
     for path in all_files:  # chain of custody: bytes of every file, sorted by relative name
@@ -83,8 +87,7 @@ def read_database(directory: Path) -> LoadedFiles:
     schema = _load_schema(schema_file, raw[schema_file])
     manifest = load_located_yaml(manifest_file, raw[manifest_file])
     _validate(manifest, schema, "manifest")
-    macros = {language: dict(table)
-              for language, table in (manifest.data.get("macros") or {}).items()}
+    macros = {language: dict(table) for language, table in (manifest.data.get("macros") or {}).items()}
     for lexicon_file in lexicon_files:
         _add_lexicon(load_located_yaml(lexicon_file, raw[lexicon_file]), schema, macros)
 
@@ -96,9 +99,10 @@ def read_database(directory: Path) -> LoadedFiles:
         for index, entry in enumerate(document.data["patterns"]):
             pattern = _build_pattern(document, index, entry, macros)
             if pattern.id in first_seen:
-                raise document.error(("patterns", index, "id"),
-                                     f"duplicate pattern id {pattern.id!r} "
-                                     f"(first defined at {first_seen[pattern.id]})")
+                raise document.error(
+                    ("patterns", index, "id"),
+                    f"duplicate pattern id {pattern.id!r} (first defined at {first_seen[pattern.id]})",
+                )
             first_seen[pattern.id] = f"{path}:{pattern.line}"
             patterns.append(pattern)
     return LoadedFiles(str(manifest.data["version"]), patterns, digest.hexdigest(), all_files)
@@ -118,20 +122,22 @@ def _add_lexicon(document: LocatedDocument, schema: dict, macros: dict) -> None:
     language, name = data["language"], data["name"]
     expected = f"{language}.{name}.yaml"
     if document.file.name != expected:
-        raise document.error(("name",), f"lexicon {name!r} ({language}) must be in a file "
-                                        f"named {expected!r}")
+        raise document.error(("name",), f"lexicon {name!r} ({language}) must be in a file named {expected!r}")
     table = macros.setdefault(language, {})
     if name in table:
-        raise document.error(("name",), f"lexicon name {name!r} is already a macro of "
-                                        f"language {language!r}")
-    lexicon = Lexicon(name, language, data["description"], tuple(data["entries"]),
-                      f"{LEXICON_DIR}/{document.file.name}:{document.line_of(())}")
+        raise document.error(("name",), f"lexicon name {name!r} is already a macro of language {language!r}")
+    lexicon = Lexicon(
+        name,
+        language,
+        data["description"],
+        tuple(data["entries"]),
+        f"{LEXICON_DIR}/{document.file.name}:{document.line_of(())}",
+    )
     for index, entry in enumerate(lexicon.entries):
         try:
             re.compile(_MACRO.sub("x", entry))
         except re.error as exc:
-            raise document.error(("entries", index), f"invalid lexicon entry regex ({exc})") \
-                from exc
+            raise document.error(("entries", index), f"invalid lexicon entry regex ({exc})") from exc
     table[name] = lexicon.fragment()
 
 
@@ -166,8 +172,7 @@ def _validate(document: LocatedDocument, schema: dict, definition: str) -> None:
     first_line = min(document.line_of(e.absolute_path) for e in errors)
     error = best_match(e for e in errors if document.line_of(e.absolute_path) == first_line)
     where = _json_path(error.absolute_path)
-    raise document.error(error.absolute_path,
-                         f"schema violation at {where}: {error.message}")
+    raise document.error(error.absolute_path, f"schema violation at {where}: {error.message}")
 
 
 def _json_path(path) -> str:
@@ -181,30 +186,43 @@ def _build_pattern(document: LocatedDocument, index: int, entry: dict, macros: d
     language, category, pattern_id = entry["language"], entry["category"], entry["id"]
     prefix = f"{language}.{category}."
     if not pattern_id.startswith(prefix):
-        raise document.error(("patterns", index, "id"),
-                             f"pattern id {pattern_id!r} must start with {prefix!r} "
-                             f"(its language and category)")
+        raise document.error(
+            ("patterns", index, "id"),
+            f"pattern id {pattern_id!r} must start with {prefix!r} (its language and category)",
+        )
     rule_key = _RULE_KEY[language]
     table = macros.get(language, {})
     if "rules" in entry["match"]:
         compiled = None
         rule = json.dumps(entry["match"]["rules"], ensure_ascii=False)
-        rules = tuple(_build_rule(document, ("patterns", index, "match", "rules", r), spec,
-                                  pattern_id, language, table)
-                      for r, spec in enumerate(entry["match"]["rules"]))
+        rules = tuple(
+            _build_rule(document, ("patterns", index, "match", "rules", r), spec, pattern_id, language, table)
+            for r, spec in enumerate(entry["match"]["rules"])
+        )
         names = [r.name for r in rules]
         if len(set(names)) != len(names):
-            raise document.error(("patterns", index, "match", "rules"),
-                                 f"pattern {pattern_id!r}: rule names must be unique ({names})")
+            raise document.error(
+                ("patterns", index, "match", "rules"), f"pattern {pattern_id!r}: rule names must be unique ({names})"
+            )
     else:
         rule_path = ("patterns", index, "match", rule_key)
         rule = entry["match"][rule_key]
         compiled = _compile(document, rule_path, rule, pattern_id, language, table)
         unless_source = tuple(entry.get("unless", ()))
-        unless = tuple(_compile(document, ("patterns", index, "unless", i), veto, pattern_id,
-                                language, table) for i, veto in enumerate(unless_source))
-        rules = (Rule(f"{pattern_id}#{PHRASE_RULE}", PHRASE_RULE,
-                      (Slot(PHRASE_RULE, rule, compiled),), "sentence", unless, unless_source),)
+        unless = tuple(
+            _compile(document, ("patterns", index, "unless", i), veto, pattern_id, language, table)
+            for i, veto in enumerate(unless_source)
+        )
+        rules = (
+            Rule(
+                f"{pattern_id}#{PHRASE_RULE}",
+                PHRASE_RULE,
+                (Slot(PHRASE_RULE, rule, compiled),),
+                "sentence",
+                unless,
+                unless_source,
+            ),
+        )
     return Pattern(
         id=pattern_id,
         category=category,
@@ -221,8 +239,7 @@ def _build_pattern(document: LocatedDocument, index: int, entry: dict, macros: d
     )
 
 
-def _compile(document: LocatedDocument, path, rule: str, pattern_id: str, language: str,
-             macros: dict) -> re.Pattern:
+def _compile(document: LocatedDocument, path, rule: str, pattern_id: str, language: str, macros: dict) -> re.Pattern:
     expanded = _expand_macros(document, path, rule, macros)
     try:
         return _COMPILERS[language](expanded)
@@ -230,28 +247,30 @@ def _compile(document: LocatedDocument, path, rule: str, pattern_id: str, langua
         raise document.error(path, f"pattern {pattern_id!r}: invalid rule regex ({exc})") from exc
 
 
-def _build_rule(document: LocatedDocument, path, spec: dict, pattern_id: str, language: str,
-                macros: dict) -> Rule:
+def _build_rule(document: LocatedDocument, path, spec: dict, pattern_id: str, language: str, macros: dict) -> Rule:
     """A compositional rule: slots (in order) that must meet within one scope."""
     key = _RULE_KEY[language]
     slots = []
     for index, slot in enumerate(spec["slots"]):
         if key not in slot:
-            raise document.error((*path, "slots", index),
-                                 f"pattern {pattern_id!r}: a {language} slot is written "
-                                 f"with {key!r}")
-        compiled = _compile(document, (*path, "slots", index, key), slot[key], pattern_id,
-                            language, macros)
+            raise document.error(
+                (*path, "slots", index), f"pattern {pattern_id!r}: a {language} slot is written with {key!r}"
+            )
+        compiled = _compile(document, (*path, "slots", index, key), slot[key], pattern_id, language, macros)
         slots.append(Slot(slot["name"], slot[key], compiled, slot.get("max_gap")))
     names = [s.name for s in slots]
     if len(set(names)) != len(names):
-        raise document.error((*path, "slots"), f"pattern {pattern_id!r}: slot names must be "
-                                               f"unique within a rule ({names})")
+        raise document.error(
+            (*path, "slots"), f"pattern {pattern_id!r}: slot names must be unique within a rule ({names})"
+        )
     unless_source = tuple(spec.get("unless", ()))
-    unless = tuple(_compile(document, (*path, "unless", i), veto, pattern_id, language, macros)
-                   for i, veto in enumerate(unless_source))
-    return Rule(f"{pattern_id}#{spec['name']}", spec["name"], tuple(slots),
-                spec.get("scope", "sentence"), unless, unless_source)
+    unless = tuple(
+        _compile(document, (*path, "unless", i), veto, pattern_id, language, macros)
+        for i, veto in enumerate(unless_source)
+    )
+    return Rule(
+        f"{pattern_id}#{spec['name']}", spec["name"], tuple(slots), spec.get("scope", "sentence"), unless, unless_source
+    )
 
 
 def _expand_macros(document: LocatedDocument, path, rule: str, macros: dict) -> str:
@@ -262,7 +281,8 @@ def _expand_macros(document: LocatedDocument, path, rule: str, macros: dict) -> 
             return expanded
         unknown = sorted(set(n for n in names if n not in macros))
         if unknown:
-            raise document.error(path, f"unknown macro {{{{{unknown[0]}}}}} "
-                                       f"(defined in manifest.yaml: {sorted(macros)})")
+            raise document.error(
+                path, f"unknown macro {{{{{unknown[0]}}}}} (defined in manifest.yaml: {sorted(macros)})"
+            )
         expanded = _MACRO.sub(lambda m: "(?:" + macros[m.group(1)] + ")", expanded)
     raise document.error(path, "macros nest too deeply (a macro refers to itself?)")

@@ -1,4 +1,5 @@
 """Typed records of the pattern database: a compiled pattern and a hit in a text."""
+
 from __future__ import annotations
 
 import re

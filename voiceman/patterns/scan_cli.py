@@ -4,6 +4,7 @@ Prints one JSON object per hit per line. `argv` is what follows "patterns scan".
 Exit status: 0 on success (hits or not), 2 when the input cannot be read or the
 arguments are wrong, 1 when the pattern database is malformed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,18 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Find crime-language patterns in a transcript text.")
     parser.add_argument("file", metavar="FILE", help="UTF-8 text file, or - for stdin")
-    parser.add_argument("--lang", choices=("ko", "en", "auto"), default="auto",
-                        help="language of the text (auto: Hangul present -> Korean)")
-    parser.add_argument("--all", action="store_true", dest="include_negated",
-                        help="also print negated hits ('I would never hurt you')")
-    parser.add_argument("--db", default=None, help="pattern database directory "
-                                                    "(default: the repository's config/patterns)")
+    parser.add_argument(
+        "--lang",
+        choices=("ko", "en", "auto"),
+        default="auto",
+        help="language of the text (auto: Hangul present -> Korean)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", dest="include_negated", help="also print negated hits ('I would never hurt you')"
+    )
+    parser.add_argument(
+        "--db", default=None, help="pattern database directory (default: the repository's config/patterns)"
+    )
     return parser
 
 
@@ -62,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: cannot read {source}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except UnicodeDecodeError as exc:
-        print(f"{PROG}: cannot read {source}: not UTF-8 text ({exc.reason} at byte "
-              f"{exc.start})", file=sys.stderr)
+        print(f"{PROG}: cannot read {source}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
         return 2
     try:
         database = load_database(args.db)

@@ -4,6 +4,7 @@ English matching runs on a normalised text (contractions expanded, whitespace
 collapsed, negators removed); every character of a view carries the original span
 it stands for, so a match in the view maps back to exact offsets in the input.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,10 +19,10 @@ class TextView:
     ends: tuple[int, ...]  # original end offset (exclusive) of each character
 
     @classmethod
-    def of(cls, text: str) -> "TextView":
+    def of(cls, text: str) -> TextView:
         return cls(text, tuple(range(len(text))), tuple(range(1, len(text) + 1)))
 
-    def rewrite(self, pattern: re.Pattern, replace: Callable[[re.Match], str]) -> "TextView":
+    def rewrite(self, pattern: re.Pattern, replace: Callable[[re.Match], str]) -> TextView:
         """Replace every non-empty match; new characters stand for the whole match."""
         pieces: list[str] = []
         starts: list[int] = []

@@ -4,6 +4,7 @@ PyYAML's safe loader throws the node marks away; here the document is composed i
 nodes first, turned into plain data, and a map from the JSON path of each value
 (a tuple of keys / indexes) to its 1-based line is kept beside it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,9 +73,7 @@ def _record_lines(file: Path, node: yaml.Node, path: JsonPath, lines: dict) -> N
             # PyYAML silently keeps the last of two equal keys; in evidence-grade
             # data a duplicated key is almost always a copy-paste mistake.
             if key in seen:
-                raise PatternDatabaseError(
-                    file, line, f"duplicate key {key!r} (first at line {seen[key]})"
-                )
+                raise PatternDatabaseError(file, line, f"duplicate key {key!r} (first at line {seen[key]})")
             seen[key] = line
             _record_lines(file, value_node, path + (key,), lines)
             # A key's own line is the better location for errors about its value.

@@ -10,6 +10,7 @@ and what its failure means) and ``stage_names`` (the stages, their order and the
 The rule modules are imported on first use (``pipeline.ingest``), not here, so that reading
 ``stage_names`` (the daemon does) does not import every rule.
 """
+
 from __future__ import annotations
 
 import importlib

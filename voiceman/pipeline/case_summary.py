@@ -1,6 +1,7 @@
 """Rule ``case_summary``: case.json + case.html -- every recording with its status (done, or
 failed and why) and score, every other entry of the case folder with its status and reason,
 the findings queue and the reviewer verdicts."""
+
 from __future__ import annotations
 
 import os
@@ -22,13 +23,24 @@ def run(job: RuleJob) -> None:
         recordings = list(job.params.recordings)  # [{key, name, kind}], in the order of the reports
         paths = dict(zip([r["key"] for r in recordings], job.input.reports))
         reports = {key: atomic.read_json(path) for key, path in paths.items()}
-        summary = summarize(reports, paths, list(job.params.entries), job.config["case_dir"],
-                            job.params.config_sha256, voiceman.__version__, recordings=recordings)
+        summary = summarize(
+            reports,
+            paths,
+            list(job.params.entries),
+            job.config["case_dir"],
+            job.params.config_sha256,
+            voiceman.__version__,
+            recordings=recordings,
+        )
         # The findings queue and the reviewer verdicts (results/review/, an input once imported:
         # an import reruns this job); each verdict attaches only to the report hash it was made on.
         results = job.config["results_dir"]
-        findings = review.case_findings(reports, paths, {r["key"]: r["name"] for r in recordings},
-                                        {key: review.ingest_codec(results, key) for key in paths})
+        findings = review.case_findings(
+            reports,
+            paths,
+            {r["key"]: r["name"] for r in recordings},
+            {key: review.ingest_codec(results, key) for key in paths},
+        )
         try:
             state, error = review.load_state(results), None
         except review.ReviewError as exc:
@@ -42,9 +54,15 @@ def run(job: RuleJob) -> None:
         atomic.write_text(job.output.html, render_case_report(page, findings, stale, page_dir))
 
 
-def summarize(reports: dict[str, dict[str, Any]], report_paths: dict[str, str],
-              entries: list[dict[str, Any]] | list[str], case_dir: str, config_sha256: str,
-              software_version: str, recordings: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def summarize(
+    reports: dict[str, dict[str, Any]],
+    report_paths: dict[str, str],
+    entries: list[dict[str, Any]] | list[str],
+    case_dir: str,
+    config_sha256: str,
+    software_version: str,
+    recordings: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """``case.json``.
 
     ``reports``/``report_paths``: {key: report / its path} of every recording; ``recordings``:
@@ -57,33 +75,55 @@ def summarize(reports: dict[str, dict[str, Any]], report_paths: dict[str, str],
     every entry of the case folder exactly once with its status -- done, failed or ignored --
     and reason.  ``ignored``: the names of the ignored entries.
     """
-    others = [e if isinstance(e, dict) else {"name": e, "kind": "file", "status": IGNORED,
-                                               "reason": "not a recording"} for e in entries]
+    others = [
+        e if isinstance(e, dict) else {"name": e, "kind": "file", "status": IGNORED, "reason": "not a recording"}
+        for e in entries
+    ]
     files, listed = [], []
     known = {r["key"]: r for r in recordings or []}
     for key, rep in reports.items():
         done = rep.get("status") == DONE
         custody = rep.get("custody") or {}
         name = known.get(key, {}).get("name") or rep.get("file") or key
-        files.append({
-            "name": name,
-            "key": key,
-            "status": DONE if done else FAILED,
-            "reason": None if done else rep.get("reason") or "unknown failure",
-            "report": report_paths[key] if done else None,
-            "input_sha256": custody.get("input_sha256_before"),
-            "input_sha256_first_seen": custody.get("input_sha256_first_seen"),
-            "duration_s": rep.get("duration_s"),
-            "file_score": (rep.get("file_score") or {}).get("score"),
-            "flagged_segments": (rep.get("summary") or {}).get("flagged_segments"),
-        })
-        listed.append({"name": name, "kind": known.get(key, {}).get("kind", "file"), "status": files[-1]["status"],
-                       "reason": files[-1]["reason"], "key": key})
+        files.append(
+            {
+                "name": name,
+                "key": key,
+                "status": DONE if done else FAILED,
+                "reason": None if done else rep.get("reason") or "unknown failure",
+                "report": report_paths[key] if done else None,
+                "input_sha256": custody.get("input_sha256_before"),
+                "input_sha256_first_seen": custody.get("input_sha256_first_seen"),
+                "duration_s": rep.get("duration_s"),
+                "file_score": (rep.get("file_score") or {}).get("score"),
+                "flagged_segments": (rep.get("summary") or {}).get("flagged_segments"),
+            }
+        )
+        listed.append(
+            {
+                "name": name,
+                "kind": known.get(key, {}).get("kind", "file"),
+                "status": files[-1]["status"],
+                "reason": files[-1]["reason"],
+                "key": key,
+            }
+        )
     for entry in others:
         if entry["status"] == FAILED:
-            files.append({"name": entry["name"], "key": None, "status": FAILED, "reason": entry["reason"],
-                          "report": None, "input_sha256": None, "input_sha256_first_seen": None,
-                          "duration_s": None, "file_score": None, "flagged_segments": None})
+            files.append(
+                {
+                    "name": entry["name"],
+                    "key": None,
+                    "status": FAILED,
+                    "reason": entry["reason"],
+                    "report": None,
+                    "input_sha256": None,
+                    "input_sha256_first_seen": None,
+                    "duration_s": None,
+                    "file_score": None,
+                    "flagged_segments": None,
+                }
+            )
         listed.append({**entry, "key": None})
     files.sort(key=lambda f: f["name"])
     listed.sort(key=lambda e: e["name"])

@@ -5,6 +5,7 @@ input failed (a file it cannot decode, a model error on it), so the file gets a 
 and the run goes on; any other scope means the daemon cannot serve anyone now, which is raised,
 so the job fails and ``--rerun-incomplete`` completes the file once the daemon is back.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,9 @@ from ..daemonlink.client import DaemonClient, RequestFailed
 from .failures import failed
 
 
-def call_daemon(client: DaemonClient, stage: str, deadline_s: float,
-                **content: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def call_daemon(
+    client: DaemonClient, stage: str, deadline_s: float, **content: Any
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Send the ``stage`` request (the rule's name is the daemon's request type).
 
     Returns ``(reply, None)``, or ``(None, failure record)`` when the daemon refused this

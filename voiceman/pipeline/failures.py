@@ -6,6 +6,7 @@ passes it on unchanged, so the case summary lists the file as failed and every o
 on (U4).  Infrastructure failures (no daemon, daemon lost) are raised instead: nothing is wrong
 with the evidence, and ``--rerun-incomplete`` completes the file later.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """Rule ``ingest``: hash the original recording, check it against the evidence ledger, prove it
 decodes, and record its format (results/ingest/<file>.json)."""
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,9 @@ def run(job: RuleJob) -> None:
         # The evidence's own name (the input may be results/custody/evidence/<key>, a link to a
         # file whose name cannot be an output path); its first-seen hash is kept in the ledger.
         name, path = case.evidence_name(job.input.audio)
-        atomic.write_json(job.output.meta, ingest(path, name=name, key=job.wildcards.file,
-                                                  ledger=Ledger(job.config["results_dir"])))
+        atomic.write_json(
+            job.output.meta, ingest(path, name=name, key=job.wildcards.file, ledger=Ledger(job.config["results_dir"]))
+        )
 
 
 def _text_path(path: Path) -> str:
@@ -36,8 +38,9 @@ def _text_path(path: Path) -> str:
     return real if os.fsencode(real).decode("utf-8", "backslashreplace") == real else os.path.abspath(path)
 
 
-def ingest(audio_path: str | Path, name: str | None = None, key: str | None = None,
-           ledger: Ledger | None = None) -> dict[str, Any]:
+def ingest(
+    audio_path: str | Path, name: str | None = None, key: str | None = None, ledger: Ledger | None = None
+) -> dict[str, Any]:
     """Hash the original, check the hash against the evidence ledger's first-seen hash of the
     file (recording it when the file is new), then prove it decodes; metadata for the report.
 
@@ -62,13 +65,22 @@ def ingest(audio_path: str | Path, name: str | None = None, key: str | None = No
         return {**record, **failed("ingest", f"{shown}: cannot read: {exc.strerror}"), "finished_utc": utc_now()}
     if ledger is not None:
         try:
-            first = ledger.check(path.name if name is None else name, record["sha256"], key=key or shown,
-                                 size_bytes=record["size_bytes"], path=record["path"])
+            first = ledger.check(
+                path.name if name is None else name,
+                record["sha256"],
+                key=key or shown,
+                size_bytes=record["size_bytes"],
+                path=record["path"],
+            )
         except EvidenceChanged as exc:
             log.error("%s", exc)
-            return {**record, "input_sha256_first_seen": exc.first_seen["sha256"],
-                    "input_first_seen_utc": exc.first_seen.get("first_seen_utc"),
-                    **failed("ingest", str(exc)), "finished_utc": utc_now()}
+            return {
+                **record,
+                "input_sha256_first_seen": exc.first_seen["sha256"],
+                "input_first_seen_utc": exc.first_seen.get("first_seen_utc"),
+                **failed("ingest", str(exc)),
+                "finished_utc": utc_now(),
+            }
         except LedgerError as exc:
             log.error("%s", exc)
             return {**record, **failed("ingest", str(exc)), "finished_utc": utc_now()}
@@ -80,9 +92,17 @@ def ingest(audio_path: str | Path, name: str | None = None, key: str | None = No
     except AudioDecodeError as exc:
         return {**record, **failed("ingest", str(exc)), "finished_utc": utc_now()}
     if decoded_sha256 != record["sha256"]:
-        reason = (f"{shown}: changed while it was ingested (sha256 {record['sha256']} when hashed, "
-                  f"{decoded_sha256} when decoded)")
+        reason = (
+            f"{shown}: changed while it was ingested (sha256 {record['sha256']} when hashed, "
+            f"{decoded_sha256} when decoded)"
+        )
         log.error("%s", reason)
         return {**record, **failed("ingest", reason), "finished_utc": utc_now()}
-    return {**record, "status": "ok", "audio": info.to_dict(), "duration_s": info.duration_s,
-            "decode_s": round(time.perf_counter() - t0, 3), "finished_utc": utc_now()}
+    return {
+        **record,
+        "status": "ok",
+        "audio": info.to_dict(),
+        "duration_s": info.duration_s,
+        "decode_s": round(time.perf_counter() - t0, 3),
+        "finished_utc": utc_now(),
+    }

@@ -6,6 +6,7 @@ run as threads of one Snakemake process, or as processes of their own on a clust
 appending to the one file: each event is a single ``os.write`` of one whole line on an
 ``O_APPEND`` descriptor, which the kernel appends as one piece, so lines never interleave.
 """
+
 from __future__ import annotations
 
 import json

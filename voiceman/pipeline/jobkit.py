@@ -8,14 +8,16 @@ inference happens in the daemon, so these threads only do light CPU work).  On a
 job still runs in its own Snakemake process.  Because several jobs share one process, a job's
 log handler takes only the records its own thread emits.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ..timestamps import utc_from_unix
 from .job_events import append_event
@@ -56,6 +58,7 @@ def settings_for(config: dict[str, Any], rule: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class RuleJob:
     """One job of a rule: Snakemake's named lists as the run block sees them, plus the config."""
+
     rule: str
     input: Any
     output: Any
@@ -123,10 +126,17 @@ def job_logging(job: RuleJob) -> Iterator[logging.Logger]:
     finally:
         seconds = time.monotonic() - started
         if job.config.get("results_dir"):
-            append_event(job.config["results_dir"], {
-                "rule": job.rule, "file": job.file_key, "start_utc": utc_from_unix(started_unix),
-                "end_utc": utc_from_unix(started_unix + seconds), "seconds": round(seconds, 3),
-                "status": status})
+            append_event(
+                job.config["results_dir"],
+                {
+                    "rule": job.rule,
+                    "file": job.file_key,
+                    "start_utc": utc_from_unix(started_unix),
+                    "end_utc": utc_from_unix(started_unix + seconds),
+                    "seconds": round(seconds, 3),
+                    "status": status,
+                },
+            )
         if handler is not None:
             library.removeHandler(handler)
             handler.close()

@@ -1,5 +1,6 @@
 """Rule ``report``: the per-file forensic report -- cross-check, explained scores and the chain
 of custody -- as schema-valid JSON and a self-contained HTML page (results/report/<file>.*)."""
+
 from __future__ import annotations
 
 import socket
@@ -19,14 +20,18 @@ def run(job: RuleJob) -> None:
     from ..htmlreport import render_file_report
 
     with job_logging(job):
-        parts = {name: atomic.read_json(job.input[name])
-                 for name in ("meta", "transcript", "emotion", "features", "hits")}
-        result = build_report(parts["meta"], parts["transcript"], parts["emotion"], parts["features"],
-                              parts["hits"], job.config)
+        parts = {
+            name: atomic.read_json(job.input[name]) for name in ("meta", "transcript", "emotion", "features", "hits")
+        }
+        result = build_report(
+            parts["meta"], parts["transcript"], parts["emotion"], parts["features"], parts["hits"], job.config
+        )
         atomic.write_json(job.output.report, result)
         # Play controls link the evidence relative to the page; the codec says whether a browser can play it.
-        atomic.write_text(job.output.html, render_file_report(result, page_dir=Path(job.output.html).parent,
-                                                              audio=parts["meta"].get("audio")))
+        atomic.write_text(
+            job.output.html,
+            render_file_report(result, page_dir=Path(job.output.html).parent, audio=parts["meta"].get("audio")),
+        )
 
 
 def _model_entry(custody: dict[str, Any]) -> dict[str, Any]:
@@ -35,8 +40,9 @@ def _model_entry(custody: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v is not None}
 
 
-def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, hits: dict,
-                 config: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    meta: dict, transcript: dict, ser: dict, voice_features: dict, hits: dict, config: dict[str, Any]
+) -> dict[str, Any]:
     """The per-file forensic report, schema-validated, with its chain of custody.  The input
     is hashed again here: equal to the ingest hash proves the evidence was not modified.
 
@@ -49,8 +55,11 @@ def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, 
 
     after = sha256_file(meta["path"]) if Path(meta["path"]).is_file() else None
     before = meta.get("sha256")
-    decoded = {stage: rec.get("decoded_sha256") for stage, rec in
-               (("transcribe", transcript), ("ser", ser), ("voice", voice_features)) if rec.get("decoded_sha256")}
+    decoded = {
+        stage: rec.get("decoded_sha256")
+        for stage, rec in (("transcribe", transcript), ("ser", ser), ("voice", voice_features))
+        if rec.get("decoded_sha256")
+    }
     diarization = transcript.get("diarization") or {}
     models = [transcript.get("model"), diarization.get("model")] + list(ser.get("models") or [])
     custody = {
@@ -80,17 +89,33 @@ def build_report(meta: dict, transcript: dict, ser: dict, voice_features: dict, 
     if failure is None and after != before:
         failure = failed("report", f"{meta['file']}: input changed during analysis ({before} -> {after})")
     if failure is None and differing:
-        failure = failed("report", f"{meta['file']}: bytes differ from the ingested evidence (ingest sha256 {before}; "
-                                   + ", ".join(f"{k} {v}" for k, v in differing.items()) + ")")
+        failure = failed(
+            "report",
+            f"{meta['file']}: bytes differ from the ingested evidence (ingest sha256 {before}; "
+            + ", ".join(f"{k} {v}" for k, v in differing.items())
+            + ")",
+        )
     if failure:
-        report = assemble_file_report(file=meta["file"], custody=custody, status="failed",
-                                      reason=f"{failure['failed_stage']}: {failure['reason']}", rules=rules)
+        report = assemble_file_report(
+            file=meta["file"],
+            custody=custody,
+            status="failed",
+            reason=f"{failure['failed_stage']}: {failure['reason']}",
+            rules=rules,
+        )
     else:
         report = assemble_file_report(
-            file=meta["file"], custody=custody, segments=transcript["segments"], emotions=ser["segments"],
-            voices=voice_features["segments"], patterns=hits["segments"], duration_s=meta["duration_s"],
-            language=transcript.get("language"), rules=rules,
-            segment_languages=hits.get("segment_languages"))  # the pattern language of each segment
+            file=meta["file"],
+            custody=custody,
+            segments=transcript["segments"],
+            emotions=ser["segments"],
+            voices=voice_features["segments"],
+            patterns=hits["segments"],
+            duration_s=meta["duration_s"],
+            language=transcript.get("language"),
+            rules=rules,
+            segment_languages=hits.get("segment_languages"),
+        )  # the pattern language of each segment
         report["speaker_baselines"] = voice_features["speakers"]
         report["notes"] = _notes(ser, transcript)
     if differing and report["custody"].get("input_unchanged") is not None:
@@ -103,9 +128,12 @@ def _notes(ser: dict, transcript: dict) -> list[str]:
     diarization = transcript.get("diarization")
     if all(s.get("speaker") is None for s in transcript["segments"]):
         if not diarization:
-            notes.append("speakers not diarised: no diarization model configured (models.diarization); "
-                         "all segments 'unknown'")
+            notes.append(
+                "speakers not diarised: no diarization model configured (models.diarization); all segments 'unknown'"
+            )
         elif diarization.get("status") != "ok":
-            notes.append(f"speakers not diarised: {diarization.get('method')} diarization failed "
-                         f"({diarization.get('reason')}); all segments 'unknown'")
+            notes.append(
+                f"speakers not diarised: {diarization.get('method')} diarization failed "
+                f"({diarization.get('reason')}); all segments 'unknown'"
+            )
     return notes

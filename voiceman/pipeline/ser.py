@@ -1,6 +1,7 @@
 """Rule ``ser``: speech emotion per segment (dimensional + categorical) by the daemon's resident
 SER models (results/ser/<file>.json).  A model that is not there gives "not analysed: <why>"
 per segment, never an invented value."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,10 @@ def run(job: RuleJob, client: DaemonClient | None = None) -> None:
     with job_logging(job):
         client = client or node_daemon.client_for_job(job.config)
         transcript = atomic.read_json(job.input.transcript)
-        atomic.write_json(job.output.emotion, emotion(client, transcript, job.settings,
-                                                      float(job.config["daemon"]["request_deadline_s"])))
+        atomic.write_json(
+            job.output.emotion,
+            emotion(client, transcript, job.settings, float(job.config["daemon"]["request_deadline_s"])),
+        )
         node_daemon.job_done(job.config, client)
 
 
@@ -42,8 +45,9 @@ def ser_models_available(config: dict[str, Any]) -> tuple[dict[str, dict], list[
     return wanted, missing
 
 
-def emotion(client: DaemonClient, transcript: dict[str, Any], config: dict[str, Any],
-            deadline_s: float) -> dict[str, Any]:
+def emotion(
+    client: DaemonClient, transcript: dict[str, Any], config: dict[str, Any], deadline_s: float
+) -> dict[str, Any]:
     failure = upstream_failure(transcript)
     if failure:
         return {"file": transcript["file"], **failure}
@@ -54,10 +58,16 @@ def emotion(client: DaemonClient, transcript: dict[str, Any], config: dict[str, 
         reason = "not analysed: " + "; ".join(missing)
         return {**base, "models": [], "segments": [_not_analysed(reason) for _ in segments]}
     batch = min(config["models"][k]["batch_size"] for k in models)
-    reply, failure = call_daemon(client, "ser", deadline_s, audio_path=transcript["audio_path"],
-                                 sha256=transcript.get("sha256"),  # the ingest hash, carried by the transcript
-                                 segments=[{"start": s["start"], "end": s["end"]} for s in segments],
-                                 models=models, options={"batch_size": batch})
+    reply, failure = call_daemon(
+        client,
+        "ser",
+        deadline_s,
+        audio_path=transcript["audio_path"],
+        sha256=transcript.get("sha256"),  # the ingest hash, carried by the transcript
+        segments=[{"start": s["start"], "end": s["end"]} for s in segments],
+        models=models,
+        options={"batch_size": batch},
+    )
     if failure:
         return {"file": transcript["file"], **failure}
     devices = {m["kind"]: m.get("device") for m in reply["models"]}
@@ -66,11 +76,22 @@ def emotion(client: DaemonClient, transcript: dict[str, Any], config: dict[str, 
         if seg["dimensional"] is None and seg["categorical"] is None:
             out.append(_not_analysed("not analysed: " + "; ".join(seg["errors"] or ["no result"])))
             continue
-        out.append({"status": "analysed", "reason": "; ".join(seg["errors"] + missing) or None,
-                    "device": devices.get("ser_dimensional") or devices.get("ser_categorical"),
-                    "dimensional": seg["dimensional"], "categorical": seg["categorical"]})
-    return {**base, "finished_utc": utc_now(), "models": reply["models"], "segments": out,
-            "timings": reply.get("timings")}
+        out.append(
+            {
+                "status": "analysed",
+                "reason": "; ".join(seg["errors"] + missing) or None,
+                "device": devices.get("ser_dimensional") or devices.get("ser_categorical"),
+                "dimensional": seg["dimensional"],
+                "categorical": seg["categorical"],
+            }
+        )
+    return {
+        **base,
+        "finished_utc": utc_now(),
+        "models": reply["models"],
+        "segments": out,
+        "timings": reply.get("timings"),
+    }
 
 
 def _not_analysed(reason: str) -> dict[str, Any]:

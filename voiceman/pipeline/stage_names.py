@@ -3,6 +3,7 @@ which of them the daemon runs.  The workflow (``workflow/rules/*.smk``) declares
 through its inputs; the dashboard, the run report, the benchmark and the daemon's scheduler
 read it from here.  Imports nothing, so the daemon can read it without pulling in the rules.
 """
+
 from __future__ import annotations
 
 # The per-file rules in DAG order (results/<stage>/<file key>.json each).

@@ -1,5 +1,6 @@
 """Rule ``transcribe``: speech to text with word times (and speakers, when a diarization model
 is configured), done by the daemon's resident ASR model (results/transcribe/<file>.json)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,7 @@ def run(job: RuleJob, client: DaemonClient | None = None) -> None:
     with job_logging(job):
         client = client or node_daemon.client_for_job(job.config)  # daemon.per_node: this node's daemon
         meta = atomic.read_json(job.input.meta)
-        result = transcribe(client, meta, asr_request(job.settings),
-                            float(job.config["daemon"]["request_deadline_s"]))
+        result = transcribe(client, meta, asr_request(job.settings), float(job.config["daemon"]["request_deadline_s"]))
         atomic.write_json(job.output.transcript, result)
         node_daemon.job_done(job.config, client)  # daemon.per_node: keep the node daemon's stats
 
@@ -35,21 +35,33 @@ def asr_request(config: dict[str, Any]) -> dict[str, Any]:
         models["diarization"] = diarization
     return {
         "models": models,
-        "options": {"language": asr.get("language"), "word_timestamps": asr["word_timestamps"],
-                    "batch_size": asr["batch_size"]},
+        "options": {
+            "language": asr.get("language"),
+            "word_timestamps": asr["word_timestamps"],
+            "batch_size": asr["batch_size"],
+        },
     }
 
 
-def transcribe(client: DaemonClient, meta: dict[str, Any], request: dict[str, Any],
-               deadline_s: float) -> dict[str, Any]:
+def transcribe(
+    client: DaemonClient, meta: dict[str, Any], request: dict[str, Any], deadline_s: float
+) -> dict[str, Any]:
     failure = upstream_failure(meta)
     if failure:
         return {"file": meta["file"], **failure}
     started = utc_now()
     # The ingest hash goes along: the daemon hashes the bytes it decodes and refuses others.
-    result, failure = call_daemon(client, "transcribe", deadline_s, audio_path=meta["path"],
-                                  sha256=meta.get("sha256"), **request)
+    result, failure = call_daemon(
+        client, "transcribe", deadline_s, audio_path=meta["path"], sha256=meta.get("sha256"), **request
+    )
     if failure:
         return {"file": meta["file"], **failure, "started_utc": started, "finished_utc": utc_now()}
-    return {"file": meta["file"], "audio_path": meta["path"], "sha256": meta.get("sha256"), "status": "ok",
-            "started_utc": started, "finished_utc": utc_now(), **result}
+    return {
+        "file": meta["file"],
+        "audio_path": meta["path"],
+        "sha256": meta.get("sha256"),
+        "status": "ok",
+        "started_utc": started,
+        "finished_utc": utc_now(),
+        **result,
+    }

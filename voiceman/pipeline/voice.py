@@ -1,5 +1,6 @@
 """Rule ``voice``: voice-stress features per segment (Praat definitions), the speaker
 baselines and z-scores, measured on the CPU in the rule job (results/voice/<file>.json)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,13 +33,24 @@ def voice(transcript: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         return {"file": transcript["file"], **failed("voice", str(exc))}
     ingested = transcript.get("sha256")
     if ingested and decoded_sha256 != ingested:
-        return {"file": transcript["file"], "decoded_sha256": decoded_sha256,
-                **failed("voice", f"{transcript['file']}: the bytes decoded for voice features differ from the "
-                                  f"ingested evidence (ingest sha256 {ingested}, decoded now {decoded_sha256})")}
+        return {
+            "file": transcript["file"],
+            "decoded_sha256": decoded_sha256,
+            **failed(
+                "voice",
+                f"{transcript['file']}: the bytes decoded for voice features differ from the "
+                f"ingested evidence (ingest sha256 {ingested}, decoded now {decoded_sha256})",
+            ),
+        }
     segments = transcript["segments"]
     features = measure_segments(audio, SAMPLE_RATE, segments, vcfg)
     baselines = speaker_baselines(segments, features)
     z = zscores(features, segments, baselines)
-    return {"file": transcript["file"], "status": "ok", "decoded_sha256": decoded_sha256, "config": vcfg.to_dict(),
-            "segments": [{**f.to_dict(), "z": zi} for f, zi in zip(features, z)],
-            "speakers": [b.to_dict() for b in baselines.values()]}
+    return {
+        "file": transcript["file"],
+        "status": "ok",
+        "decoded_sha256": decoded_sha256,
+        "config": vcfg.to_dict(),
+        "segments": [{**f.to_dict(), "z": zi} for f, zi in zip(features, z)],
+        "speakers": [b.to_dict() for b in baselines.values()],
+    }

@@ -65,8 +65,7 @@ def _mean_and_sd(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(variance)
 
 
-def speaker_baselines(segments: list[dict],
-                      features: list[SegmentVoiceFeatures]) -> dict[str, SpeakerBaseline]:
+def speaker_baselines(segments: list[dict], features: list[SegmentVoiceFeatures]) -> dict[str, SpeakerBaseline]:
     _check_pairing(segments, features)
     grouped: dict[str, list[SegmentVoiceFeatures]] = {}
     for segment, measured in zip(segments, features):
@@ -81,8 +80,9 @@ def speaker_baselines(segments: list[dict],
     return baselines
 
 
-def zscores(features: list[SegmentVoiceFeatures], segments: list[dict],
-            baselines: dict[str, SpeakerBaseline]) -> list[dict[str, float | None]]:
+def zscores(
+    features: list[SegmentVoiceFeatures], segments: list[dict], baselines: dict[str, SpeakerBaseline]
+) -> list[dict[str, float | None]]:
     """One dict per segment, keys = NUMERIC_FEATURES, value = z against its speaker's baseline."""
     _check_pairing(segments, features)
     result = []

@@ -45,15 +45,26 @@ class VoiceFeatureConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"VoiceFeatureConfig.{field.name}: expected a finite number, got {value!r}")
         positive = (
-            "pitch_floor_hz", "pitch_ceiling_hz", "period_floor_s", "period_ceiling_s",
-            "max_period_factor", "max_amplitude_factor", "hnr_time_step_s",
-            "hnr_periods_per_window", "intensity_min_pitch_hz",
+            "pitch_floor_hz",
+            "pitch_ceiling_hz",
+            "period_floor_s",
+            "period_ceiling_s",
+            "max_period_factor",
+            "max_amplitude_factor",
+            "hnr_time_step_s",
+            "hnr_periods_per_window",
+            "intensity_min_pitch_hz",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"VoiceFeatureConfig.{name}: must be > 0, got {getattr(self, name)!r}")
-        non_negative = ("pitch_time_step_s", "min_segment_s", "hnr_silence_threshold",
-                        "min_silent_interval_s", "min_sounding_interval_s")
+        non_negative = (
+            "pitch_time_step_s",
+            "min_segment_s",
+            "hnr_silence_threshold",
+            "min_silent_interval_s",
+            "min_sounding_interval_s",
+        )
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"VoiceFeatureConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
@@ -74,7 +85,7 @@ class VoiceFeatureConfig:
             )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "VoiceFeatureConfig":
+    def from_dict(cls, d: dict[str, Any] | None) -> VoiceFeatureConfig:
         """Build from a config mapping (e.g. the `voice:` section of config.yaml).
 
         Unknown keys are an error rather than silently ignored: a misspelt setting in a
@@ -87,9 +98,7 @@ class VoiceFeatureConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(
-                f"VoiceFeatureConfig.from_dict: unknown key(s) {unknown}; known keys are {sorted(known)}"
-            )
+            raise ValueError(f"VoiceFeatureConfig.from_dict: unknown key(s) {unknown}; known keys are {sorted(known)}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, float]:

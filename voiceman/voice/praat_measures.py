@@ -74,8 +74,9 @@ def make_sound(samples: np.ndarray, sample_rate: int, start_time: float) -> pars
 
 def _measure_pitch(sound: parselmouth.Sound, config: VoiceFeatureConfig, out: AcousticMeasures) -> None:
     # Sound: To Pitch... (time step, pitch floor, pitch ceiling)
-    pitch = _praat(out.notes, "f0", sound, "To Pitch",
-                   config.pitch_time_step_s, config.pitch_floor_hz, config.pitch_ceiling_hz)
+    pitch = _praat(
+        out.notes, "f0", sound, "To Pitch", config.pitch_time_step_s, config.pitch_floor_hz, config.pitch_ceiling_hz
+    )
     if pitch is None:
         return
     voiced_frames = int(call(pitch, "Count voiced frames"))
@@ -97,8 +98,14 @@ def _measure_pitch(sound: parselmouth.Sound, config: VoiceFeatureConfig, out: Ac
 
 def _measure_perturbation(sound: parselmouth.Sound, config: VoiceFeatureConfig, out: AcousticMeasures) -> None:
     # Sound: To PointProcess (periodic, cc)... (pitch floor, pitch ceiling): glottal pulses.
-    pulses = _praat(out.notes, "jitter_local/shimmer_local", sound, "To PointProcess (periodic, cc)",
-                    config.pitch_floor_hz, config.pitch_ceiling_hz)
+    pulses = _praat(
+        out.notes,
+        "jitter_local/shimmer_local",
+        sound,
+        "To PointProcess (periodic, cc)",
+        config.pitch_floor_hz,
+        config.pitch_ceiling_hz,
+    )
     if pulses is None:
         return
     pulse_count = int(call(pulses, "Get number of points"))
@@ -106,22 +113,52 @@ def _measure_perturbation(sound: parselmouth.Sound, config: VoiceFeatureConfig, 
         out.notes.append(f"jitter_local/shimmer_local: {pulse_count} glottal pulse(s) found, need at least 3")
         return
     # PointProcess: Get jitter (local)... (time range, shortest period, longest period, max period factor)
-    out.jitter_local = _defined(_praat(out.notes, "jitter_local", pulses, "Get jitter (local)", 0, 0,
-                                       config.period_floor_s, config.period_ceiling_s, config.max_period_factor))
+    out.jitter_local = _defined(
+        _praat(
+            out.notes,
+            "jitter_local",
+            pulses,
+            "Get jitter (local)",
+            0,
+            0,
+            config.period_floor_s,
+            config.period_ceiling_s,
+            config.max_period_factor,
+        )
+    )
     if out.jitter_local is None:
         out.notes.append("jitter_local: undefined (no consecutive periods within Praat's period limits)")
     # Sound & PointProcess: Get shimmer (local)... (same, plus max amplitude factor)
-    out.shimmer_local = _defined(_praat(out.notes, "shimmer_local", [sound, pulses], "Get shimmer (local)", 0, 0,
-                                        config.period_floor_s, config.period_ceiling_s,
-                                        config.max_period_factor, config.max_amplitude_factor))
+    out.shimmer_local = _defined(
+        _praat(
+            out.notes,
+            "shimmer_local",
+            [sound, pulses],
+            "Get shimmer (local)",
+            0,
+            0,
+            config.period_floor_s,
+            config.period_ceiling_s,
+            config.max_period_factor,
+            config.max_amplitude_factor,
+        )
+    )
     if out.shimmer_local is None:
         out.notes.append("shimmer_local: undefined (no consecutive periods within Praat's period/amplitude limits)")
 
 
 def _measure_hnr(sound: parselmouth.Sound, config: VoiceFeatureConfig, out: AcousticMeasures) -> None:
     # Sound: To Harmonicity (cc)... (time step, minimum pitch, silence threshold, periods per window)
-    harmonicity = _praat(out.notes, "hnr_db", sound, "To Harmonicity (cc)", config.hnr_time_step_s,
-                         config.pitch_floor_hz, config.hnr_silence_threshold, config.hnr_periods_per_window)
+    harmonicity = _praat(
+        out.notes,
+        "hnr_db",
+        sound,
+        "To Harmonicity (cc)",
+        config.hnr_time_step_s,
+        config.pitch_floor_hz,
+        config.hnr_silence_threshold,
+        config.hnr_periods_per_window,
+    )
     if harmonicity is None:
         return
     # Harmonicity: Get mean skips Praat's silent frames (-200 dB); all silent -> undefined.
@@ -165,14 +202,25 @@ def silent_fraction(sound: parselmouth.Sound, config: VoiceFeatureConfig, notes:
     if not np.any(sound.values):
         notes.append("pause_ratio: digital silence (all samples zero)")
         return 1.0
-    grid = _praat(notes, "pause_ratio", sound, "To TextGrid (silences)", config.intensity_min_pitch_hz, 0.0,
-                  config.silence_threshold_db, config.min_silent_interval_s, config.min_sounding_interval_s,
-                  "silent", "sounding")
+    grid = _praat(
+        notes,
+        "pause_ratio",
+        sound,
+        "To TextGrid (silences)",
+        config.intensity_min_pitch_hz,
+        0.0,
+        config.silence_threshold_db,
+        config.min_silent_interval_s,
+        config.min_sounding_interval_s,
+        "silent",
+        "sounding",
+    )
     if grid is None:
         return None
     silent = 0.0
     for index in range(1, int(call(grid, "Get number of intervals", 1)) + 1):
         if call(grid, "Get label of interval", 1, index) == "silent":
-            silent += (call(grid, "Get end time of interval", 1, index)
-                       - call(grid, "Get start time of interval", 1, index))
+            silent += call(grid, "Get end time of interval", 1, index) - call(
+                grid, "Get start time of interval", 1, index
+            )
     return min(1.0, max(0.0, silent / duration))

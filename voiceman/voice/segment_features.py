@@ -72,8 +72,14 @@ def _check_time(value: Any, name: str) -> float:
     return float(value)
 
 
-def _measure_checked(samples: np.ndarray, sample_rate: int, start: float, end: float,
-                     words: list[dict] | None, config: VoiceFeatureConfig) -> SegmentVoiceFeatures:
+def _measure_checked(
+    samples: np.ndarray,
+    sample_rate: int,
+    start: float,
+    end: float,
+    words: list[dict] | None,
+    config: VoiceFeatureConfig,
+) -> SegmentVoiceFeatures:
     features = SegmentVoiceFeatures()
     notes = features.notes
     if end <= start:
@@ -87,8 +93,9 @@ def _measure_checked(samples: np.ndarray, sample_rate: int, start: float, end: f
     audio_duration = len(samples) / sample_rate
     clipped_start, clipped_end = max(start, 0.0), min(end, audio_duration)
     if clipped_start != start or clipped_end != end:
-        notes.append(f"segment [{start:.3f}, {end:.3f}] s clipped to the audio "
-                     f"[0, {audio_duration:.3f}] s for acoustic measures")
+        notes.append(
+            f"segment [{start:.3f}, {end:.3f}] s clipped to the audio [0, {audio_duration:.3f}] s for acoustic measures"
+        )
     if clipped_end <= clipped_start:
         notes.append("no audio: segment lies outside the recording; no acoustic measures")
         if features.pause_ratio is None:
@@ -97,8 +104,10 @@ def _measure_checked(samples: np.ndarray, sample_rate: int, start: float, end: f
     first, last = int(round(clipped_start * sample_rate)), int(round(clipped_end * sample_rate))
     analysed_s = (last - first) / sample_rate
     if analysed_s < config.min_segment_s:
-        notes.append(f"too short: {max(analysed_s, 0.0):.3f} s of audio < min_segment_s {config.min_segment_s} s; "
-                     "no acoustic measures")
+        notes.append(
+            f"too short: {max(analysed_s, 0.0):.3f} s of audio < min_segment_s {config.min_segment_s} s; "
+            "no acoustic measures"
+        )
         if features.pause_ratio is None:
             notes.append("pause_ratio: too short for intensity-based silence")
         return features
@@ -113,16 +122,29 @@ def _measure_checked(samples: np.ndarray, sample_rate: int, start: float, end: f
     return features
 
 
-def measure_segment(audio: np.ndarray, sample_rate: int, start: float, end: float,
-                    words: list[dict] | None, config: VoiceFeatureConfig | None = None) -> SegmentVoiceFeatures:
+def measure_segment(
+    audio: np.ndarray,
+    sample_rate: int,
+    start: float,
+    end: float,
+    words: list[dict] | None,
+    config: VoiceFeatureConfig | None = None,
+) -> SegmentVoiceFeatures:
     """Measure one segment [start, end) (seconds, recording time) of mono float audio."""
     samples = _check_audio(audio, sample_rate)
-    return _measure_checked(samples, int(sample_rate), _check_time(start, "start"), _check_time(end, "end"),
-                            words, config or VoiceFeatureConfig())
+    return _measure_checked(
+        samples,
+        int(sample_rate),
+        _check_time(start, "start"),
+        _check_time(end, "end"),
+        words,
+        config or VoiceFeatureConfig(),
+    )
 
 
-def measure_segments(audio: np.ndarray, sample_rate: int, segments: list[dict],
-                     config: VoiceFeatureConfig | None = None) -> list[SegmentVoiceFeatures]:
+def measure_segments(
+    audio: np.ndarray, sample_rate: int, segments: list[dict], config: VoiceFeatureConfig | None = None
+) -> list[SegmentVoiceFeatures]:
     """Measure every transcript segment ({"start", "end", "words", ...}); one result per segment, in order."""
     samples = _check_audio(audio, sample_rate)
     config = config or VoiceFeatureConfig()

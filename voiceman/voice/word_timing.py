@@ -69,8 +69,9 @@ def word_pause_ratio(words: list[dict] | None, start: float, end: float, notes: 
         if clipped_end > clipped_start:
             intervals.append((clipped_start, clipped_end))
     if untimed:
-        notes.append(f"pause_ratio: {untimed} of {len(words)} words lack times; "
-                     "measured by intensity-based silence instead")
+        notes.append(
+            f"pause_ratio: {untimed} of {len(words)} words lack times; measured by intensity-based silence instead"
+        )
         return None
     covered = 0.0
     reach = -math.inf  # end of the union built so far; intervals are visited by start time

@@ -4,13 +4,15 @@ The defaults here are the seed's numbers (SPEC-PERFOPT-001) and must equal
 config/governor.yaml; a test keeps the two in step.  "GB" means GiB (2^30 bytes)
 everywhere in the governor.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 
@@ -51,8 +53,7 @@ class GovernorConfig:
     sample_log_path: str | None = "logs/governor_samples.jsonl"
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
-    batch_sizes: Mapping[str, int] = field(
-        default_factory=lambda: {"asr": 16, "alignment": 8, "ser": 32})
+    batch_sizes: Mapping[str, int] = field(default_factory=lambda: {"asr": 16, "alignment": 8, "ser": 32})
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -60,7 +61,7 @@ class GovernorConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, source: str = "<dict>") -> "GovernorConfig":
+    def from_dict(cls, data: Mapping[str, Any] | None, source: str = "<dict>") -> GovernorConfig:
         """Build a config from a (partial) mapping; missing keys keep their defaults.
 
         Raises ValueError naming `source` when the mapping breaks the schema or the
@@ -72,16 +73,21 @@ class GovernorConfig:
         _validate_schema(data, source)
         defaults = cls()
         # YAML gives ints for "2" or "30"; the dataclasses promise floats.
-        thermal = ThermalConfig(**{k: float(v) for k, v in
-                                   {**asdict(defaults.thermal), **(data.get("thermal") or {})}.items()})
+        thermal = ThermalConfig(
+            **{k: float(v) for k, v in {**asdict(defaults.thermal), **(data.get("thermal") or {})}.items()}
+        )
         memory_values = {**asdict(defaults.memory), **(data.get("memory") or {})}
-        memory = MemoryConfig(**{k: v if v is None or k == "leak_window_batches" else float(v)
-                                 for k, v in memory_values.items()})
+        memory = MemoryConfig(
+            **{k: v if v is None or k == "leak_window_batches" else float(v) for k, v in memory_values.items()}
+        )
         batch_sizes = {**dict(defaults.batch_sizes), **(data.get("batch_sizes") or {})}
         config = cls(
             sample_interval_s=float(data.get("sample_interval_s", defaults.sample_interval_s)),
             sample_log_path=data.get("sample_log_path", defaults.sample_log_path),
-            thermal=thermal, memory=memory, batch_sizes=batch_sizes)
+            thermal=thermal,
+            memory=memory,
+            batch_sizes=batch_sizes,
+        )
         _check_consistency(config, source)
         return config
 
@@ -114,7 +120,8 @@ def _refuse_budgets_below_floor(memory: Mapping[str, Any], source: str) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < MIN_BUDGET_GB:
             raise ValueError(
                 f"governor config {source}: memory.{key}={value} GB is refused: the memory "
-                f"budget may never be below {MIN_BUDGET_GB:g} GB (SPEC-PERFOPT-001 N3)")
+                f"budget may never be below {MIN_BUDGET_GB:g} GB (SPEC-PERFOPT-001 N3)"
+            )
 
 
 def _check_consistency(config: GovernorConfig, source: str) -> None:

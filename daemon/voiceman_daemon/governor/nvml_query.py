@@ -9,15 +9,17 @@ absent are handled once:
 Units are converted here: temperature in degrees C, memory in GB (GiB), utilisation in %.
 The nvml module is injectable so tests can hand in a fake one.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_GB = float(2 ** 30)
+BYTES_PER_GB = float(2**30)
 
 
 class NvmlQuery:
@@ -51,8 +53,7 @@ class NvmlQuery:
         try:
             self._handle = self._nvml.nvmlDeviceGetHandleByIndex(self._device_index)
         except base_error as exc:
-            return self._no_sensor(
-                f"no NVML device {self._device_index}: {type(exc).__name__}: {exc}")
+            return self._no_sensor(f"no NVML device {self._device_index}: {type(exc).__name__}: {exc}")
         self.available = True
         log.info("governor: NVML sensor on device %d", self._device_index)
         return True
@@ -118,5 +119,4 @@ class NvmlQuery:
         if function_name in self._logged_failures:
             return
         self._logged_failures.add(function_name)
-        log.log(level, "governor: NVML %s gave no value (%s); reading treated as missing",
-                function_name, why)
+        log.log(level, "governor: NVML %s gave no value (%s); reading treated as missing", function_name, why)

@@ -8,12 +8,14 @@ Memory states (E3):           ok --(>90 %: empty_cache, x0.75)--> pressure
 A missing reading never changes a state; it is recorded once per stretch of missing
 readings. Nothing here sleeps, reads a sensor or touches torch: the runtime does that.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .config import MIN_BUDGET_GB, STAGES, GovernorConfig, MemoryConfig
 from .sensors import Snapshot
@@ -45,11 +47,11 @@ class Decision:
     memory_state: str
     batch_scale: float
     extra_delay_s: float
-    device: str                   # "cpu" once every stage fell back, else "cuda"
+    device: str  # "cpu" once every stage fell back, else "cuda"
     cpu_stages: tuple[str, ...]
     halted: bool
-    empty_cache: bool             # E3: the runtime must call empty_cache() now
-    temp_warning: bool            # U2: above the warning temperature
+    empty_cache: bool  # E3: the runtime must call empty_cache() now
+    temp_warning: bool  # U2: above the warning temperature
     events: tuple[Event, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,8 +91,10 @@ def detect_memory_budget(memory: MemoryConfig, total_gb: float | None) -> Memory
     """
     if memory.budget_gb is not None:
         if memory.budget_gb < MIN_BUDGET_GB:
-            raise ValueError(f"memory budget {memory.budget_gb} GB is refused: it may never be "
-                             f"below {MIN_BUDGET_GB:g} GB (SPEC-PERFOPT-001 N3)")
+            raise ValueError(
+                f"memory budget {memory.budget_gb} GB is refused: it may never be "
+                f"below {MIN_BUDGET_GB:g} GB (SPEC-PERFOPT-001 N3)"
+            )
         return MemoryBudget(float(memory.budget_gb), total_gb, "config")
     if total_gb is None:
         return MemoryBudget(float(memory.small_machine_budget_gb), None, "total_unknown")
@@ -123,12 +127,12 @@ class GovernorPolicy:
         self._temp_count = 0
         self.temp_max_c: float | None = None
         self._batch_ends: dict[str, deque[float]] = {
-            s: deque(maxlen=config.memory.leak_window_batches) for s in self.stages}
+            s: deque(maxlen=config.memory.leak_window_batches) for s in self.stages
+        }
         self.batch_memory: deque[dict[str, Any]] = deque(maxlen=MAX_KEPT_EVENTS)
 
     # -- events -----------------------------------------------------------------------
-    def _emit(self, t_s: float, kind: str, message: str, level: int = logging.INFO,
-              **detail: Any) -> Event:
+    def _emit(self, t_s: float, kind: str, message: str, level: int = logging.INFO, **detail: Any) -> Event:
         event = Event(t_s, kind, message, detail)
         self.events.append(event)
         self.event_count += 1
@@ -152,12 +156,20 @@ class GovernorPolicy:
         thermal = self.config.thermal
         warn = snap.temp_c is not None and snap.temp_c > thermal.warn_above_c
         return Decision(
-            t_s=snap.t_s, temp_c=snap.temp_c, mem_frac=snap.mem_frac, state=self.state,
-            memory_state=self.memory_state, batch_scale=self.batch_scale(),
-            extra_delay_s=self.extra_delay_s(), device=self.overall_device(),
+            t_s=snap.t_s,
+            temp_c=snap.temp_c,
+            mem_frac=snap.mem_frac,
+            state=self.state,
+            memory_state=self.memory_state,
+            batch_scale=self.batch_scale(),
+            extra_delay_s=self.extra_delay_s(),
+            device=self.overall_device(),
             cpu_stages=tuple(s for s in self.stages if s in self.cpu_stages),
-            halted=self.state == HALTED, empty_cache=empty_cache, temp_warning=warn,
-            events=self._take_pending())
+            halted=self.state == HALTED,
+            empty_cache=empty_cache,
+            temp_warning=warn,
+            events=self._take_pending(),
+        )
 
     def _account_time(self, t_s: float) -> None:
         if self._last_t is not None and t_s > self._last_t:
@@ -169,9 +181,12 @@ class GovernorPolicy:
             return
         self.budget = detect_memory_budget(self.config.memory, snap.mem_total_gb)
         self._budget_final = True
-        self._emit(snap.t_s, "memory_budget",
-                   f"memory budget {self.budget.budget_gb:g} GB ({self.budget.reason}, "
-                   f"total {snap.mem_total_gb:.1f} GB)", **self.budget.to_dict())
+        self._emit(
+            snap.t_s,
+            "memory_budget",
+            f"memory budget {self.budget.budget_gb:g} GB ({self.budget.reason}, total {snap.mem_total_gb:.1f} GB)",
+            **self.budget.to_dict(),
+        )
 
     def _observe_temperature(self, snap: Snapshot) -> None:
         temp, t = snap.temp_c, snap.t_s
@@ -179,8 +194,13 @@ class GovernorPolicy:
             self.samples_without_temp += 1
             if not self._temp_missing:
                 self._temp_missing = True
-                self._emit(t, "temp_missing", f"no temperature reading; staying {self.state}",
-                           logging.WARNING, state=self.state)
+                self._emit(
+                    t,
+                    "temp_missing",
+                    f"no temperature reading; staying {self.state}",
+                    logging.WARNING,
+                    state=self.state,
+                )
             return
         if self._temp_missing:
             self._temp_missing = False
@@ -193,25 +213,46 @@ class GovernorPolicy:
         if temp >= thermal.halt_at_or_above_c:
             if before != HALTED:
                 self.state = HALTED
-                self._emit(t, "halt", f"{temp:g} C >= {thermal.halt_at_or_above_c:g} C: GPU work "
-                           f"halted until below {thermal.halt_resume_below_c:g} C",
-                           logging.WARNING, temp_c=temp, from_state=before)
+                self._emit(
+                    t,
+                    "halt",
+                    f"{temp:g} C >= {thermal.halt_at_or_above_c:g} C: GPU work "
+                    f"halted until below {thermal.halt_resume_below_c:g} C",
+                    logging.WARNING,
+                    temp_c=temp,
+                    from_state=before,
+                )
         elif before == HALTED:
             if temp < thermal.halt_resume_below_c:
                 # Resume into cooldown if the cooldown exit is configured lower than resume.
                 self.state = NORMAL if temp < thermal.cooldown_exit_below_c else COOLDOWN
-                self._emit(t, "resume", f"{temp:g} C < {thermal.halt_resume_below_c:g} C: GPU work "
-                           f"resumes in {self.state}", temp_c=temp, to_state=self.state)
+                self._emit(
+                    t,
+                    "resume",
+                    f"{temp:g} C < {thermal.halt_resume_below_c:g} C: GPU work resumes in {self.state}",
+                    temp_c=temp,
+                    to_state=self.state,
+                )
         elif before == COOLDOWN:
             if temp < thermal.cooldown_exit_below_c:
                 self.state = NORMAL
-                self._emit(t, "cooldown_exit", f"{temp:g} C < {thermal.cooldown_exit_below_c:g} C: "
-                           "back to normal batch sizes", temp_c=temp)
+                self._emit(
+                    t,
+                    "cooldown_exit",
+                    f"{temp:g} C < {thermal.cooldown_exit_below_c:g} C: back to normal batch sizes",
+                    temp_c=temp,
+                )
         elif temp > thermal.cooldown_enter_above_c:
             self.state = COOLDOWN
-            self._emit(t, "cooldown_enter", f"{temp:g} C > {thermal.cooldown_enter_above_c:g} C: "
-                       f"batch x{thermal.cooldown_batch_scale:g}, +{thermal.cooldown_extra_delay_s:g} s "
-                       "between batches", logging.WARNING, temp_c=temp)
+            self._emit(
+                t,
+                "cooldown_enter",
+                f"{temp:g} C > {thermal.cooldown_enter_above_c:g} C: "
+                f"batch x{thermal.cooldown_batch_scale:g}, +{thermal.cooldown_extra_delay_s:g} s "
+                "between batches",
+                logging.WARNING,
+                temp_c=temp,
+            )
 
     def _observe_memory(self, snap: Snapshot, active: list[str]) -> bool:
         """Returns True when empty_cache() must be called now (E3)."""
@@ -220,8 +261,13 @@ class GovernorPolicy:
         if frac is None:
             if not self._mem_missing:
                 self._mem_missing = True
-                self._emit(t, "memory_missing", "no memory reading; memory state kept "
-                           f"({self.memory_state})", logging.WARNING, memory_state=self.memory_state)
+                self._emit(
+                    t,
+                    "memory_missing",
+                    f"no memory reading; memory state kept ({self.memory_state})",
+                    logging.WARNING,
+                    memory_state=self.memory_state,
+                )
             return False
         if self._mem_missing:
             self._mem_missing = False
@@ -230,17 +276,27 @@ class GovernorPolicy:
         if self.memory_state == MEM_OK:
             if over:
                 self.memory_state = MEM_PRESSURE
-                self._emit(t, "memory_pressure", f"memory {frac:.0%} > {memory.pressure_above_frac:.0%}: "
-                           f"empty_cache() and batch x{memory.pressure_batch_scale:g}",
-                           logging.WARNING, mem_frac=frac)
+                self._emit(
+                    t,
+                    "memory_pressure",
+                    f"memory {frac:.0%} > {memory.pressure_above_frac:.0%}: "
+                    f"empty_cache() and batch x{memory.pressure_batch_scale:g}",
+                    logging.WARNING,
+                    mem_frac=frac,
+                )
                 return True
             return False
         if frac < memory.recover_below_frac:
             moved_back = sorted(self.cpu_stages)
             self.memory_state, self.cpu_stages = MEM_OK, set()
-            self._emit(t, "memory_recovered", f"memory {frac:.0%} < {memory.recover_below_frac:.0%}: "
-                       "normal batch sizes" + (f", {', '.join(moved_back)} back on GPU" if moved_back else ""),
-                       mem_frac=frac, stages_back_on_gpu=moved_back)
+            self._emit(
+                t,
+                "memory_recovered",
+                f"memory {frac:.0%} < {memory.recover_below_frac:.0%}: "
+                "normal batch sizes" + (f", {', '.join(moved_back)} back on GPU" if moved_back else ""),
+                mem_frac=frac,
+                stages_back_on_gpu=moved_back,
+            )
             return False
         if not over:
             return False
@@ -249,9 +305,14 @@ class GovernorPolicy:
         self.memory_state = MEM_CPU_FALLBACK
         if newly:
             self.cpu_stages.update(newly)
-            self._emit(t, "cpu_fallback", f"memory still {frac:.0%} after empty_cache(): "
-                       f"{', '.join(newly)} fall back to CPU", logging.WARNING,
-                       mem_frac=frac, stages=newly)
+            self._emit(
+                t,
+                "cpu_fallback",
+                f"memory still {frac:.0%} after empty_cache(): {', '.join(newly)} fall back to CPU",
+                logging.WARNING,
+                mem_frac=frac,
+                stages=newly,
+            )
         return True  # pressure persists: E3 allows another empty_cache() beyond PR-003's one
 
     # -- planning -----------------------------------------------------------------------
@@ -281,12 +342,12 @@ class GovernorPolicy:
         if stage in self.cpu_stages:
             scale = self.config.memory.pressure_batch_scale
             return BatchPlan(stage, max(1, int(base * scale)), 0.0, "cpu", False)
-        return BatchPlan(stage, max(1, int(base * self.batch_scale())), self.extra_delay_s(),
-                         "cuda", self.state == HALTED)
+        return BatchPlan(
+            stage, max(1, int(base * self.batch_scale())), self.extra_delay_s(), "cuda", self.state == HALTED
+        )
 
     # -- batches (U3) ---------------------------------------------------------------------
-    def record_batch(self, stage: str, t_s: float, start_gb: float | None,
-                     end_gb: float | None) -> tuple[Event, ...]:
+    def record_batch(self, stage: str, t_s: float, start_gb: float | None, end_gb: float | None) -> tuple[Event, ...]:
         """Record memory at batch start/end; steady growth over the window -> suspected leak."""
         self.batch_memory.append({"stage": stage, "t_s": t_s, "start_gb": start_gb, "end_gb": end_gb})
         if end_gb is None or stage not in self._batch_ends:
@@ -297,9 +358,15 @@ class GovernorPolicy:
         rising = all(b > a for a, b in zip(ends, list(ends)[1:]))
         growth = ends[-1] - ends[0]
         if len(ends) == window and rising and growth >= self.config.memory.leak_min_growth_gb:
-            self._emit(t_s, "suspected_leak", f"{stage}: memory after each of the last {window} "
-                       f"batches rose, +{growth:.2f} GB in all", logging.WARNING,
-                       stage=stage, growth_gb=growth, batch_end_gb=list(ends))
+            self._emit(
+                t_s,
+                "suspected_leak",
+                f"{stage}: memory after each of the last {window} batches rose, +{growth:.2f} GB in all",
+                logging.WARNING,
+                stage=stage,
+                growth_gb=growth,
+                batch_end_gb=list(ends),
+            )
             ends.clear()  # report again only after a fresh window of growth
         return self._take_pending()
 
@@ -325,5 +392,15 @@ class GovernorPolicy:
         }
 
 
-__all__ = ["BatchPlan", "Decision", "Event", "GovernorPolicy", "MemoryBudget",
-           "detect_memory_budget", "NORMAL", "COOLDOWN", "HALTED", "STAGES"]
+__all__ = [
+    "BatchPlan",
+    "Decision",
+    "Event",
+    "GovernorPolicy",
+    "MemoryBudget",
+    "detect_memory_budget",
+    "NORMAL",
+    "COOLDOWN",
+    "HALTED",
+    "STAGES",
+]

@@ -4,14 +4,16 @@ during a thermal halt, and runs the background sampler thread.
 
 Clock, sleep and empty_cache are injected so tests run without real time or torch.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import GovernorConfig
 from .policy import BatchPlan, Decision, GovernorPolicy
@@ -26,17 +28,23 @@ FROM_CONFIG: Any = "<from config>"
 def torch_empty_cache() -> None:
     """Production empty_cache: torch.cuda.empty_cache() when CUDA is there, else nothing to free."""
     import torch
+
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
 class Governor:
-    def __init__(self, config: GovernorConfig, sensor: Sensor, *,
-                 empty_cache: Callable[[], None] | None = torch_empty_cache,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 sample_log_path: str | Path | None = FROM_CONFIG,
-                 machine_total_gb: float | None = None) -> None:
+    def __init__(
+        self,
+        config: GovernorConfig,
+        sensor: Sensor,
+        *,
+        empty_cache: Callable[[], None] | None = torch_empty_cache,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        sample_log_path: str | Path | None = FROM_CONFIG,
+        machine_total_gb: float | None = None,
+    ) -> None:
         self.config = config
         self.sensor = sensor
         self._empty_cache = empty_cache
@@ -66,8 +74,7 @@ class Governor:
                 self._call_empty_cache("memory_pressure")
             self._changed.notify_all()
         if decision.temp_warning:
-            log.warning("governor: GPU at %.1f C (above %g C)", snap.temp_c,
-                        self.config.thermal.warn_above_c)
+            log.warning("governor: GPU at %.1f C (above %g C)", snap.temp_c, self.config.thermal.warn_above_c)
         self._append_sample_log(snap, decision)
         return decision
 
@@ -82,10 +89,15 @@ class Governor:
             return
         # "unix" (wall clock) lets a run report pick out the samples of its own run window;
         # t_s is the sensor's clock (monotonic or trace time).
-        record = {**snap.to_dict(), "unix": round(time.time(), 3),
-                  "state": decision.state, "memory_state": decision.memory_state,
-                  "batch_scale": decision.batch_scale, "device": decision.device,
-                  "events": [e.kind for e in decision.events]}
+        record = {
+            **snap.to_dict(),
+            "unix": round(time.time(), 3),
+            "state": decision.state,
+            "memory_state": decision.memory_state,
+            "batch_scale": decision.batch_scale,
+            "device": decision.device,
+            "events": [e.kind for e in decision.events],
+        }
         try:
             self.sample_log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.sample_log_path, "a", encoding="utf-8") as handle:
@@ -172,8 +184,7 @@ class Governor:
         if self.sampler_running:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._sampler_loop, name="governor-sampler",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._sampler_loop, name="governor-sampler", daemon=True)
         self._thread.start()
 
     def stop_sampler(self, timeout: float = 5.0) -> None:

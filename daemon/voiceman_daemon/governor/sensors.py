@@ -7,14 +7,16 @@ Memory fallbacks when NVML gives no memory reading:
    GPU's memory *is* system memory (unified-memory machines such as the GB10, where NVML
    answers NotSupported for memory). Without a GPU, system RAM says nothing about GPU memory.
 """
+
 from __future__ import annotations
 
 import csv
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .nvml_query import BYTES_PER_GB, NvmlQuery
 
@@ -26,13 +28,14 @@ MemGetInfo = Callable[[], "tuple[int, int] | None"]  # -> (free_bytes, total_byt
 @dataclass(frozen=True)
 class Snapshot:
     """One reading of the GPU; None wherever the value is unknown."""
+
     t_s: float
     temp_c: float | None
     util_pct: float | None
     mem_used_gb: float | None
     mem_total_gb: float | None
     mem_source: str | None  # "nvml" | "torch" | "meminfo" | "trace" | None
-    sensor: str             # "nvml" | "none" | "trace"
+    sensor: str  # "nvml" | "none" | "trace"
 
     @property
     def mem_frac(self) -> float | None:
@@ -87,10 +90,14 @@ def read_meminfo_gb(path: str | Path = "/proc/meminfo") -> tuple[float, float] |
 class NvmlSensor:
     """Live sensor: NVML through `NvmlQuery`, then the memory fallbacks."""
 
-    def __init__(self, query: NvmlQuery | None = None, *,
-                 mem_get_info: MemGetInfo | None = torch_mem_get_info,
-                 meminfo_path: str | Path | None = "/proc/meminfo",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        query: NvmlQuery | None = None,
+        *,
+        mem_get_info: MemGetInfo | None = torch_mem_get_info,
+        meminfo_path: str | Path | None = "/proc/meminfo",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.query = query if query is not None else NvmlQuery()
         self._mem_get_info = mem_get_info
         self._meminfo_path = meminfo_path
@@ -109,9 +116,15 @@ class NvmlSensor:
         source = "nvml" if used is not None else None
         if used is None:
             used, total, source = self._fallback_memory()
-        return Snapshot(t_s=self._clock(), temp_c=temp, util_pct=util, mem_used_gb=used,
-                        mem_total_gb=total, mem_source=source,
-                        sensor=self.name)
+        return Snapshot(
+            t_s=self._clock(),
+            temp_c=temp,
+            util_pct=util,
+            mem_used_gb=used,
+            mem_total_gb=total,
+            mem_source=source,
+            sensor=self.name,
+        )
 
     def _fallback_memory(self) -> tuple[float | None, float | None, str | None]:
         if self._mem_get_info is not None:
@@ -135,6 +148,7 @@ TRACE_COLUMNS = ("t_s", "temp_c", "mem_used_gb", "mem_total_gb")
 
 class TraceSensor:
     """Replays a CSV `t_s,temp_c,mem_used_gb,mem_total_gb[,util_pct]`; an empty cell is None."""
+
     name = "trace"
 
     def __init__(self, path: str | Path) -> None:
@@ -171,8 +185,9 @@ def _read_trace(path: Path) -> list[Snapshot]:
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [c for c in TRACE_COLUMNS if c not in header]
         if missing:
-            raise ValueError(f"trace {path}: header lacks column(s) {', '.join(missing)}; "
-                             f"expected {','.join(TRACE_COLUMNS)}")
+            raise ValueError(
+                f"trace {path}: header lacks column(s) {', '.join(missing)}; expected {','.join(TRACE_COLUMNS)}"
+            )
         snapshots = []
         previous_t = None
         for row in reader:
@@ -186,12 +201,17 @@ def _read_trace(path: Path) -> list[Snapshot]:
             previous_t = t_s
             used = _cell(row, "mem_used_gb", path, line)
             total = _cell(row, "mem_total_gb", path, line)
-            snapshots.append(Snapshot(
-                t_s=t_s, temp_c=_cell(row, "temp_c", path, line),
-                util_pct=_cell(row, "util_pct", path, line),
-                mem_used_gb=used, mem_total_gb=total,
-                mem_source="trace" if used is not None and total is not None else None,
-                sensor="trace"))
+            snapshots.append(
+                Snapshot(
+                    t_s=t_s,
+                    temp_c=_cell(row, "temp_c", path, line),
+                    util_pct=_cell(row, "util_pct", path, line),
+                    mem_used_gb=used,
+                    mem_total_gb=total,
+                    mem_source="trace" if used is not None and total is not None else None,
+                    sensor="trace",
+                )
+            )
     if not snapshots:
         raise ValueError(f"trace {path}: no data rows")
     return snapshots

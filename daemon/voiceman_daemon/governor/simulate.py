@@ -6,13 +6,15 @@ sleeping) and prints one JSON object per sample:
 The trace's own memory column stands for what empty_cache() achieved: a row after a
 pressure sample shows whether memory came back.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
-from typing import Any, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from .config import load_governor_config
 from .runtime import Governor
@@ -39,14 +41,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voiceman governor simulate",
         description="Replay a GPU trace CSV (t_s,temp_c,mem_used_gb,mem_total_gb; empty cell = "
-                    "no reading) through the governor policy and print one JSON line per sample.")
+        "no reading) through the governor policy and print one JSON line per sample.",
+    )
     parser.add_argument("trace", help="CSV trace file")
-    parser.add_argument("--config", default=None,
-                        help="governor YAML (default: built-in defaults = config/governor.yaml)")
-    parser.add_argument("--summary", default=None,
-                        help="also write the final state_summary() as JSON to this file")
-    parser.add_argument("--log-level", default="WARNING",
-                        help="level of the governor's log lines on stderr (default WARNING)")
+    parser.add_argument(
+        "--config", default=None, help="governor YAML (default: built-in defaults = config/governor.yaml)"
+    )
+    parser.add_argument("--summary", default=None, help="also write the final state_summary() as JSON to this file")
+    parser.add_argument(
+        "--log-level", default="WARNING", help="level of the governor's log lines on stderr (default WARNING)"
+    )
     return parser
 
 
@@ -82,8 +86,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         return 2
     clock = _TraceClock(sensor)
     # A simulation writes no sample log and has nothing to free; the trace says what happened.
-    governor = Governor(config, sensor, empty_cache=lambda: None, clock=clock,
-                        sleep=lambda _s: None, sample_log_path=None)
+    governor = Governor(
+        config, sensor, empty_cache=lambda: None, clock=clock, sleep=lambda _s: None, sample_log_path=None
+    )
     while sensor.remaining:
         clock.advance_to_next_row()
         decision = governor.sample()
@@ -94,8 +99,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
             with open(args.summary, "w", encoding="utf-8") as handle:
                 json.dump(governor.state_summary(), handle, indent=2)
         except OSError as exc:
-            print(f"voiceman governor simulate: cannot write summary {args.summary}: {exc.strerror}",
-                  file=sys.stderr)
+            print(f"voiceman governor simulate: cannot write summary {args.summary}: {exc.strerror}", file=sys.stderr)
             return 2
     return 0
 

@@ -7,7 +7,8 @@ chunks freely; results are put back in the caller's order.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, TypeVar, Union
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,9 +20,7 @@ MIN_SEGMENT_SECONDS = 0.1
 R = TypeVar("R")
 
 
-def check_segment(
-    waveform: np.ndarray, sample_rate: int, min_samples: int
-) -> Union[torch.Tensor, SegmentError]:
+def check_segment(waveform: np.ndarray, sample_rate: int, min_samples: int) -> torch.Tensor | SegmentError:
     """A float32 CPU tensor of the segment, or the reason it cannot be scored."""
     try:
         array = np.asarray(waveform)
@@ -53,9 +52,9 @@ def run_batched(
     sample_rate: int,
     expected_rate: int,
     min_samples: int,
-    batch_size: Optional[int],
+    batch_size: int | None,
     infer: Callable[[list[torch.Tensor]], list[R]],
-) -> list[Union[R, SegmentError]]:
+) -> list[R | SegmentError]:
     """Validate segments, run `infer` over length-sorted chunks under inference_mode.
 
     `infer` gets a list of 1-D float32 tensors and returns one result per tensor.
@@ -68,7 +67,7 @@ def run_batched(
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
-    results: list[Union[R, SegmentError, None]] = [None] * len(waveforms)
+    results: list[R | SegmentError | None] = [None] * len(waveforms)
     valid: list[tuple[int, torch.Tensor]] = []
     for index, waveform in enumerate(waveforms):
         checked = check_segment(waveform, sample_rate, min_samples)

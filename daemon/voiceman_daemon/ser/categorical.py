@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -41,10 +42,15 @@ def detect_kind(model_dir: Path) -> str:
 class CategoricalSER:
     """A loaded, frozen, warmed-up categorical SER model."""
 
-    def __init__(self, model_dir: Path, device: str = "auto", *,
-                 memory_probe: Optional[MemoryProbe] = None,
-                 expected_sha256: Optional[str] = None,
-                 graphs: Optional[GraphSettings] = None):
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "auto",
+        *,
+        memory_probe: MemoryProbe | None = None,
+        expected_sha256: str | None = None,
+        graphs: GraphSettings | None = None,
+    ):
         started = time.perf_counter()
         self.kind = detect_kind(model_dir)
         self.model_id = str(model_dir)
@@ -69,9 +75,16 @@ class CategoricalSER:
     def graph_runner(self, settings: GraphSettings, capture: bool = True) -> GraphRunner:
         """The bucketed/graph runner over the backend's prepared segments (capture=False: the
         bucketed forward without graphs, on any device; tests compare it with the eager path)."""
-        return GraphRunner(f"ser_categorical {self.model_id}", self.device, settings, self.sample_rate,
-                           self.backend.padded_probabilities, self.backend.probabilities_prepared,
-                           unsupported=self.backend.padded_unsupported(), capture=capture)
+        return GraphRunner(
+            f"ser_categorical {self.model_id}",
+            self.device,
+            settings,
+            self.sample_rate,
+            self.backend.padded_probabilities,
+            self.backend.probabilities_prepared,
+            unsupported=self.backend.padded_unsupported(),
+            capture=capture,
+        )
 
     def _infer(self, waveforms: list[torch.Tensor]) -> list[CategoricalResult]:
         prepared = [self.backend.prepare(w) for w in waveforms]
@@ -79,22 +92,30 @@ class CategoricalSER:
         results = []
         for row in probabilities:
             best = int(np.argmax(row))
-            results.append(CategoricalResult(
-                label=self.labels[best],
-                probabilities={label: float(p) for label, p in zip(self.labels, row)},
-            ))
+            results.append(
+                CategoricalResult(
+                    label=self.labels[best],
+                    probabilities={label: float(p) for label, p in zip(self.labels, row)},
+                )
+            )
         return results
 
-    def predict(self, waveforms: Sequence[np.ndarray], sample_rate: int = 16000, *,
-                batch_size: Optional[int] = None) -> list[CategoricalItem]:
+    def predict(
+        self, waveforms: Sequence[np.ndarray], sample_rate: int = 16000, *, batch_size: int | None = None
+    ) -> list[CategoricalItem]:
         """One result per segment, in order; bad segments get a SegmentError."""
         return run_batched(waveforms, sample_rate, self.sample_rate, self._min_samples, batch_size, self._infer)
 
 
-def load_categorical(path: str, device: str = "auto", *,
-                     memory_probe: Optional[MemoryProbe] = None,
-                     expected_sha256: Optional[str] = None,
-                     graphs: Optional[GraphSettings] = None) -> CategoricalSER:
+def load_categorical(
+    path: str,
+    device: str = "auto",
+    *,
+    memory_probe: MemoryProbe | None = None,
+    expected_sha256: str | None = None,
+    graphs: GraphSettings | None = None,
+) -> CategoricalSER:
     """Load a SpeechBrain IEMOCAP-layout or transformers audio-classification directory."""
-    return CategoricalSER(require_directory(path), device, memory_probe=memory_probe,
-                          expected_sha256=expected_sha256, graphs=graphs)
+    return CategoricalSER(
+        require_directory(path), device, memory_probe=memory_probe, expected_sha256=expected_sha256, graphs=graphs
+    )

@@ -20,14 +20,14 @@ from .errors import ModelDirectoryError
 from .integrity import load_complete_checkpoint, require_files
 
 
-
 class TransformersAudioClassifierBackend:
     kind = "transformers"
 
     def __init__(self, model_dir: Path, device: str):
         require_files(model_dir, ["config.json", "preprocessor_config.json"], "a transformers audio classifier")
         self.feature_extractor, model = load_complete_checkpoint(
-            model_dir, AutoFeatureExtractor, AutoModelForAudioClassification, "audio classifier")
+            model_dir, AutoFeatureExtractor, AutoModelForAudioClassification, "audio classifier"
+        )
 
         id2label = model.config.id2label or {}
         self.labels = [str(id2label[i]) for i in sorted(int(k) for k in id2label)]
@@ -71,16 +71,22 @@ class TransformersAudioClassifierBackend:
     # -- the bucketed / CUDA-graph path (ser/cuda_graphs.py) -------------------------------
     def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
         """The segment after the model's own preprocessor (normalised on its own samples)."""
-        values = self.feature_extractor(waveform.numpy(), sampling_rate=self.sample_rate,
-                                        return_tensors="np").input_values[0]
+        values = self.feature_extractor(
+            waveform.numpy(), sampling_rate=self.sample_rate, return_tensors="np"
+        ).input_values[0]
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
 
     def probabilities_prepared(self, waveforms: list[torch.Tensor]) -> torch.Tensor:
         """The eager forward of prepared segments: batched with an attention mask where the
         preprocessor declares one, else one at a time (as `probabilities`)."""
         if not self.uses_attention_mask:
-            return torch.cat([torch.softmax(self.model(input_values=w[None].to(self.device)).logits.float(), dim=-1)
-                              for w in waveforms], dim=0)
+            return torch.cat(
+                [
+                    torch.softmax(self.model(input_values=w[None].to(self.device)).logits.float(), dim=-1)
+                    for w in waveforms
+                ],
+                dim=0,
+            )
         lengths = torch.tensor([w.shape[0] for w in waveforms])
         padded = torch.nn.utils.rnn.pad_sequence(waveforms, batch_first=True)
         mask = (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).long()

@@ -31,7 +31,6 @@ from . import wav2vec2_encoding
 from .errors import ModelDirectoryError, SERLoadError, WeightIntegrityError
 from .integrity import require_files
 
-
 SPEECHBRAIN_FILES = ["hyperparams.yaml", "custom_interface.py", "label_encoder.txt"]
 INTERFACE_CLASS = "CustomEncoderWav2vec2Classifier"
 _ENCODER_TYPES = {"wav2vec2", "hubert", "wavlm"}
@@ -136,7 +135,9 @@ class SpeechBrainEmotionBackend:
                 run_opts={"device": device},
             )
         except Exception as exc:  # SpeechBrain, hyperpyyaml and torch raise assorted types
-            raise SERLoadError(f"{model_dir}: could not load the SpeechBrain model: {type(exc).__name__}: {exc}") from exc
+            raise SERLoadError(
+                f"{model_dir}: could not load the SpeechBrain model: {type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             sys.path[:] = path_before  # foreign_class appends the model folder to sys.path
 

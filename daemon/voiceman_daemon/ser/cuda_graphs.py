@@ -34,8 +34,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -61,7 +62,7 @@ class GraphSettings:
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
 
     @classmethod
-    def from_options(cls, mode: Any = None, buckets_s: Any = None, batch_sizes: Any = None) -> "GraphSettings":
+    def from_options(cls, mode: Any = None, buckets_s: Any = None, batch_sizes: Any = None) -> GraphSettings:
         if mode is False:  # YAML 1.1 reads an unquoted `off` as false
             mode = "off"
         mode = "auto" if mode is None or mode is True else str(mode).strip().lower()
@@ -84,7 +85,7 @@ def bucket_samples(buckets_s: Iterable[float], sample_rate: int) -> tuple[int, .
     return tuple(sorted({int(round(float(b) * sample_rate)) for b in buckets_s}))
 
 
-def choose_bucket(n_samples: int, buckets: Sequence[int]) -> Optional[int]:
+def choose_bucket(n_samples: int, buckets: Sequence[int]) -> int | None:
     """The smallest bucket that holds ``n_samples``, or None when it is longer than all."""
     for bucket in sorted(buckets):
         if n_samples <= bucket:
@@ -92,7 +93,7 @@ def choose_bucket(n_samples: int, buckets: Sequence[int]) -> Optional[int]:
     return None
 
 
-def choose_batch_size(n_items: int, batch_sizes: Sequence[int]) -> Optional[int]:
+def choose_batch_size(n_items: int, batch_sizes: Sequence[int]) -> int | None:
     """The smallest captured batch size that holds ``n_items``, or None."""
     for size in sorted(batch_sizes):
         if n_items <= size:
@@ -103,16 +104,17 @@ def choose_batch_size(n_items: int, batch_sizes: Sequence[int]) -> Optional[int]
 @dataclass(frozen=True)
 class PlannedBatch:
     indices: tuple[int, ...]  # positions in the caller's list
-    bucket: int               # samples per row
-    batch_size: int           # rows (>= len(indices); the rest are dummy rows)
+    bucket: int  # samples per row
+    batch_size: int  # rows (>= len(indices); the rest are dummy rows)
 
     @property
     def padding_rows(self) -> int:
         return self.batch_size - len(self.indices)
 
 
-def plan_batches(lengths: Sequence[int], buckets: Sequence[int],
-                 batch_sizes: Sequence[int]) -> tuple[list[PlannedBatch], list[int]]:
+def plan_batches(
+    lengths: Sequence[int], buckets: Sequence[int], batch_sizes: Sequence[int]
+) -> tuple[list[PlannedBatch], list[int]]:
     """Group segments by bucket and cut each group into batches of at most the largest
     captured batch size, each padded to the next captured size. Returns (planned batches,
     indices that fit no bucket and so run eagerly). Order inside a bucket is the caller's."""
@@ -129,7 +131,7 @@ def plan_batches(lengths: Sequence[int], buckets: Sequence[int],
     for bucket in sorted(by_bucket, reverse=True):
         members = by_bucket[bucket]
         for start in range(0, len(members), largest):
-            chunk = tuple(members[start:start + largest])
+            chunk = tuple(members[start : start + largest])
             planned.append(PlannedBatch(chunk, bucket, choose_batch_size(len(chunk), batch_sizes)))
     return planned, eager
 
@@ -167,13 +169,13 @@ class _Graph:
 class GraphCounters:
     graph_batches: int = 0
     graph_segments: int = 0
-    padded_batches: int = 0   # bucketed forward without a graph (capture=False: the CPU test path)
+    padded_batches: int = 0  # bucketed forward without a graph (capture=False: the CPU test path)
     padded_segments: int = 0
     eager_batches: int = 0
     eager_segments: int = 0
     dummy_rows: int = 0
-    samples: int = 0          # true samples of the bucketed segments
-    bucket_samples: int = 0   # what their padded batches hold (buckets x rows, dummy rows included)
+    samples: int = 0  # true samples of the bucketed segments
+    bucket_samples: int = 0  # what their padded batches hold (buckets x rows, dummy rows included)
     eager_reasons: Counter = field(default_factory=Counter)
 
 
@@ -185,9 +187,18 @@ class GraphRunner:
     the padding is tested against the eager path on a CPU.
     """
 
-    def __init__(self, name: str, device: str, settings: GraphSettings, sample_rate: int,
-                 padded_forward: Optional[PaddedForward], eager_forward: EagerForward, *,
-                 unsupported: Optional[str] = None, capture: bool = True):
+    def __init__(
+        self,
+        name: str,
+        device: str,
+        settings: GraphSettings,
+        sample_rate: int,
+        padded_forward: PaddedForward | None,
+        eager_forward: EagerForward,
+        *,
+        unsupported: str | None = None,
+        capture: bool = True,
+    ):
         self.name = name
         self.device = str(device)
         self.settings = settings
@@ -200,12 +211,12 @@ class GraphRunner:
         self._graphs: dict[tuple[int, int], _Graph] = {}
         self._lock = threading.Lock()
         self.counters = GraphCounters()
-        self.capture_s: Optional[float] = None
-        self.graph_memory_mb: Optional[float] = None
+        self.capture_s: float | None = None
+        self.graph_memory_mb: float | None = None
         self.active, self.reason = self._decide(unsupported)
 
     # -- state --------------------------------------------------------------------------
-    def _decide(self, unsupported: Optional[str]) -> tuple[bool, str]:
+    def _decide(self, unsupported: str | None) -> tuple[bool, str]:
         if self.settings.mode == "off":
             return False, "eager: cuda_graphs is off in the configuration"
         if unsupported is not None or self._padded_forward is None:
@@ -225,14 +236,20 @@ class GraphRunner:
     def stats(self) -> dict[str, Any]:
         c = self.counters
         return {
-            "active": self.active, "reason": self.reason, "settings": self.settings.to_dict(),
+            "active": self.active,
+            "reason": self.reason,
+            "settings": self.settings.to_dict(),
             "graphs": sorted([bucket / self.sample_rate, size] for bucket, size in self._graphs),
             "capture_s": None if self.capture_s is None else round(self.capture_s, 3),
             "graph_memory_mb": self.graph_memory_mb,
-            "graph_batches": c.graph_batches, "graph_segments": c.graph_segments,
-            "padded_batches": c.padded_batches, "padded_segments": c.padded_segments,
-            "eager_batches": c.eager_batches, "eager_segments": c.eager_segments,
-            "dummy_rows": c.dummy_rows, "eager_reasons": dict(c.eager_reasons),
+            "graph_batches": c.graph_batches,
+            "graph_segments": c.graph_segments,
+            "padded_batches": c.padded_batches,
+            "padded_segments": c.padded_segments,
+            "eager_batches": c.eager_batches,
+            "eager_segments": c.eager_segments,
+            "dummy_rows": c.dummy_rows,
+            "eager_reasons": dict(c.eager_reasons),
             "bucket_padding_fraction": round(1 - c.samples / c.bucket_samples, 4) if c.bucket_samples else None,
         }
 
@@ -247,8 +264,11 @@ class GraphRunner:
             return
         started = time.perf_counter()
         pool = None
-        keys = sorted(((b, s) for b in self.buckets for s in self.batch_sizes),
-                      key=lambda key: (key[0] * key[1], key[0]), reverse=True)  # largest first: one pool
+        keys = sorted(
+            ((b, s) for b in self.buckets for s in self.batch_sizes),
+            key=lambda key: (key[0] * key[1], key[0]),
+            reverse=True,
+        )  # largest first: one pool
         try:
             device = torch.device(self.device)
             reserved_before = torch.cuda.memory_reserved(device)
@@ -279,8 +299,10 @@ class GraphRunner:
             return
         self.capture_s = time.perf_counter() - started
         self.graph_memory_mb = round((torch.cuda.memory_reserved(device) - reserved_before) / 2**20, 1)
-        self.reason = (f"CUDA graphs: {len(self._graphs)} captured ({len(self.buckets)} buckets x "
-                       f"{len(self.batch_sizes)} batch sizes) in {self.capture_s:.1f} s")
+        self.reason = (
+            f"CUDA graphs: {len(self._graphs)} captured ({len(self.buckets)} buckets x "
+            f"{len(self.batch_sizes)} batch sizes) in {self.capture_s:.1f} s"
+        )
         log.info("%s: %s, %.0f MB", self.name, self.reason, self.graph_memory_mb)
 
     # -- running ------------------------------------------------------------------------

@@ -7,8 +7,8 @@ callable so tests (and the daemon's memory governor) can inject their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
@@ -18,10 +18,10 @@ GIB = 1024**3
 MIN_FREE_GPU_BYTES = 8 * GIB
 
 # Returns (free_bytes, total_bytes) of the GPU, or None when there is no usable CUDA.
-MemoryProbe = Callable[[], Optional[tuple[int, int]]]
+MemoryProbe = Callable[[], tuple[int, int] | None]
 
 
-def cuda_memory_probe() -> Optional[tuple[int, int]]:
+def cuda_memory_probe() -> tuple[int, int] | None:
     """Free/total bytes of the current CUDA device, or None without CUDA."""
     if not torch.cuda.is_available():
         return None
@@ -44,7 +44,7 @@ def _gib(n_bytes: int) -> str:
 
 def select_device(
     requested: str = "auto",
-    memory_probe: Optional[MemoryProbe] = None,
+    memory_probe: MemoryProbe | None = None,
     min_free_bytes: int = MIN_FREE_GPU_BYTES,
 ) -> DeviceChoice:
     """Pick "cuda" or "cpu" and say why.
@@ -61,18 +61,12 @@ def select_device(
     if requested.startswith("cuda"):
         info = probe()
         if info is None:
-            raise DeviceUnavailableError(
-                f"device {requested!r} was requested but CUDA is not available"
-            )
+            raise DeviceUnavailableError(f"device {requested!r} was requested but CUDA is not available")
         free, total = info
-        return DeviceChoice(
-            requested, f"{requested} requested explicitly ({_gib(free)} of {_gib(total)} free)"
-        )
+        return DeviceChoice(requested, f"{requested} requested explicitly ({_gib(free)} of {_gib(total)} free)")
 
     if requested != "auto":
-        raise DeviceUnavailableError(
-            f"unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        )
+        raise DeviceUnavailableError(f"unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     try:
         info = probe()
@@ -84,11 +78,9 @@ def select_device(
     if free >= min_free_bytes:
         return DeviceChoice(
             "cuda",
-            f"CUDA available with {_gib(free)} of {_gib(total)} free "
-            f"(>= {_gib(min_free_bytes)} needed)",
+            f"CUDA available with {_gib(free)} of {_gib(total)} free (>= {_gib(min_free_bytes)} needed)",
         )
     return DeviceChoice(
         "cpu",
-        f"CUDA available but only {_gib(free)} of {_gib(total)} free "
-        f"(< {_gib(min_free_bytes)} needed); using CPU",
+        f"CUDA available but only {_gib(free)} of {_gib(total)} free (< {_gib(min_free_bytes)} needed); using CPU",
     )

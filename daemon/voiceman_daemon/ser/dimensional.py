@@ -11,8 +11,8 @@ encoder, mean pooling of the last hidden state over time, and a regression head
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,14 +20,18 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, Wav2Vec2PreTrainedModel
 
 from . import wav2vec2_encoding
-from .cuda_graphs import GraphRunner, GraphSettings
 from .batching import dummy_segment, min_samples_for, run_batched
+from .cuda_graphs import GraphRunner, GraphSettings
 from .device import MemoryProbe, select_device
 from .errors import ModelDirectoryError, SERLoadError
-from .integrity import (check_expected_sha256, hash_weight_files, load_complete_checkpoint, require_directory,
-                        require_files)
+from .integrity import (
+    check_expected_sha256,
+    hash_weight_files,
+    load_complete_checkpoint,
+    require_directory,
+    require_files,
+)
 from .results import DimensionalItem, DimensionalResult, SegmentError
-
 
 DIMENSIONS = ("arousal", "dominance", "valence")
 
@@ -58,7 +62,7 @@ class AudeeringDimensionalModel(Wav2Vec2PreTrainedModel):
         self.post_init()
 
     def forward(
-        self, input_values: torch.Tensor, attention_mask: Optional[torch.Tensor] = None
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled hidden state, arousal/dominance/valence) for a padded batch."""
         hidden = self.wav2vec2(input_values, attention_mask=attention_mask).last_hidden_state
@@ -96,10 +100,15 @@ def _output_order(config: Wav2Vec2Config, model_dir: Path) -> list[int]:
 class DimensionalSER:
     """A loaded, frozen, warmed-up dimensional SER model."""
 
-    def __init__(self, model_dir: Path, device: str = "auto", *,
-                 memory_probe: Optional[MemoryProbe] = None,
-                 expected_sha256: Optional[str] = None,
-                 graphs: Optional[GraphSettings] = None):
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "auto",
+        *,
+        memory_probe: MemoryProbe | None = None,
+        expected_sha256: str | None = None,
+        graphs: GraphSettings | None = None,
+    ):
         started = time.perf_counter()
         require_files(model_dir, ["config.json", "preprocessor_config.json"], "a dimensional wav2vec2 SER model")
         self.model_id = str(model_dir)
@@ -112,8 +121,12 @@ class DimensionalSER:
         self.device, self.device_reason = choice.device, choice.reason
 
         self.feature_extractor, model = load_complete_checkpoint(
-            model_dir, Wav2Vec2FeatureExtractor, AudeeringDimensionalModel, "dimensional model",
-            "; not the wav2vec2 + classifier.dense/out_proj layout")
+            model_dir,
+            Wav2Vec2FeatureExtractor,
+            AudeeringDimensionalModel,
+            "dimensional model",
+            "; not the wav2vec2 + classifier.dense/out_proj layout",
+        )
         wav2vec2_encoding.check_supported_encoder(model.wav2vec2, str(model_dir))
 
         self._order = _output_order(model.config, model_dir)
@@ -139,25 +152,38 @@ class DimensionalSER:
     def graph_runner(self, settings: GraphSettings, capture: bool = True) -> GraphRunner:
         """The bucketed/graph runner for this model (capture=False: the bucketed forward without
         graphs, on any device; tests compare it with the eager path)."""
-        return GraphRunner(f"ser_dimensional {self.model_id}", self.device, settings, self.sample_rate,
-                           self.model.predict_padded, self.model.predict_segments,
-                           unsupported=wav2vec2_encoding.supports_padded(self.model.wav2vec2), capture=capture)
+        return GraphRunner(
+            f"ser_dimensional {self.model_id}",
+            self.device,
+            settings,
+            self.sample_rate,
+            self.model.predict_padded,
+            self.model.predict_segments,
+            unsupported=wav2vec2_encoding.supports_padded(self.model.wav2vec2),
+            capture=capture,
+        )
 
     def _infer(self, waveforms: list[torch.Tensor]) -> list[DimensionalResult]:
         outputs = self.graphs.run([self._normalise(w) for w in waveforms])
         ordered = outputs[:, self._order]
         return [DimensionalResult(*(float(v) for v in row)) for row in ordered]
 
-    def predict(self, waveforms: Sequence[np.ndarray], sample_rate: int = 16000, *,
-                batch_size: Optional[int] = None) -> list[DimensionalItem]:
+    def predict(
+        self, waveforms: Sequence[np.ndarray], sample_rate: int = 16000, *, batch_size: int | None = None
+    ) -> list[DimensionalItem]:
         """One result per segment, in order; bad segments get a SegmentError."""
         return run_batched(waveforms, sample_rate, self.sample_rate, self._min_samples, batch_size, self._infer)
 
 
-def load_dimensional(path: str, device: str = "auto", *,
-                     memory_probe: Optional[MemoryProbe] = None,
-                     expected_sha256: Optional[str] = None,
-                     graphs: Optional[GraphSettings] = None) -> DimensionalSER:
+def load_dimensional(
+    path: str,
+    device: str = "auto",
+    *,
+    memory_probe: MemoryProbe | None = None,
+    expected_sha256: str | None = None,
+    graphs: GraphSettings | None = None,
+) -> DimensionalSER:
     """Load an audeering-layout dimensional SER checkpoint from a local directory."""
-    return DimensionalSER(require_directory(path), device, memory_probe=memory_probe,
-                          expected_sha256=expected_sha256, graphs=graphs)
+    return DimensionalSER(
+        require_directory(path), device, memory_probe=memory_probe, expected_sha256=expected_sha256, graphs=graphs
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from voiceman.hashing import WEIGHT_SUFFIXES, combine_digests, weight_file_digests
 
@@ -22,13 +22,11 @@ def hash_weight_files(model_dir: Path) -> tuple[str, dict[str, str]]:
     """(combined sha256, {relative path: sha256}) of every weight file under model_dir."""
     per_file = weight_file_digests(model_dir)
     if not per_file:
-        raise ModelDirectoryError(
-            f"{model_dir}: no weight file found (looked for {', '.join(WEIGHT_SUFFIXES)})"
-        )
+        raise ModelDirectoryError(f"{model_dir}: no weight file found (looked for {', '.join(WEIGHT_SUFFIXES)})")
     return combine_digests(per_file), per_file
 
 
-def check_expected_sha256(model_dir: Path, actual: str, expected: Optional[str]) -> None:
+def check_expected_sha256(model_dir: Path, actual: str, expected: str | None) -> None:
     if expected is not None and actual.lower() != expected.strip().lower():
         raise WeightIntegrityError(
             f"{model_dir}: weight files SHA-256 is {actual}, expected {expected.strip()}; "
@@ -48,13 +46,12 @@ def require_directory(path: str | Path) -> Path:
 def require_files(model_dir: Path, names: list[str], what: str) -> None:
     missing = [name for name in names if not (model_dir / name).is_file()]
     if missing:
-        raise ModelDirectoryError(
-            f"{model_dir}: missing {', '.join(missing)} (required for {what})"
-        )
+        raise ModelDirectoryError(f"{model_dir}: missing {', '.join(missing)} (required for {what})")
 
 
-def load_complete_checkpoint(model_dir: Path, extractor_cls: Any, model_cls: Any, what: str,
-                             layout_hint: str = "") -> tuple[Any, Any]:
+def load_complete_checkpoint(
+    model_dir: Path, extractor_cls: Any, model_cls: Any, what: str, layout_hint: str = ""
+) -> tuple[Any, Any]:
     """(feature extractor, model) from a local transformers directory, refusing a checkpoint
     that lacks or mismatches any weight the model needs: transformers would fill those with
     random values and only log it, and a report must never rest on invented weights."""

@@ -12,8 +12,6 @@ padding exactly. The steps are those of `Wav2Vec2Model.forward` in eval mode
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from transformers import Wav2Vec2Model
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2Encoder, Wav2Vec2EncoderStableLayerNorm
@@ -47,9 +45,7 @@ def encode(model: Wav2Vec2Model, waveforms: list[torch.Tensor]) -> tuple[torch.T
     """
     device = next(model.parameters()).device
     if model.config.feat_extract_norm == "group":
-        per_segment = [
-            model.feature_extractor(w.to(device)[None, :])[0].transpose(0, 1) for w in waveforms
-        ]
+        per_segment = [model.feature_extractor(w.to(device)[None, :])[0].transpose(0, 1) for w in waveforms]
         frame_lengths = torch.tensor([f.shape[0] for f in per_segment], device=device)
         features = torch.nn.utils.rnn.pad_sequence(per_segment, batch_first=True)
     else:
@@ -80,7 +76,8 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # mask, the group-norm layer normalises over each segment's own frames. Every frame inside a
 # segment's true length equals that of encoding the segment alone, whatever L is.
 
-def supports_padded(model: Wav2Vec2Model) -> Optional[str]:
+
+def supports_padded(model: Wav2Vec2Model) -> str | None:
     """None when `encode_padded` can run this encoder, else why not."""
     config = model.config
     if getattr(config, "add_adapter", False):
@@ -135,7 +132,9 @@ def encoder_forward(encoder: torch.nn.Module, hidden: torch.Tensor, mask: torch.
     return hidden
 
 
-def encode_padded(model: Wav2Vec2Model, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_padded(
+    model: Wav2Vec2Model, waves: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Last hidden states (B, T, C) and frame mask (B, T) of a fixed-shape batch.
 
     waves: (B, L) float, zero beyond each row's length; lengths: (B,) long, 1 <= length <= L.
