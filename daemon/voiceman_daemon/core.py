@@ -27,10 +27,7 @@ import queue
 import threading
 import time
 import uuid
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from .admission import SerBackpressure
@@ -41,87 +38,25 @@ from .handlers import HANDLERS, BatchRun, Handler
 from .registry import ModelLoadError, ModelRegistry, ModelSpec
 from .requests import ModelRef, RequestInvalid, parse_work
 from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoard
+from .work import (
+    Job,
+    Lane,
+    LoadModel,
+    Outcome,
+    RequestCounters,
+    RequestRejected,
+    RunJob,
+    UnloadModels,
+    item_count,
+    joined_futures,
+    same_batch,
+)
 
 log = logging.getLogger(__name__)
 
 QUEUE_POLL_S = 0.2  # how often an idle inference thread looks at the stop flag
 LANE_MODES = ("per_stage", "single")
 SINGLE_LANE = "all"
-
-
-class RequestRejected(ValueError):
-    """A request the core will not run (unknown type, model kinds it cannot serve)."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a request ended with: a result, or an error with its scope (request / daemon /
-    protocol; see voiceman.daemonlink.protocol.error_reply)."""
-
-    request_id: str
-    kind: str
-    ok: bool
-    content: dict[str, Any]
-    scope: str | None = None
-
-    @classmethod
-    def failure(cls, request_id: str, kind: str, reason: str, scope: str) -> Outcome:
-        return cls(request_id, kind, False, {"reason": reason, "scope": scope}, scope)
-
-
-@dataclass
-class Job:
-    """One accepted work request on its way through the core."""
-
-    request_id: str
-    kind: str
-    content: dict[str, Any]
-    handler: Handler
-    specs: dict[str, ModelSpec]
-    future: Future = field(default_factory=Future)
-    payload: Any = None
-    accepted: float = field(default_factory=time.monotonic)
-    prepared: float = 0.0
-
-    @property
-    def file_key(self) -> str:
-        return str(self.content.get("audio_path") or self.request_id)
-
-
-# What the inference thread's queue holds.
-@dataclass(frozen=True)
-class LoadModel:
-    spec: ModelSpec
-
-
-@dataclass(frozen=True)
-class UnloadModels:
-    kind: str | None
-    future: Future
-
-
-@dataclass(frozen=True)
-class RunJob:
-    job: Job
-
-
-@dataclass
-class Lane:
-    """One inference thread, its queue, and the items it met while gathering a batch (run
-    before the queue's next ones)."""
-
-    name: str
-    queue: queue.Queue[LoadModel | UnloadModels | RunJob] = field(default_factory=queue.Queue)
-    deferred: deque[LoadModel | UnloadModels | RunJob] = field(default_factory=deque)
-    thread: threading.Thread | None = None
-    stream: Any = None  # torch.cuda.Stream of this lane, made on first use
-
-
-@dataclass
-class RequestCounters:
-    accepted: int = 0
-    ok: int = 0
-    failed: int = 0
 
 
 class DaemonCore:
@@ -270,7 +205,7 @@ class DaemonCore:
             part: Future = Future()
             lane.queue.put(UnloadModels(None, part))
             parts.append(part)
-        return _joined(parts)
+        return joined_futures(parts)
 
     def _lane(self, name: str) -> Lane:
         """The lane of a request type or model kind (unknown ones: the first lane)."""
@@ -386,7 +321,7 @@ class DaemonCore:
         jobs = [first]
         if not first.handler.cross_file or self.batch_max_items <= 1:
             return jobs
-        items = _item_count(first.payload) or 1
+        items = item_count(first.payload) or 1
         deadline = time.monotonic() + self.batch_wait_s
         while items < self.batch_max_items and not self._stop.is_set():
             remaining = deadline - time.monotonic()
@@ -394,9 +329,9 @@ class DaemonCore:
                 item = lane.queue.get(timeout=remaining) if remaining > 0 else lane.queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, RunJob) and _same_batch(item.job, first):
+            if isinstance(item, RunJob) and same_batch(item.job, first):
                 jobs.append(item.job)
-                items += _item_count(item.job.payload) or 1
+                items += item_count(item.job.payload) or 1
             else:
                 lane.deferred.append(item)
         return jobs
@@ -478,7 +413,7 @@ class DaemonCore:
             padding=batch.padding,
         )
         busy = (time.monotonic() - started) / len(jobs)
-        for j in jobs:
+        for _job in jobs:  # one request each, for every model kind it used
             for kind in ticket.specs:
                 self.registry.record_request(kind, busy, ok)
         return outcomes
@@ -528,42 +463,7 @@ class DaemonCore:
         return self.state()
 
 
-def _joined(parts: list[Future]) -> Future:
-    """A future for the concatenated results of ``parts``."""
-    joined: Future = Future()
-    results: dict[int, list[str]] = {}
-    lock = threading.Lock()
-
-    def done(index: int, part: Future) -> None:
-        with lock:
-            results[index] = part.result()
-            if len(results) == len(parts):
-                joined.set_result([k for i in sorted(results) for k in results[i]])
-
-    for index, part in enumerate(parts):
-        part.add_done_callback(partial(done, index))
-    return joined
-
-
 def _torch_has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _same_batch(job: Job, first: Job) -> bool:
-    """May ``job`` share ``first``'s model passes: same kind, models and request options."""
-    return (
-        job.kind == first.kind
-        and job.specs == first.specs
-        and job.content.get("options") == first.content.get("options")
-    )
-
-
-def _item_count(payload: Any) -> int | None:
-    """Units of work in a prepared request where the handler says (SER: segment waveforms;
-    ASR: speech chunks when the I/O pool found them)."""
-    for key in ("waveforms", "chunks"):
-        if isinstance(payload, dict) and isinstance(payload.get(key), list):
-            return len(payload[key]) or 1
-    return None

@@ -22,8 +22,9 @@ import voiceman
 from voiceman.daemonlink import protocol, transport
 from voiceman.daemonlink.protocol import Message
 
-from .core import DaemonCore, Outcome
+from .core import DaemonCore
 from .requests import CONTROL_REQUESTS, RequestInvalid, parse_control
+from .work import Outcome
 
 log = logging.getLogger(__name__)
 
