@@ -478,7 +478,7 @@ class DaemonCore:
             padding=batch.padding,
         )
         busy = (time.monotonic() - started) / len(jobs)
-        for j in jobs:
+        for _job in jobs:  # one request per job
             for kind in ticket.specs:
                 self.registry.record_request(kind, busy, ok)
         return outcomes
