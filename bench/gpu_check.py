@@ -153,7 +153,7 @@ def device_probe(models_dir: Path) -> dict[str, Any]:
     try:
         from voiceman_daemon.device_probe import probe
     except ImportError as exc:
-        raise Skip(f"voiceman_daemon.device_probe is not there: {exc}")
+        raise Skip(f"voiceman_daemon.device_probe is not there: {exc}") from exc
     config = {
         "models": {
             "asr": {"id": str(models_dir / "whisper-tiny.en"), "device": "auto", "backend": "auto"},
@@ -251,7 +251,7 @@ def whisper_model(models_dir: Path, name: str, work: Path) -> tuple[Path, str]:
         prepare(models_dir, [name])
         return path, "real (prepared here)"
     except Exception as exc:  # noqa: BLE001
-        raise Skip(f"{name}: no weights under {models_dir} and none to prepare ({exc})")
+        raise Skip(f"{name}: no weights under {models_dir} and none to prepare ({exc})") from exc
 
 
 def _free() -> None:
@@ -495,8 +495,8 @@ def run_ser_graphs(
             segs = prepared[:batch]
             eager = runner.run(segs, force_eager=True)
             graph = runner.run(segs)
-            eager_ms = _median_ms(lambda: runner.run(segs, force_eager=True), repeats)
-            graph_ms = _median_ms(lambda: runner.run(segs), repeats)
+            eager_ms = _median_ms(lambda runner=runner, segs=segs: runner.run(segs, force_eager=True), repeats)
+            graph_ms = _median_ms(lambda runner=runner, segs=segs: runner.run(segs), repeats)
             rows.append(
                 {
                     "batch": batch,
@@ -563,13 +563,15 @@ def run_ser_utilisation(
         for mode in ("graphs", "eager"):
             saved = {k: m.model.graphs for k, m in models.items()}
             if mode == "eager":
-                for k, m in models.items():
+                for m in models.values():
                     m.model.graphs = m.model.graph_runner(GraphSettings.from_options("off"))
             samples: list[tuple[float, float | None]] = []
             stop = threading.Event()
             started = time.perf_counter()
 
-            def sample() -> None:
+            # This pass's samples, stop and start bound here: a sampler still running after its join timed out
+            # must not append to the next pass's list.
+            def sample(samples=samples, stop=stop, started=started) -> None:
                 while not stop.is_set():
                     samples.append((time.perf_counter() - started, query.utilization_pct()))
                     stop.wait(interval)
@@ -708,7 +710,7 @@ def run_dynamic_batching(
                 raise RuntimeError(f"core not ready: {core.load_errors()}")
             client = InProcessClient(core)
 
-            def one(name: str) -> tuple[dict, dict]:
+            def one(name: str, client: InProcessClient = client) -> tuple[dict, dict]:
                 path = str(paths[name])
                 transcript = client.call("transcribe", audio_path=path, options={"language": "en", "batch_size": 8})
                 segments = [{"start": s["start"], "end": s["end"]} for s in transcript["segments"]]
@@ -894,7 +896,8 @@ def _throughput_lines(result: dict[str, Any]) -> list[str]:
         a = batching["agreement"]
         lines.append(
             f"dynamic batching on/off: {batching['speedup_on_vs_off']}x; transcripts identical "
-            f"{a['transcripts_identical']}, SER max |diff| {a['ser_max_abs_diff']} (within 1e-3: {a['ser_within_1e-3']})"
+            f"{a['transcripts_identical']}, SER max |diff| {a['ser_max_abs_diff']} "
+            f"(within 1e-3: {a['ser_within_1e-3']})"
         )
     elif batching:
         lines.append(f"dynamic batching: {batching.get('status')}: {batching.get('reason') or batching.get('error')}")
@@ -986,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if all(runs[name].get(b) for b in BACKENDS):
 
-            def compare(n=name) -> dict[str, Any]:
+            def compare(n=name, resolved=resolved) -> dict[str, Any]:
                 a, b = runs[n]["ctranslate2"]["_results"], runs[n]["transformers"]["_results"]
                 per_file = {f: agreement(a[f], b[f]) for f in a}
                 diffs = [

@@ -188,7 +188,7 @@ def _speakers(rng, n_speakers: int, per_speaker: int, spread: float = 0.35, dim:
     centres = np.abs(rng.standard_normal((n_speakers, dim)))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     emb, truth = [], []
-    for turn in range(4):
+    for _turn in range(4):
         for s in range(n_speakers):
             for _ in range(per_speaker // 4):
                 v = np.abs(centres[s] + spread * rng.standard_normal(dim) / np.sqrt(dim))

@@ -226,7 +226,7 @@ def _frames(rng: random.Random, n: int):
 def test_parsers_raise_only_their_own_errors():
     rng = random.Random(SEED)
     checked = 0
-    for category, frame in frames(rng, 30_000):
+    for _category, frame in frames(rng, 30_000):
         for part in frame if isinstance(frame, list) else [frame]:
             try:
                 message = protocol.unpack(part)

@@ -171,7 +171,7 @@ def test_speechbrain_matches_its_own_interface_and_finetuned_weights(sb, sb_dir)
         out_prob, _, _, text_lab = sb.backend.interface.classify_batch(torch.from_numpy(wave)[None])
     got = sb.predict([wave])[0]
     # The interface's pooling adds up to 9e-5 of random noise; hence the tolerance.
-    np.testing.assert_allclose([got.probabilities[l] for l in sb.labels], out_prob[0].numpy(), atol=2e-3)
+    np.testing.assert_allclose([got.probabilities[label] for label in sb.labels], out_prob[0].numpy(), atol=2e-3)
     assert got.label == text_lab[0]
     # wav2vec2.ckpt (fine-tuned) replaced the encoder folder's base weights.
     finetuned = torch.load(sb_dir / "wav2vec2.ckpt", weights_only=True)
@@ -203,7 +203,7 @@ def test_hf_audio_classifier_labels_from_config(hf):
     with torch.inference_mode():
         inputs = hf.backend.feature_extractor(segments(10000)[0], sampling_rate=SR, return_tensors="pt")
         expected = torch.softmax(hf.backend.model(**inputs).logits, -1)[0].numpy()
-    np.testing.assert_allclose([result.probabilities[l] for l in hf.labels], expected, atol=1e-5)
+    np.testing.assert_allclose([result.probabilities[label] for label in hf.labels], expected, atol=1e-5)
 
 
 # ------------------------------------------------ batching, determinism, errors

@@ -306,7 +306,7 @@ def _run_on_slurm(case: Path, results: Path, overrides: Path, logdir: Path) -> s
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-        raise AssertionError(f"snakemake --profile profiles/slurm did not finish in 420 s:\n{out[-5000:]}")
+        raise AssertionError(f"snakemake --profile profiles/slurm did not finish in 420 s:\n{out[-5000:]}") from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
 
 

@@ -121,7 +121,8 @@ class Inventory:
         return {r.key: r.display for r in self.recordings}
 
     def recording_records(self) -> list[dict[str, str]]:
-        """[{key, name (display), kind}] of the recordings, for case.json (see :func:`voiceman.pipeline.case_summary.summarize`)."""
+        """[{key, name (display), kind}] of the recordings, for case.json
+        (see :func:`voiceman.pipeline.case_summary.summarize`)."""
         return [{"key": r.key, "name": r.display, "kind": r.kind} for r in self.recordings]
 
     @property

@@ -172,8 +172,9 @@ def cmd_review(args) -> int:
                 print(f"{args.file}: already imported (import {result.already}); nothing changed")
                 return 0
             print(
-                f"import {result.import_id}: {result.added} new, {result.changed} changed, {result.unchanged} unchanged "
-                f"verdicts; stored in {review.state_path(results)} (this import kept as {result.record})"
+                f"import {result.import_id}: {result.added} new, {result.changed} changed, "
+                f"{result.unchanged} unchanged verdicts; stored in {review.state_path(results)} "
+                f"(this import kept as {result.record})"
             )
             for v in result.stale:
                 print(

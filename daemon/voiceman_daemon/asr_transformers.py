@@ -390,7 +390,8 @@ class TransformersWhisperASR(SharedWhisperSettings):
             raise FileNotFoundError(
                 f"no transformers Whisper model for '{spec.id}': expected {self.hf_dir} "
                 "(`voiceman models prepare` writes it for the shipped models; for your own CTranslate2 model run "
-                f"python -m voiceman.whisper_convert {spec.id}), or set models.asr.id to a transformers Whisper directory"
+                f"python -m voiceman.whisper_convert {spec.id}), "
+                "or set models.asr.id to a transformers Whisper directory"
             )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.source = conversion_source(self.hf_dir, spec.id)

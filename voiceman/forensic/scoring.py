@@ -85,7 +85,8 @@ def _pattern_evidence(patterns: list[dict[str, Any]], cfg: dict[str, Any]) -> li
         pts = cfg["points_per_severity"]
         detail = (
             f'{hit["category"]} pattern {hit["pattern_id"]} "{_short(str(hit.get("text", "")))}" '
-            f"({hit['context']}, severity {hit['severity']}): {pts:g} pts/severity x category {cat_w:g} x context {ctx_w:g}"
+            f"({hit['context']}, severity {hit['severity']}): "
+            f"{pts:g} pts/severity x category {cat_w:g} x context {ctx_w:g}"
         )
         items.append(_evidence("pattern", detail, hit["severity"], pts * cat_w * ctx_w))
     return items
@@ -256,7 +257,9 @@ def aggregate_segment_scores(segments: list[tuple[int, dict[str, Any]]], rules: 
         "flagged_segments": sum(1 for _, seg in segments if (seg.get("crosscheck") or {}).get("flagged")),
         "outcomes": dict(sorted(outcomes.items())),
         "top_segments": [_top_segment_entry(seg, pos) for pos, seg in ranked[: agg["top_segments"]]],
-        "method": f"{agg['max_weight']:g} x highest segment score + {agg['mean_weight']:g} x {mean_kind}, clipped to 0..100",
+        "method": (
+            f"{agg['max_weight']:g} x highest segment score + {agg['mean_weight']:g} x {mean_kind}, clipped to 0..100"
+        ),
     }
 
 

@@ -68,25 +68,29 @@ def _score_chart(files: list[dict[str, Any]]) -> str:
         short = name if len(name) <= 38 else name[:37] + "…"
         score = _score_of(entry)
         rows.append(
-            f'<text x="{LABEL_W - 6}" y="{y + 13}" text-anchor="end" font-size="11">{esc(short)}<title>{esc(name)}</title></text>'
+            f'<text x="{LABEL_W - 6}" y="{y + 13}" text-anchor="end" font-size="11">'
+            f"{esc(short)}<title>{esc(name)}</title></text>"
         )
         if entry.get("status") != "done":
             why = f"{name}: {entry.get('status')} – {entry.get('reason') or 'no reason given'}"
             rows.append(
                 f'<text class="failed" x="{LABEL_W + 4}" y="{y + 13}" font-size="11" fill="#b42318">'
-                f"{esc(entry.get('status'))}: {esc(entry.get('reason') or 'no reason given')}<title>{esc(why)}</title></text>"
+                f"{esc(entry.get('status'))}: {esc(entry.get('reason') or 'no reason given')}"
+                f"<title>{esc(why)}</title></text>"
             )
         elif score is not None:
             width = BAR_W * min(max(score, 0.0), 100.0) / 100.0
             colour = "#b42318" if score >= 60 else "#e8590c" if score >= 30 else "#2f9e44"
             rows.append(
-                f'<rect class="bar" x="{LABEL_W}" y="{y + 2}" width="{max(width, 1):.1f}" height="{BAR_H - 5}" fill="{colour}">'
+                f'<rect class="bar" x="{LABEL_W}" y="{y + 2}" width="{max(width, 1):.1f}" '
+                f'height="{BAR_H - 5}" fill="{colour}">'
                 f"<title>{esc(f'{name}: score {score:.2f}')}</title></rect>"
                 f'<text x="{LABEL_W + width + 4:.1f}" y="{y + 13}" font-size="10">{score:.1f}</text>'
             )
     axis_y = 10 + len(files) * BAR_H + 4
     ticks = "".join(
-        f'<line x1="{LABEL_W + BAR_W * t / 100}" x2="{LABEL_W + BAR_W * t / 100}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#555"/>'
+        f'<line x1="{LABEL_W + BAR_W * t / 100}" x2="{LABEL_W + BAR_W * t / 100}" '
+        f'y1="{axis_y}" y2="{axis_y + 4}" stroke="#555"/>'
         f'<text x="{LABEL_W + BAR_W * t / 100}" y="{axis_y + 14}" text-anchor="middle" font-size="9">{t}</text>'
         for t in (0, 25, 50, 75, 100)
     )
@@ -136,7 +140,8 @@ def render_case_report(
         body.append("<h2>Findings (0)</h2><p>No segment of any recording was flagged or has a pattern hit.</p>")
     if failed:
         items = "".join(
-            f"<li><b>{esc(_visible(f.get('name')))}</b> ({esc(f.get('status'))}): {esc(_visible(f.get('reason') or 'no reason given'))}</li>"
+            f"<li><b>{esc(_visible(f.get('name')))}</b> ({esc(f.get('status'))}): "
+            f"{esc(_visible(f.get('reason') or 'no reason given'))}</li>"
             for f in failed
         )
         body.append(f'<h2>Failed files</h2><ul class="failures">{items}</ul>')
@@ -144,7 +149,8 @@ def render_case_report(
     rows = "".join(
         f'<tr class="{"" if f.get("status") == "done" else "flagged"}"><td>{esc(_visible(f.get("name")))}</td>'
         f'<td class="{"status-done" if f.get("status") == "done" else "status-failed"}">{esc(f.get("status"))}</td>'
-        f'<td class="num">{fmt_num(_score_of(f))}</td><td>{esc(_visible(f.get("reason"))) if f.get("reason") else "—"}</td>'
+        f'<td class="num">{fmt_num(_score_of(f))}</td>'
+        f"<td>{esc(_visible(f.get('reason'))) if f.get('reason') else '—'}</td>"
         f"<td>{_report_cell(f.get('report'))}</td></tr>"
         for f in ranked
     )

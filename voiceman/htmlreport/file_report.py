@@ -92,11 +92,13 @@ def _segment_row(seg: dict[str, Any], play: tuple[str | None, tuple[str, str]] |
             else ""
         )
         + f"<td>{esc(seg.get('speaker') or 'unassigned')}</td>"
-        f'<td><div class="text">{highlight_text(text, seg.get("patterns") or [])}</div>{_hits_list(seg.get("patterns") or [], text)}</td>'
+        f'<td><div class="text">{highlight_text(text, seg.get("patterns") or [])}</div>'
+        f"{_hits_list(seg.get('patterns') or [], text)}</td>"
         f"<td>{_emotion_html(seg.get('emotion'))}</td>"
         f"<td>{_voice_html(seg.get('voice'))}</td>"
         f'<td>{badge}<div class="explain">{esc(check.get("explanation"))}</div></td>'
-        f'<td class="num"><details><summary>{fmt_num(seg.get("score"))}</summary>{evidence_table(seg.get("evidence") or [])}</details></td>'
+        f'<td class="num"><details><summary>{fmt_num(seg.get("score"))}</summary>'
+        f"{evidence_table(seg.get('evidence') or [])}</details></td>"
         "</tr>"
     )
 
@@ -150,7 +152,8 @@ def _custody_html(custody: dict[str, Any]) -> str:
     models = custody.get("models") or []
     model_rows = "".join(
         f'<tr><td>{esc(m.get("role"))}</td><td class="mono">{esc(m.get("id"))}</td>'
-        f'<td class="mono">{esc(m.get("revision") or m.get("path"))}</td><td class="mono">{esc(m.get("sha256"))}</td></tr>'
+        f'<td class="mono">{esc(m.get("revision") or m.get("path"))}</td>'
+        f'<td class="mono">{esc(m.get("sha256"))}</td></tr>'
         for m in models
     )
     model_table = (

@@ -23,12 +23,17 @@ from voiceman.htmlreport.html_parts import esc, fmt_num, fmt_time, highlight_tex
 from voiceman.review import VERDICTS
 
 FINDINGS_STYLE = """
-#findings .player-bar{position:sticky;top:0;background:#fafafa;border:1px solid #ddd;padding:.35em .6em;z-index:2;display:flex;gap:1em;align-items:center;flex-wrap:wrap}
+#findings .player-bar{position:sticky;top:0;background:#fafafa;border:1px solid #ddd;padding:.35em .6em;z-index:2;
+display:flex;gap:1em;align-items:center;flex-wrap:wrap}
 #findings .filters,#findings .savebar{margin:.5em 0;display:flex;gap:1em;flex-wrap:wrap;align-items:center}
-#findings th[data-sort]{cursor:pointer;white-space:nowrap}#findings th[aria-sort=ascending]::after{content:" ▲"}#findings th[aria-sort=descending]::after{content:" ▼"}
+#findings th[data-sort]{cursor:pointer;white-space:nowrap}
+#findings th[aria-sort=ascending]::after{content:" ▲"}
+#findings th[aria-sort=descending]::after{content:" ▼"}
 #findings td.review{min-width:13em}#findings textarea.note{width:100%;box-sizing:border-box;font:inherit;font-size:.9em}
 #findings tr.playing{outline:2px solid #1c7ed6}#findings tr.changed td.review{background:#fff9db}
-#findings .v-confirmed{color:#b42318;font-weight:600}#findings .v-rejected{color:#1a7f37;font-weight:600}#findings .v-unsure{color:#8a5a00;font-weight:600}
+#findings .v-confirmed{color:#b42318;font-weight:600}
+#findings .v-rejected{color:#1a7f37;font-weight:600}
+#findings .v-unsure{color:#8a5a00;font-weight:600}
 #findings a.play{white-space:nowrap}#findings .fname{word-break:break-all}
 #findings pre#verdicts-preview{max-height:20em;overflow:auto;background:#f6f6f6}
 """
@@ -85,9 +90,16 @@ SCRIPT = r"""(function () {
 
   function writeHash() {
     var params = new URLSearchParams();
-    Object.keys(filters).forEach(function (key) { if (filters[key].value !== '') { params.set(key, filters[key].value); } });
-    if (sortKey !== 'score' || sortDir !== -1) { params.set('sort', sortKey); params.set('dir', sortDir > 0 ? 'asc' : 'desc'); }
-    try { history.replaceState(null, '', '#' + params.toString()); } catch (e) { /* a browser that refuses: filters still apply */ }
+    Object.keys(filters).forEach(function (key) {
+      if (filters[key].value !== '') { params.set(key, filters[key].value); }
+    });
+    if (sortKey !== 'score' || sortDir !== -1) {
+      params.set('sort', sortKey);
+      params.set('dir', sortDir > 0 ? 'asc' : 'desc');
+    }
+    try {
+      history.replaceState(null, '', '#' + params.toString());
+    } catch (e) { /* a browser that refuses: filters still apply */ }
   }
 
   function matches(row) {
@@ -121,7 +133,10 @@ SCRIPT = r"""(function () {
   function compare(a, b) {
     var x = sortValue(a, sortKey), y = sortValue(b, sortKey);
     var order = typeof x === 'number' ? x - y : String(x).localeCompare(String(y));
-    if (order === 0) { order = a.dataset.name.localeCompare(b.dataset.name) || (num(a.dataset.start) || 0) - (num(b.dataset.start) || 0); return order; }
+    if (order === 0) {
+      order = a.dataset.name.localeCompare(b.dataset.name) || (num(a.dataset.start) || 0) - (num(b.dataset.start) || 0);
+      return order;
+    }
     return order * sortDir;
   }
 
@@ -166,7 +181,11 @@ SCRIPT = r"""(function () {
     nowPlaying.textContent = row.dataset.name + ', ' + where + (row.dataset.speaker ? ', ' + row.dataset.speaker : '');
     if (play) {
       var promise = player.play();
-      if (promise && promise.catch) { promise.catch(function (err) { say(row, 'Could not play: ' + err.message + ' (open the evidence file at ' + where + ').'); }); }
+      if (promise && promise.catch) {
+        promise.catch(function (err) {
+          say(row, 'Could not play: ' + err.message + ' (open the evidence file at ' + where + ').');
+        });
+      }
     }
   }
 
@@ -190,7 +209,8 @@ SCRIPT = r"""(function () {
   }
   ['playing', 'seeked', 'ratechange'].forEach(function (name) { player.addEventListener(name, armStop); });
   player.addEventListener('play', function () {
-    if (startAt !== null && stopAt !== null && (player.currentTime >= stopAt - 0.02 || player.currentTime < startAt - 0.25)) {
+    if (startAt !== null && stopAt !== null &&
+        (player.currentTime >= stopAt - 0.02 || player.currentTime < startAt - 0.25)) {
       player.currentTime = startAt;
     }
   });
@@ -217,7 +237,8 @@ SCRIPT = r"""(function () {
       verdicts.push(item);
     });
     var doc = {format: 'voiceman-review', version: 1, case_dir: root.dataset.caseDir || null,
-               case_config_sha256: root.dataset.configSha256 || null, page_generated_utc: root.dataset.generated || null,
+               case_config_sha256: root.dataset.configSha256 || null,
+               page_generated_utc: root.dataset.generated || null,
                saved_utc: new Date().toISOString(), reviewer: reviewer.value, verdicts: verdicts};
     return {doc: doc, loose: loose};
   }
@@ -261,19 +282,31 @@ SCRIPT = r"""(function () {
       ' (your downloads folder); store them with: voiceman review import ' + saveLink.download;
   });
   reviewer.addEventListener('change', refresh);
-  window.addEventListener('beforeunload', function (event) { if (dirty) { event.preventDefault(); event.returnValue = ''; } });
+  window.addEventListener('beforeunload', function (event) {
+    if (dirty) { event.preventDefault(); event.returnValue = ''; }
+  });
 
   Object.keys(filters).forEach(function (key) {
-    filters[key].addEventListener(filters[key].tagName === 'SELECT' ? 'change' : 'input', function () { applyFilters(); writeHash(); });
+    filters[key].addEventListener(filters[key].tagName === 'SELECT' ? 'change' : 'input', function () {
+      applyFilters();
+      writeHash();
+    });
   });
   Array.prototype.forEach.call(table.tHead.querySelectorAll('th[data-sort]'), function (th) {
     th.tabIndex = 0;
     function go() {
-      if (sortKey === th.dataset.sort) { sortDir = -sortDir; } else { sortKey = th.dataset.sort; sortDir = SORTS[sortKey]; }
+      if (sortKey === th.dataset.sort) {
+        sortDir = -sortDir;
+      } else {
+        sortKey = th.dataset.sort;
+        sortDir = SORTS[sortKey];
+      }
       sortRows(); writeHash();
     }
     th.addEventListener('click', go);
-    th.addEventListener('keydown', function (event) { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); go(); } });
+    th.addEventListener('keydown', function (event) {
+      if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); go(); }
+    });
   });
   window.addEventListener('hashchange', function () { readHash(); sortRows(); applyFilters(); });
 
@@ -394,7 +427,8 @@ def _row(n: int, f: dict[str, Any], page_dir: str | Path | None) -> str:
         f"<td>{esc(f['speaker'])}</td>"
         f'<td><div class="text">{highlight_text(str(f["text"]), f["patterns"])}</div></td>'
         f"<td>{f'<ul>{hits}</ul>' if hits else '—'}</td>"
-        f'<td>{badge}<div class="explain">{_emotion_text(f.get("emotion") or {})}<br>{_stress_text(f.get("stress") or [])}'
+        f'<td>{badge}<div class="explain">'
+        f"{_emotion_text(f.get('emotion') or {})}<br>{_stress_text(f.get('stress') or [])}"
         f"<br>{esc(f.get('explanation'))}</div></td>"
         f'<td class="num f-score">{fmt_num(f.get("score"))}</td>'
         f'<td class="review"><select class="verdict" aria-label="verdict">{options}</select>'
@@ -453,7 +487,8 @@ def render_findings(
     )
     return (
         f'<section id="findings" data-case-dir="{esc(case.get("case_dir") or "")}" '
-        f'data-config-sha256="{esc(case.get("config_sha256") or "")}" data-generated="{esc(case.get("generated_utc") or "")}">'
+        f'data-config-sha256="{esc(case.get("config_sha256") or "")}" '
+        f'data-generated="{esc(case.get("generated_utc") or "")}">'
         f"<h2>Findings ({len(findings)})</h2>"
         '<p class="explain">Every segment the cross-check flagged or with a pattern hit, across the case'
         + (f" — {esc(summary)}{esc(stale_note)}" if summary else "")
@@ -470,15 +505,16 @@ def render_findings(
         f'<label>speaker <select id="f-speaker">{_options([(s, s) for s in speakers])}</select></label>'
         f'<label>file <select id="f-file">{_options(files)}</select></label>'
         '<label>minimum score <input id="f-min" type="number" min="0" max="100" step="1" size="4"></label>'
-        '<label>verdict <select id="f-verdict"><option value="">all</option><option value="unreviewed">unreviewed</option>'
+        '<label>verdict <select id="f-verdict"><option value="">all</option>'
+        '<option value="unreviewed">unreviewed</option>'
         + "".join(f'<option value="{v}">{v}</option>' for v in VERDICTS)
         + "</select></label>"
         f'<span id="shown" class="explain" role="status">{len(findings)} findings</span></div>'
         '<div class="savebar"><label>reviewer <input id="reviewer" type="text" maxlength="200" size="16"></label>'
         '<button type="button" id="save-verdicts">Download verdicts (JSON)</button>'
-        '<a id="download-verdicts" hidden>verdicts.json</a><span id="save-status" class="explain" role="status"></span></div>'
+        '<a id="download-verdicts" hidden>verdicts.json</a>'
+        '<span id="save-status" class="explain" role="status"></span></div>'
         f'<table id="findings-table"><thead>{head}</thead><tbody>{rows}</tbody></table>'
-        '<details><summary>the verdicts file as it would be saved now</summary><pre id="verdicts-preview" class="mono"></pre></details>'
-        + _stale_table(stale)
-        + "</section>"
+        "<details><summary>the verdicts file as it would be saved now</summary>"
+        '<pre id="verdicts-preview" class="mono"></pre></details>' + _stale_table(stale) + "</section>"
     )

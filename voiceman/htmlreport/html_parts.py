@@ -44,7 +44,8 @@ def csp(script: str | None = None, media: bool = False) -> str:
 
 
 STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans KR",sans-serif;margin:1.5em;color:#1b1b1b;background:#fff;line-height:1.4}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans KR",sans-serif;margin:1.5em;
+color:#1b1b1b;background:#fff;line-height:1.4}
 h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
 th,td{border:1px solid #d0d0d0;padding:.25em .5em;text-align:left;vertical-align:top}
@@ -136,7 +137,8 @@ def evidence_table(evidence: list[dict[str, Any]]) -> str:
     return (
         '<table class="evidence"><thead><tr><th>source</th><th>detail</th><th>value</th><th>weight</th>'
         f"<th>contribution</th></tr></thead><tbody>{rows}</tbody>"
-        f'<tfoot><tr><th colspan="4">sum (score = sum clipped to 0–100)</th><td class="num">{total:.2f}</td></tr></tfoot></table>'
+        f'<tfoot><tr><th colspan="4">sum (score = sum clipped to 0–100)</th>'
+        f'<td class="num">{total:.2f}</td></tr></tfoot></table>'
     )
 
 

@@ -89,7 +89,8 @@ def _panel(
     for value, note in guides:
         gy = y(value)
         parts.append(
-            f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#999" stroke-dasharray="3,3"><title>{esc(note)}</title></line>'
+            f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="#999" stroke-dasharray="3,3">'
+            f"<title>{esc(note)}</title></line>"
         )
     legend_x = LEFT + 7 * len(label) + 24  # after the bold panel label (~7 px per char)
     for name, colour, value_of in series:
@@ -100,7 +101,10 @@ def _panel(
             if value is None:
                 continue
             x1, x2 = axis.x(float(seg["start"])), axis.x(float(seg["end"]))
-            tip = f"{name} {float(value):.2f} at {fmt_time(seg['start'])}–{fmt_time(seg['end'])} ({seg.get('speaker') or 'unassigned'})"
+            tip = (
+                f"{name} {float(value):.2f} at {fmt_time(seg['start'])}–{fmt_time(seg['end'])} "
+                f"({seg.get('speaker') or 'unassigned'})"
+            )
             parts.append(
                 f'<line class="series" x1="{x1:.1f}" x2="{max(x2, x1 + 1.5):.1f}" y1="{y(float(value)):.1f}" '
                 f'y2="{y(float(value)):.1f}" stroke="{colour}" stroke-width="3"><title>{esc(tip)}</title></line>'
@@ -155,7 +159,10 @@ def render_timeline(segments: list[dict[str, Any]], duration_s: float | None) ->
         w = max(x2 - x1, 2.0)
         emotion = seg.get("emotion") or {}
         if emotion.get("status") != "analysed":
-            why = f"emotion not analysed: {emotion.get('reason') or 'no reason given'} ({fmt_time(seg['start'])}–{fmt_time(seg['end'])})"
+            why = (
+                f"emotion not analysed: {emotion.get('reason') or 'no reason given'} "
+                f"({fmt_time(seg['start'])}–{fmt_time(seg['end'])})"
+            )
             bands.append(
                 f'<rect class="not-analysed" x="{x1:.1f}" y="{TOP}" width="{w:.1f}" height="{PANEL_H}" '
                 f'fill="url(#hatch)"><title>{esc(why)}</title></rect>'
@@ -166,7 +173,8 @@ def render_timeline(segments: list[dict[str, Any]], duration_s: float | None) ->
             bands.append(
                 f'<rect class="flag-band" x="{x1:.1f}" y="{TOP}" width="{w:.1f}" height="{plot_bottom - TOP}" '
                 f'fill="#e03131" fill-opacity="0.13"><title>{esc(tip)}</title></rect>'
-                f'<path class="flag-marker" d="M{(x1 + x2) / 2:.1f},{TOP - 22} l-5,-9 h10 z" fill="#e03131"><title>{esc(tip)}</title></path>'
+                f'<path class="flag-marker" d="M{(x1 + x2) / 2:.1f},{TOP - 22} l-5,-9 h10 z" fill="#e03131">'
+                f"<title>{esc(tip)}</title></path>"
             )
 
     ticks = []
@@ -176,7 +184,8 @@ def render_timeline(segments: list[dict[str, Any]], duration_s: float | None) ->
         tx = axis.x(t)
         ticks.append(
             f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{plot_bottom}" y2="{plot_bottom + 5}" stroke="#555"/>'
-            f'<text x="{tx:.1f}" y="{plot_bottom + 17}" text-anchor="middle" font-size="10">{int(t // 60)}:{int(t % 60):02d}</text>'
+            f'<text x="{tx:.1f}" y="{plot_bottom + 17}" text-anchor="middle" font-size="10">'
+            f"{int(t // 60)}:{int(t % 60):02d}</text>"
         )
         t += step
 

@@ -150,7 +150,8 @@ def render_run_report(report: dict[str, Any]) -> str:
             ),
             (
                 "Memory peak",
-                f"{fmt_num(gpu['mem_peak_gb'], 2)} GB ({fmt_num((gpu['mem_peak_frac'] or 0) * 100 if gpu['mem_peak_frac'] is not None else None, 1)} %)",
+                f"{fmt_num(gpu['mem_peak_gb'], 2)} GB "
+                f"({fmt_num((gpu['mem_peak_frac'] or 0) * 100 if gpu['mem_peak_frac'] is not None else None, 1)} %)",
             ),
             ("CPU fallback stages", esc(", ".join(report["governor"].get("cpu_fallback_stages") or []) or "none")),
         ]

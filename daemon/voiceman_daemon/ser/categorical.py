@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from .errors import ModelDirectoryError, SERLoadError
 from .integrity import check_expected_sha256, hash_weight_files, require_directory
 from .results import CategoricalItem, CategoricalResult, SegmentError
 
-Backend = Union[SpeechBrainEmotionBackend, TransformersAudioClassifierBackend]
+Backend = SpeechBrainEmotionBackend | TransformersAudioClassifierBackend
 
 
 def detect_kind(model_dir: Path) -> str:

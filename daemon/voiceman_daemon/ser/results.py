@@ -7,7 +7,6 @@ travels over msgpack to the workflow and ends up in the reports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -54,5 +53,5 @@ class SegmentError:
         return {"error": self.error}
 
 
-DimensionalItem = Union[DimensionalResult, SegmentError]
-CategoricalItem = Union[CategoricalResult, SegmentError]
+DimensionalItem = DimensionalResult | SegmentError
+CategoricalItem = CategoricalResult | SegmentError
