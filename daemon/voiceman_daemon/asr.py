@@ -140,16 +140,11 @@ class SharedWhisperSettings:
             self.chunks(audio) if chunks is None else chunks,
         )
 
-    def transcribe_many(
-        self,
-        audios: list[np.ndarray],
-        options: dict[str, Any],
-        chunks: list[list[tuple[float, float]] | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Several recordings one after the other (a backend without cross-file batching)."""
-        self.last_run = None
-        found = chunks or [None] * len(audios)
-        return [self.transcribe(audio, options, chunks=c) for audio, c in zip(audios, found)]
+    def transcribe(
+        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
+    ) -> dict[str, Any]:
+        """One recording: a batch of one (each backend's ``transcribe_many``)."""
+        return self.transcribe_many([audio], options, [chunks])[0]
 
     def _make_vad(self) -> SileroVad | PyannoteVad:
         if self.vad_method == "silero":
@@ -264,11 +259,6 @@ class WhisperASR(SharedWhisperSettings):
             "vad": {"method": self.vad_method, "onset": self.vad_onset, "offset": self.vad_offset},
             "decoding": self.decoding(),
         }
-
-    def transcribe(
-        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
-    ) -> dict[str, Any]:
-        return self.transcribe_many([audio], options, [chunks])[0]
 
     def transcribe_many(
         self,

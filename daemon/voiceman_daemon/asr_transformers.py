@@ -20,6 +20,9 @@ shipped CTranslate2 models in this form too, losslessly: ``voiceman.whisper_conv
   punctuation merging and long-word clipping;
 - float16 on CUDA (``compute_type: bfloat16`` possible), float32 on a CPU; SDPA attention;
   ``eval()``, no gradients.
+
+The decoding rules live in ``whisper_rules.py``, segmenting and word times in
+``whisper_word_times.py``; this module loads the model and runs the passes.
 """
 
 from __future__ import annotations
@@ -40,18 +43,22 @@ from voiceman.hashing import sha256_weights
 from .asr import TEMPERATURE, SharedWhisperSettings, no_speech, pick_device, transcript_segment
 from .asr_batching import CrossFileRun, owner_runs
 from .registry import ModelSpec
+from .whisper_rules import MAX_INITIAL_TIMESTAMP_INDEX, DecodingRules
+from .whisper_word_times import (
+    TIME_PRECISION,
+    dtw,
+    median_filter,
+    place_words,
+    split_by_timestamps,
+    words_from_alignment,
+)
 
 log = logging.getLogger(__name__)
 
 N_FRAMES = 3000  # mel frames in Whisper's 30 s window
 FRAMES_PER_SECOND = 100  # mel frames (hop 160 at 16 kHz)
-TOKENS_PER_SECOND = 50  # encoder positions (the second conv has stride 2)
-TIME_PRECISION = 0.02  # seconds per timestamp token
 MAX_NEW_TOKENS = 224  # CTranslate2: min(448 / 2, 448 - prompt)
-MAX_INITIAL_TIMESTAMP_INDEX = 50  # the first timestamp is at most 1.0 s (CTranslate2's default)
 MEDIAN_FILTER_WIDTH = 7
-PREPEND_PUNCTUATIONS = "\"'“¿([{-"
-APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 COMPUTE_TYPES = {"float16", "bfloat16", "float32"}
 
 
@@ -97,260 +104,6 @@ def conversion_source(hf_dir: Path, model_id: str) -> dict[str, Any] | None:
         "converter_version": record.get("converter_version"),
         "lossless": record.get("lossless"),
     }
-
-
-# -- decoding rules -----------------------------------------------------------------------------
-class DecodingRules:
-    """CTranslate2's Whisper decoding rules as one vectorised logits processor (works on any
-    number of rows: batch x beams), returning renormalised log-probabilities.
-
-    It also keeps, per step, each running prefix's cumulative log-probability, so the final
-    hypotheses' scores (CTranslate2's ``avg_logprob``) come out without storing per-step
-    score tensors."""
-
-    def __init__(
-        self,
-        *,
-        vocab_size: int,
-        sample_begin: int,
-        eot: int,
-        no_timestamps: int,
-        timestamp_begin: int,
-        suppress: list[int],
-        suppress_begin: list[int],
-        device,
-        rows_per_item: int = 1,
-    ):
-        import torch
-
-        self.rows_per_item = rows_per_item  # beams: rows of one batch item are consecutive
-        self.sample_begin, self.eot, self.ts_begin = sample_begin, eot, timestamp_begin
-        self.always = torch.zeros(vocab_size, dtype=torch.bool, device=device)
-        self.always[[t for t in suppress if 0 <= t < vocab_size]] = True
-        self.always[no_timestamps] = True
-        self.at_begin = self.always.clone()
-        self.at_begin[[t for t in suppress_begin if 0 <= t < vocab_size]] = True
-        self.at_begin[:timestamp_begin] = True  # the first token is a timestamp ...
-        self.at_begin[timestamp_begin + MAX_INITIAL_TIMESTAMP_INDEX + 1 :] = True  # ... at most 1 s in
-        self.positions = torch.arange(vocab_size, device=device)
-        self.history: list[tuple[Any, Any, Any]] = []  # per step: (prefixes, cumulative logprob, logprob of eot)
-        self._last: tuple[Any, Any] | None = None  # (prefixes, logprobs) of the latest step
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        step = input_ids.shape[1]
-        scores = scores.float()
-        if step == self.sample_begin:
-            mask = self.at_begin.expand_as(scores)
-            scores = scores.masked_fill(mask, -math.inf)
-        else:
-            generated = input_ids[:, self.sample_begin :]
-            is_ts = generated >= self.ts_begin
-            last = is_ts[:, -1]
-            penultimate = is_ts[:, -2] if generated.shape[1] >= 2 else last
-            pair = last & penultimate  # has to be text next
-            opened = last & ~penultimate  # has to be a timestamp (or the end) next
-            mask = self.always.expand_as(scores).clone()
-            mask |= pair[:, None] & (self.positions >= self.ts_begin)
-            mask |= opened[:, None] & (self.positions < self.eot)
-            # timestamps do not decrease: forbid those below the last one
-            last_ts = torch.where(is_ts, generated, torch.full_like(generated, -1)).max(dim=1).values
-            mask |= (last_ts >= 0)[:, None] & (self.positions >= self.ts_begin) & (self.positions < last_ts[:, None])
-            scores = scores.masked_fill(mask, -math.inf)
-            # when the timestamps together are likelier than any text token, take a timestamp
-            logprobs = torch.log_softmax(scores, dim=-1)
-            ts_mass = torch.logsumexp(logprobs[:, self.ts_begin :], dim=-1)
-            best_text = logprobs[:, : self.ts_begin].max(dim=-1).values
-            force = ~pair & (ts_mass > best_text)
-            scores = scores.masked_fill(force[:, None] & (self.positions < self.ts_begin), -math.inf)
-        logprobs = torch.log_softmax(scores, dim=-1)
-        self._track(input_ids, logprobs)
-        return logprobs
-
-    def _track(self, input_ids, logprobs) -> None:
-        import torch
-
-        if self._last is None:
-            cumulative = torch.zeros(input_ids.shape[0], device=logprobs.device)
-        else:
-            prev_ids, prev_logprobs, prev_cum = self._last
-            same = (input_ids[:, None, :-1] == prev_ids[None, :, :]).all(dim=-1)  # row -> its parent row ...
-            item = torch.arange(input_ids.shape[0], device=input_ids.device) // self.rows_per_item
-            same &= item[:, None] == item[None, :]  # ... within its own batch item
-            parent = same.float().argmax(dim=1)
-            cumulative = prev_cum[parent] + prev_logprobs[parent, input_ids[:, -1]]
-        self._last = (input_ids, logprobs, cumulative)
-        self.history.append((input_ids, cumulative, logprobs[:, self.eot]))
-
-    def _row(self, ids, prefix, item: int) -> int | None:
-        first = item * self.rows_per_item
-        rows = (ids[first : first + self.rows_per_item] == prefix[None, :]).all(dim=1).nonzero()
-        return first + int(rows[0]) if rows.numel() else None
-
-    def sequence_logprob(self, sequence, item: int) -> float | None:
-        """Cumulative log-probability of batch item ``item``'s finished hypothesis
-        (prompt + tokens [+ eot])."""
-        prefix = sequence[:-1]
-        if int(sequence[-1]) == self.eot:
-            for ids, cumulative, eot_logprob in self.history:
-                if ids.shape[1] == prefix.shape[0]:
-                    row = self._row(ids, prefix, item)
-                    if row is not None:
-                        return float(cumulative[row] + eot_logprob[row])
-        if self._last is not None:  # stopped at the length limit: its last token came from the last step
-            ids, logprobs, cumulative = self._last
-            if ids.shape[1] == prefix.shape[0]:
-                row = self._row(ids, prefix, item)
-                if row is not None:
-                    return float(cumulative[row] + logprobs[row, int(sequence[-1])])
-        return None
-
-
-# -- word alignment ------------------------------------------------------------------------------
-def median_filter(x, width: int):
-    """Median over the last axis with reflect padding (openai-whisper's timing.median_filter)."""
-    import torch.nn.functional as F
-
-    pad = width // 2
-    if x.shape[-1] <= pad:
-        return x
-    shape = x.shape
-    padded = F.pad(x.reshape(-1, 1, shape[-1]), (pad, pad), mode="reflect").reshape(*shape[:-1], shape[-1] + 2 * pad)
-    return padded.unfold(-1, width, 1).sort(dim=-1).values[..., pad]
-
-
-def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dynamic time warping over ``cost`` (tokens x frames), vectorised along anti-diagonals;
-    the same recurrence and tie-breaking as openai-whisper's / CTranslate2's."""
-    n, m = cost.shape
-    acc = np.full((n + 1, m + 1), np.inf, dtype=np.float64)
-    acc[0, 0] = 0.0
-    trace = np.full((n + 1, m + 1), -1, dtype=np.int8)
-    for d in range(2, n + m + 1):
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
-        j = d - i
-        c0, c1, c2 = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
-        t = np.where((c0 < c1) & (c0 < c2), 0, np.where((c1 < c0) & (c1 < c2), 1, 2))
-        acc[i, j] = cost[i - 1, j - 1] + np.choose(t, (c0, c1, c2))
-        trace[i, j] = t
-    trace[0, :] = 2
-    trace[:, 0] = 1
-    i, j, path = n, m, []
-    while i > 0 or j > 0:
-        path.append((i - 1, j - 1))
-        t = trace[i, j]
-        if t == 0:
-            i, j = i - 1, j - 1
-        elif t == 1:
-            i -= 1
-        else:
-            j -= 1
-    path = np.array(path[::-1])
-    return path[:, 0], path[:, 1]
-
-
-def words_from_alignment(tokenizer, text_tokens: list[int], text_indices, time_indices, token_probs) -> list[dict]:
-    """faster-whisper's ``find_alignment`` after the DTW: token path -> words with times."""
-    words, word_tokens = tokenizer.split_to_word_tokens(text_tokens + [tokenizer.eot])
-    if len(word_tokens) <= 1:
-        return []
-    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
-    jump_times = time_indices[jumps] / TOKENS_PER_SECOND
-    starts, ends = jump_times[boundaries[:-1]], jump_times[boundaries[1:]]
-    probs = [float(np.mean(token_probs[i:j])) for i, j in zip(boundaries[:-1], boundaries[1:])]
-    return [
-        dict(word=w, tokens=t, start=float(s), end=float(e), probability=p)
-        for w, t, s, e, p in zip(words, word_tokens, starts, ends, probs)
-    ]
-
-
-def place_words(
-    chunks: list[list[dict]], alignments: list[list[dict]], offsets: list[float], last_speech: float
-) -> float:
-    """faster-whisper's ``add_word_timestamps`` after the alignment: clip overlong words at
-    sentence and segment boundaries, merge punctuation into words, and hand each segment its
-    words (times relative to the recording).  Returns the last speech time."""
-    from faster_whisper.transcribe import merge_punctuations
-
-    stats = []
-    for alignment in alignments:
-        durations = np.array([w["end"] - w["start"] for w in alignment])
-        durations = durations[durations.nonzero()]
-        median = min(0.7, float(np.median(durations))) if len(durations) else 0.0
-        longest = median * 2
-        if len(durations):
-            for i in range(1, len(alignment)):
-                if alignment[i]["end"] - alignment[i]["start"] > longest:
-                    if alignment[i]["word"] in ".。!！?？":
-                        alignment[i]["end"] = alignment[i]["start"] + longest
-                    elif alignment[i - 1]["word"] in ".。!！?？":
-                        alignment[i]["start"] = alignment[i]["end"] - longest
-        merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
-        stats.append((median, longest))
-    for segments, alignment, offset, (median, longest) in zip(chunks, alignments, offsets, stats):
-        index = 0
-        for segment in segments:
-            saved, words = 0, []
-            while index < len(alignment) and saved < len(segment["text_tokens"]):
-                timing = alignment[index]
-                if timing["word"]:
-                    words.append(
-                        dict(
-                            word=timing["word"],
-                            start=round(offset + timing["start"], 2),
-                            end=round(offset + timing["end"], 2),
-                            probability=timing["probability"],
-                        )
-                    )
-                saved += len(timing["tokens"])
-                index += 1
-            if words:
-                if words[0]["end"] - last_speech > median * 4 and (
-                    words[0]["end"] - words[0]["start"] > longest
-                    or (len(words) > 1 and words[1]["end"] - words[0]["start"] > longest * 2)
-                ):
-                    if len(words) > 1 and words[1]["end"] - words[1]["start"] > longest:
-                        boundary = max(words[1]["end"] / 2, words[1]["end"] - longest)
-                        words[0]["end"] = words[1]["start"] = boundary
-                    words[0]["start"] = max(0, words[0]["end"] - longest)
-                if segment["start"] < words[0]["end"] and segment["start"] - 0.5 > words[0]["start"]:
-                    words[0]["start"] = max(0, min(words[0]["end"] - median, segment["start"]))
-                else:
-                    segment["start"] = words[0]["start"]
-                if segment["end"] > words[-1]["start"] and segment["end"] + 0.5 < words[-1]["end"]:
-                    words[-1]["end"] = max(words[-1]["start"] + median, segment["end"])
-                else:
-                    segment["end"] = words[-1]["end"]
-                last_speech = segment["end"]
-            segment["words"] = words
-    return last_speech
-
-
-def split_by_timestamps(tokens: list[int], timestamp_begin: int, offset: float, duration: float) -> list[dict]:
-    """faster-whisper's ``_split_segments_by_timestamps`` for one chunk: a segment ends at each
-    pair of consecutive timestamp tokens (an unfinished last segment is dropped, as there)."""
-    single_ending = len(tokens) >= 2 and tokens[-2] < timestamp_begin <= tokens[-1]
-    pairs = [i for i in range(1, len(tokens)) if tokens[i] >= timestamp_begin and tokens[i - 1] >= timestamp_begin]
-    if not pairs:
-        stamps = [t for t in tokens if t >= timestamp_begin]
-        if stamps and stamps[-1] != timestamp_begin:
-            duration = (stamps[-1] - timestamp_begin) * TIME_PRECISION
-        return [dict(start=offset, end=offset + duration, tokens=tokens)]
-    cuts = pairs + ([len(tokens)] if single_ending else [])
-    segments, last = [], 0
-    for cut in cuts:
-        piece = tokens[last:cut]
-        segments.append(
-            dict(
-                start=offset + (piece[0] - timestamp_begin) * TIME_PRECISION,
-                end=offset + (piece[-1] - timestamp_begin) * TIME_PRECISION,
-                tokens=piece,
-            )
-        )
-        last = cut
-    return segments
 
 
 # -- the backend ---------------------------------------------------------------------------------
@@ -660,11 +413,6 @@ class TransformersWhisperASR(SharedWhisperSettings):
         )
 
     # -- requests ----------------------------------------------------------------------------
-    def transcribe(
-        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
-    ) -> dict[str, Any]:
-        return self.transcribe_many([audio], options, [chunks])[0]
-
     def _language(self, language: str | None, pieces: list[np.ndarray]) -> tuple[str, float]:
         """The recording's language and its probability (detected from its first 30 s of speech)."""
         if not self.multilingual:
