@@ -19,15 +19,10 @@ import pytest
 
 from voiceman.audio import SAMPLE_RATE, decode
 from voiceman.demo import encode
-from voiceman_daemon.diarize import (
-    DiarizationSettings,
-    cluster_embeddings,
-    diarize_transcript,
-    label_segments,
-    load_diarization,
-    silhouette,
-    speech_regions,
-)
+from voiceman_daemon.diarize import diarize_transcript, load_diarization
+from voiceman_daemon.diarize_clustering import cluster_embeddings, silhouette
+from voiceman_daemon.diarize_labels import label_segments, speech_regions
+from voiceman_daemon.diarize_settings import DiarizationSettings
 from voiceman_daemon.registry import ModelSpec
 
 pytestmark = pytest.mark.timeout(900)
@@ -305,10 +300,10 @@ def test_mel_spectrogram_equals_the_packages_librosa_one(dialogues, monkeypatch)
     """The torch mel the daemon computes (in blocks) is resemblyzer.audio.wav_to_mel_spectrogram's."""
     from resemblyzer import audio as rz_audio
 
-    from voiceman_daemon import diarize
+    from voiceman_daemon import diarize_resemblyzer
 
     model = load_diarization(ModelSpec("diarization", "resemblyzer", options=(("device", "cpu"),)))
-    monkeypatch.setattr(diarize, "MEL_BLOCK_FRAMES", 777)  # several blocks, one ragged
+    monkeypatch.setattr(diarize_resemblyzer, "MEL_BLOCK_FRAMES", 777)  # several blocks, one ragged
     audio, _ = decode(dialogues["one-speaker.wav"][0])
     ours, theirs = model.mel_spectrogram(audio), rz_audio.wav_to_mel_spectrogram(audio)
     assert ours.shape == theirs.shape
