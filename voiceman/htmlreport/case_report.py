@@ -111,7 +111,7 @@ def render_case_report(
 ) -> str:
     """Self-contained HTML for case.json = {"files": [{"name","status","reason","report","file_score"}], ...}.
 
-    ``findings`` (voiceman.review.case_findings + attach: with their verdicts) adds the findings
+    ``findings`` (voiceman.review.findings.case_findings + attach: with their verdicts) adds the findings
     queue -- and with it the page's one script and its play controls, linked relative to
     ``page_dir``; ``stale``: stored verdicts made on an earlier analysis (listed, not applied)."""
     files = list(case.get("files") or [])

@@ -16,8 +16,9 @@ from .jobkit import RuleJob, job_logging
 
 
 def run(job: RuleJob) -> None:
-    from .. import review
     from ..htmlreport import render_case_report
+    from ..review.findings import attach, case_findings, counts, ingest_codec
+    from ..review.store import ReviewError, empty_state, load_state
 
     with job_logging(job) as log:
         recordings = list(job.params.recordings)  # [{key, name, kind}], in the order of the reports
@@ -35,19 +36,19 @@ def run(job: RuleJob) -> None:
         # The findings queue and the reviewer verdicts (results/review/, an input once imported:
         # an import reruns this job); each verdict attaches only to the report hash it was made on.
         results = job.config["results_dir"]
-        findings = review.case_findings(
+        findings = case_findings(
             reports,
             paths,
             {r["key"]: r["name"] for r in recordings},
-            {key: review.ingest_codec(results, key) for key in paths},
+            {key: ingest_codec(results, key) for key in paths},
         )
         try:
-            state, error = review.load_state(results), None
-        except review.ReviewError as exc:
+            state, error = load_state(results), None
+        except ReviewError as exc:
             log.error("%s", exc)
-            state, error = review.empty_state(), str(exc)
-        findings, stale = review.attach(findings, state)
-        summary["review"] = {**review.counts(findings, stale, state, results), **({"error": error} if error else {})}
+            state, error = empty_state(), str(exc)
+        findings, stale = attach(findings, state)
+        summary["review"] = {**counts(findings, stale, state, results), **({"error": error} if error else {})}
         atomic.write_json(job.output.case, summary)
         page_dir = Path(job.output.html).parent
         page = with_links_from(summary, page_dir)
