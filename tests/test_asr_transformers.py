@@ -288,8 +288,7 @@ def test_recordings_transcribed_together_equal_each_alone(both_backends, speech_
     audios = [np.concatenate([clips[0], gap, clips[1]]), clips[2], np.zeros(16000, dtype=np.float32), clips[1]]
     torch_backend.chunk_size = 5.0
     try:
-        together = torch_backend.transcribe_many(audios, {"language": "en", "batch_size": 3})
-        run = torch_backend.last_run
+        together, run = torch_backend.transcribe_many(audios, {"language": "en", "batch_size": 3})
         alone = [torch_backend.transcribe(a, {"language": "en", "batch_size": 3}) for a in audios]
     finally:
         torch_backend.chunk_size = 30.0

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from voiceman.audio import SAMPLE_RATE
 from voiceman.hashing import sha256_weights
 
 from .registry import ModelSpec
+
+if TYPE_CHECKING:  # asr_batching imports faster-whisper; only the Whisper backends need it loaded
+    from .asr_batching import ChunkBatching
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +147,19 @@ class SharedWhisperSettings:
         self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
     ) -> dict[str, Any]:
         """One recording: a batch of one (each backend's ``transcribe_many``)."""
-        return self.transcribe_many([audio], options, [chunks])[0]
+        replies, _ = self.transcribe_many([audio], options, [chunks])
+        return replies[0]
+
+    def vad_settings(self) -> dict[str, Any]:
+        """The VAD settings that change the chunks, for the decoding custody of either backend."""
+        silero = self.vad_method == "silero"
+        return {
+            "method": self.vad_method,
+            "onset": self.vad_onset,
+            "offset": self.vad_offset,
+            "min_silence_ms": self.min_silence_ms if silero else None,
+            "speech_pad_ms": self.speech_pad_ms if silero else None,
+        }
 
     def _make_vad(self) -> SileroVad | PyannoteVad:
         if self.vad_method == "silero":
@@ -235,13 +250,7 @@ class WhisperASR(SharedWhisperSettings):
             "compute_type": self.compute_type,
             "chunk_size_s": self.chunk_size,
             "condition_on_previous_text": False,
-            "vad": {
-                "method": self.vad_method,
-                "onset": self.vad_onset,
-                "offset": self.vad_offset,
-                "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
-                "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None,
-            },
+            "vad": self.vad_settings(),
         }
 
     def custody(self) -> dict[str, Any]:
@@ -265,9 +274,10 @@ class WhisperASR(SharedWhisperSettings):
         audios: list[np.ndarray],
         options: dict[str, Any],
         chunks: list[list[tuple[float, float]] | None] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], ChunkBatching]:
         """Several recordings under the same request options, their speech chunks decoded in
-        shared batches (asr_batching); each reply equals that recording transcribed alone."""
+        shared batches (asr_batching); each reply equals that recording transcribed alone.
+        Returns the replies, in order, and how the chunks were batched."""
         found = chunks or [None] * len(audios)
         plans = [self._plan(audio, options, c) for audio, c in zip(audios, found)]
         prepared = [
@@ -305,8 +315,7 @@ class WhisperASR(SharedWhisperSettings):
                     "word_timestamps": word_timestamps,
                 }
             )
-        self.last_run = run
-        return replies
+        return replies, run.batching
 
 
 def transcript_segment(s: dict[str, Any]) -> dict[str, Any]:

@@ -54,13 +54,20 @@ class PreparedRecording:
         )
 
 
+@dataclass(frozen=True)
+class ChunkBatching:
+    """How one ``transcribe_many`` call batched its recordings' speech chunks (either backend)."""
+
+    chunks: int
+    forward_batches: int
+
+
 @dataclass
 class CrossFileRun:
     """Raw segment dicts per recording, and how the chunks were batched."""
 
     segments: list[list[dict[str, Any]]]
-    chunks: int
-    forward_batches: int
+    batching: ChunkBatching
 
 
 def encoder_rows(view: Any, start: int, stop: int) -> tuple[Any, Any]:
@@ -132,7 +139,7 @@ class CrossFilePipeline(BatchedInferencePipeline):
                     carry[owner] = self.last_speech_timestamp
                     segments[owner].extend(s for chunk in done for s in chunk)
         self.last_speech_timestamp = 0.0
-        return CrossFileRun(segments, sum(r.chunks for r in recordings), forward_batches)
+        return CrossFileRun(segments, ChunkBatching(sum(r.chunks for r in recordings), forward_batches))
 
 
 def _decoding_rules(options: Any) -> Any:

@@ -41,7 +41,7 @@ from voiceman.audio import SAMPLE_RATE
 from voiceman.hashing import sha256_weights
 
 from .asr import TEMPERATURE, SharedWhisperSettings, no_speech, pick_device, transcript_segment
-from .asr_batching import CrossFileRun, owner_runs
+from .asr_batching import ChunkBatching, owner_runs
 from .registry import ModelSpec
 from .whisper_rules import MAX_INITIAL_TIMESTAMP_INDEX, DecodingRules
 from .whisper_word_times import (
@@ -209,13 +209,7 @@ class TransformersWhisperASR(SharedWhisperSettings):
                 "heads": [list(h) for h in self.alignment_heads],
                 "median_filter_width": MEDIAN_FILTER_WIDTH,
             },
-            "vad": {
-                "method": self.vad_method,
-                "onset": self.vad_onset,
-                "offset": self.vad_offset,
-                "min_silence_ms": self.min_silence_ms if self.vad_method == "silero" else None,
-                "speech_pad_ms": self.speech_pad_ms if self.vad_method == "silero" else None,
-            },
+            "vad": self.vad_settings(),
         }
 
     def custody(self) -> dict[str, Any]:
@@ -429,7 +423,7 @@ class TransformersWhisperASR(SharedWhisperSettings):
         audios: list[np.ndarray],
         options: dict[str, Any],
         chunks: list[list[tuple[float, float]] | None] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], ChunkBatching]:
         """Several recordings under the same request options: chunks of recordings in the same
         language share encoder/decoder batches (each recording's chunks contiguous, in order),
         word times carry their state per recording, so each reply equals the recording alone."""
@@ -485,7 +479,6 @@ class TransformersWhisperASR(SharedWhisperSettings):
                             )
                         segments[owner].extend(part for parts in per_chunk[a:b] for part in parts)
                 chunks_total += len(mine)
-        self.last_run = CrossFileRun([], chunks_total, forward_batches)
         replies = []
         for index, (language, word_ts, size, spans) in enumerate(plans):
             if index not in segments:
@@ -502,4 +495,4 @@ class TransformersWhisperASR(SharedWhisperSettings):
                     "word_timestamps": word_ts,
                 }
             )
-        return replies
+        return replies, ChunkBatching(chunks_total, forward_batches)

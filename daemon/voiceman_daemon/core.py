@@ -22,6 +22,7 @@ Threads:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -463,7 +464,9 @@ class DaemonCore:
         return self.state()
 
 
+@functools.lru_cache(maxsize=1)
 def _torch_has_cuda() -> bool:
+    """Asked once: every batch of a multi-lane core picks its lane's stream by it."""
     import torch
 
     return torch.cuda.is_available()

@@ -154,9 +154,9 @@ def _run_transcribe(
     model, options = models["asr"], content.get("options") or {}
     chunks = [p.get("chunks") for p in payloads]
     if hasattr(model, "transcribe_many"):
-        replies = model.transcribe_many([p["audio"] for p in payloads], options, chunks)
+        replies, batching = model.transcribe_many([p["audio"] for p in payloads], options, chunks)
     else:  # an ASR model without cross-file batching: one recording after the other
-        replies = [model.transcribe(p["audio"], options) for p in payloads]
+        replies, batching = [model.transcribe(p["audio"], options) for p in payloads], None
     custody = model.custody()
     for payload, reply in zip(payloads, replies):
         reply["model"] = custody
@@ -166,14 +166,14 @@ def _run_transcribe(
             reply["segments"], reply["diarization"] = diarize_transcript(
                 models["diarization"], payload["audio"], reply["segments"]
             )
-    run = getattr(model, "last_run", None)  # how the chunks were batched (backends that batch across files)
     spans = [c for p, r in zip(payloads, replies) if r.get("vad_chunks") for c in (p.get("chunks") or [])]
     # Whisper pads every chunk to its 30 s window: what it decodes beyond the speech is padding.
     padding = (int(sum(b - a for a, b in spans) * SAMPLE_RATE), len(spans) * WHISPER_WINDOW_SAMPLES) if spans else None
-    if run is not None:
-        return BatchRun(replies, items=run.chunks or None, forward_batches=run.forward_batches or None, padding=padding)
-    chunks = sum(r.get("vad_chunks") or 0 for r in replies)
-    return BatchRun(replies, items=chunks or None, padding=padding)
+    if batching is not None:
+        return BatchRun(
+            replies, items=batching.chunks or None, forward_batches=batching.forward_batches or None, padding=padding
+        )
+    return BatchRun(replies, items=sum(r.get("vad_chunks") or 0 for r in replies) or None, padding=padding)
 
 
 def _prepare_recording(evidence: Evidence, content: dict[str, Any], specs: dict[str, ModelSpec]) -> dict[str, Any]:
