@@ -91,6 +91,22 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def start_answering(
+    client: DaemonClient, config: dict[str, Any], log_file: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start a daemon for a run (``start_detached``) and wait until it answers at ``client``'s
+    endpoint; one that hangs before answering is killed, so no unrecorded daemon is left behind."""
+    started = start_detached(config, log_file, env=env)
+    try:
+        wait_until_answering(client, started, timeout_s, log_file)
+    except BaseException:
+        if started.poll() is None:
+            started.kill()
+            started.wait(10)
+        raise
+    return started
+
+
 def wait_until_ready(client: DaemonClient, timeout_s: float) -> dict[str, Any]:
     """Wait for preloaded models (state leaves 'loading'); a load failure is reported, not hidden."""
     deadline = time.monotonic() + timeout_s
@@ -270,14 +286,7 @@ def ensure_for_workflow(config: dict[str, Any], results_dir: Path) -> str:
             if not config["daemon"]["autostart"]:
                 raise DaemonError(f"no voiceman daemon answering at {client.endpoint} and daemon.autostart is false")
             log_file = results_dir / "logs" / "daemon.log"
-            started = start_detached(_with_case_logs(config, results_dir), log_file)
-            try:
-                wait_until_answering(client, started, timeout_s, log_file)
-            except BaseException:
-                if started.poll() is None:  # hung before answering: leave no unrecorded daemon behind
-                    started.kill()
-                    started.wait(10)
-                raise
+            started = start_answering(client, _with_case_logs(config, results_dir), log_file, timeout_s)
             write_json(
                 owner_file,
                 {

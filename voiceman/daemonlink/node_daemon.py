@@ -30,8 +30,7 @@ from .daemonctl import (
     _probe,
     _read_owner,
     client_for,
-    start_detached,
-    wait_until_answering,
+    start_answering,
     wait_until_ready,
 )
 
@@ -171,16 +170,13 @@ def ensure_on_this_node(config: dict[str, Any]) -> DaemonClient:
                         f"and daemon.autostart is false"
                     )
                 log_file = _node_log(config)
-                started = start_detached(
-                    _node_daemon_config(config, endpoint), log_file, env={runtime.ENV_RUNTIME_DIR: str(node_dir)}
+                started = start_answering(
+                    client,
+                    _node_daemon_config(config, endpoint),
+                    log_file,
+                    timeout_s,
+                    env={runtime.ENV_RUNTIME_DIR: str(node_dir)},
                 )
-                try:
-                    wait_until_answering(client, started, timeout_s, log_file)
-                except BaseException:
-                    if started.poll() is None:
-                        started.kill()
-                        started.wait(10)
-                    raise
                 write_json(
                     owner_file,
                     {
