@@ -36,15 +36,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_is_free(port: int) -> bool:
-    """Nothing listens on the port (connections left in TIME_WAIT do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+def port_is_free(port: int, within_s: float = 5.0) -> bool:
+    """Nothing listens on the port (connections left in TIME_WAIT do not count).
+
+    ZeroMQ closes a listener in its I/O thread after `close()` returns, so a port the daemon
+    has just let go of may stay bound for a moment: wait for it, bounded, rather than race it."""
+    deadline = time.monotonic() + within_s
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -341,7 +348,7 @@ def test_refused_bind_binds_nothing(runtime_dir):
     port = free_port()
     with pytest.raises(TransportError, match="daemon.curve.server_secret_key"):
         serve(f"tcp://0.0.0.0:{port}", None)
-    assert port_is_free(port)
+    assert port_is_free(port, within_s=0)
 
 
 def test_curve_daemon_answers_only_authorized_clients(runtime_dir, keys, tmp_path):
@@ -467,4 +474,4 @@ def test_real_daemon_process_refuses_a_public_bind_without_keys(runtime_dir, tin
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "daemon.curve.server_secret_key" in done.stderr and "Traceback" not in done.stderr
-    assert port_is_free(port)
+    assert port_is_free(port, within_s=0)
