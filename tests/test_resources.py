@@ -41,3 +41,25 @@ def test_library_reads_no_schema_by_path_and_finds_the_checkout_once():
         ):
             offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_every_data_file_in_the_package_is_declared_package_data():
+    """A file the library reads but the wheel leaves out works from a checkout and fails installed."""
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["voiceman"]
+    data = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts
+    ]
+    assert "htmlreport/assets/findings.js" in data
+    undeclared = [rel for rel in data if not any(fnmatch.fnmatch(rel, pattern) for pattern in patterns)]
+    assert undeclared == []
+
+
+def test_the_case_page_script_is_read_byte_for_byte():
+    """The CSP allows the script by the hash of its bytes: no newline translation on the way in."""
+    stored = (PACKAGE / "htmlreport" / "assets" / "findings.js").read_bytes()
+    assert resources.package_text("htmlreport", "assets", "findings.js").encode("utf-8") == stored
+    from voiceman.htmlreport.findings import SCRIPT
+
+    assert SCRIPT.encode("utf-8") == stored and "(function ()" in SCRIPT

@@ -7,6 +7,8 @@ installed package exactly as in a source checkout:
     voiceman/schemas/   config.schema.yaml (the workflow config), forensic.schema.json (the
                         forensic rules file), report.schema.json (results/report/<file>.json),
                         review.schema.json (reviewer verdict files)
+    voiceman/htmlreport/assets/
+                        findings.js, findings.css (the case page's one script and its style)
 
 What a user edits stays outside the package, in the checkout's ``config/`` (``CONFIG_DIR``):
 the workflow config, the forensic rules, the pattern database (its own schema.json is part of
@@ -42,8 +44,14 @@ def schema_path(name: str) -> Path:
 
 
 @cache
+def package_text(*parts: str) -> str:
+    """A shipped text file, by its path inside the package, exactly as stored (no newline
+    translation: the case page's script is allowed by the hash of these very bytes)."""
+    return resources.files(__package__).joinpath(*parts).read_bytes().decode("utf-8")
+
+
 def _schema_text(name: str) -> str:
-    return resources.files(__package__).joinpath("schemas", name).read_text(encoding="utf-8")
+    return package_text("schemas", name)
 
 
 def load_schema(name: str) -> dict[str, Any]:
