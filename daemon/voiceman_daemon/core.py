@@ -14,15 +14,14 @@ Threads:
   their batches overlap (E4), each on a CUDA stream of its own when torch has CUDA;
   ``lanes="single"`` runs everything on one thread.  Every exception a lane meets becomes
   that request's error outcome; if a lane's thread ever dies, the core reports state
-  "failed" so the service exits non-zero.
+  "failed" so the service exits non-zero.  How a lane gathers one batch across files and
+  runs it under the governor: lane_batches.py.
 - S5 backpressure: while too many files wait for SER, new transcription requests are held
   and started when the SER backlog drains.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -35,10 +34,11 @@ from .admission import SerBackpressure
 from .confinement import Refused
 from .governor import Governor
 from .governor_setup import governor_stats
-from .handlers import HANDLERS, BatchRun, Handler
+from .handlers import HANDLERS, Handler
+from .lane_batches import gather_batch, lane_stream, run_governed_batch
 from .registry import ModelLoadError, ModelRegistry, ModelSpec
 from .requests import ModelRef, RequestInvalid, parse_work
-from .scheduler import REQUEST_STAGES, DaemonStopping, GovernedRunner, StageBoard
+from .scheduler import REQUEST_STAGES, GovernedRunner, StageBoard
 from .work import (
     Job,
     Lane,
@@ -48,9 +48,7 @@ from .work import (
     RequestRejected,
     RunJob,
     UnloadModels,
-    item_count,
     joined_futures,
-    same_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -285,23 +283,14 @@ class DaemonCore:
                     kinds = [item.kind] if item.kind else [k for k in self.registry.stats() if self._lane(k) is lane]
                     item.future.set_result([k for kind in kinds for k in self.registry.unload(kind)])
                 else:
-                    with self._stream(lane):
-                        self._run_guarded(self._gather(item.job, lane))
+                    with lane_stream(lane, len(self._lanes)):
+                        self._run_guarded(
+                            gather_batch(item.job, lane, self._stop, self.batch_wait_s, self.batch_max_items)
+                        )
         except BaseException as exc:  # never silently: the service must restart us
             self._inference_error = f"{lane.name}: {type(exc).__name__}: {exc}"
             log.critical("inference thread %s died: %s", lane.name, self._inference_error, exc_info=True)
             self._stop.set()
-
-    def _stream(self, lane: Lane) -> Any:
-        """The lane's own CUDA stream (torch work of concurrent lanes overlaps on the GPU);
-        nothing on a machine where torch has no CUDA, or with a single lane."""
-        if len(self._lanes) < 2 or not _torch_has_cuda():
-            return contextlib.nullcontext()
-        import torch
-
-        if lane.stream is None:
-            lane.stream = torch.cuda.Stream()
-        return torch.cuda.stream(lane.stream)
 
     def _preload(self, spec: ModelSpec) -> None:
         try:
@@ -314,32 +303,9 @@ class DaemonCore:
             with self._lock:
                 self._pending_loads -= 1
 
-    def _gather(self, first: Job, lane: Lane) -> list[Job]:
-        """Cross-file batching: ``first`` plus the requests of the same kind, models and
-        options that arrive within ``batch_wait_s``, up to ``batch_max_items`` units of work
-        (SER segments; one per ASR request).  Anything else met meanwhile (other kinds,
-        loads) is kept, in order, for the next turns."""
-        jobs = [first]
-        if not first.handler.cross_file or self.batch_max_items <= 1:
-            return jobs
-        items = item_count(first.payload) or 1
-        deadline = time.monotonic() + self.batch_wait_s
-        while items < self.batch_max_items and not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            try:
-                item = lane.queue.get(timeout=remaining) if remaining > 0 else lane.queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, RunJob) and same_batch(item.job, first):
-                jobs.append(item.job)
-                items += item_count(item.job.payload) or 1
-            else:
-                lane.deferred.append(item)
-        return jobs
-
     def _run_guarded(self, jobs: list[Job]) -> None:
         try:
-            outcomes = self._run(jobs)
+            outcomes = run_governed_batch(jobs, self.runner, self.registry, self.board, self._load_errors)
         except Exception as exc:  # a bug on this path fails these requests only
             log.exception("%s failed outside its handler", jobs[0].kind)
             outcomes = [
@@ -351,73 +317,6 @@ class DaemonCore:
         for job, outcome in zip(jobs, outcomes):
             if not job.future.done():
                 job.future.set_result(outcome)
-
-    def _run(self, jobs: list[Job]) -> list[Outcome]:
-        """One governed batch: one request, or several of one kind gathered across files."""
-        job = jobs[0]
-        for j in jobs:
-            self.board.move(j.request_id, j.kind, "running")
-        try:
-            # May wait (N2 halt, E2 cooldown delay) and move models between devices (E3).
-            ticket = self.runner.before_batch(job.kind, job.specs, job.content)
-            models = {kind: self.registry.get(spec) for kind, spec in ticket.specs.items()}
-            for kind, model in models.items():
-                self._load_errors.pop(kind, None)
-                ticket.model_devices[kind] = str(model.custody().get("device"))
-        except (ModelLoadError, DaemonStopping, ValueError) as exc:
-            # A failed load for one request leaves the held model serving: the daemon is
-            # "degraded" only when a kind has no model at all.
-            if isinstance(exc, ModelLoadError) and not self.registry.is_loaded(exc.kind):
-                self._load_errors[exc.kind] = str(exc)
-            return [Outcome.failure(j.request_id, j.kind, str(exc), "daemon") for j in jobs]
-        started = time.monotonic()
-        lengths = [len(w) for j in jobs for w in ((j.payload or {}).get("waveforms") or [])]
-        batch = BatchRun([])
-        ok = False
-        try:
-            batch = self.runner.run_batch(
-                ticket, lambda: job.handler.run(models, [j.payload for j in jobs], ticket.content)
-            )
-            if len(batch.replies) != len(jobs):
-                raise RuntimeError(f"handler returned {len(batch.replies)} replies for {len(jobs)} requests")
-            inference_s = round(time.monotonic() - started, 3)
-            outcomes = [
-                Outcome(
-                    j.request_id,
-                    j.kind,
-                    True,
-                    {
-                        **reply,
-                        "timings": {
-                            "queue_s": round(started - j.prepared, 3),
-                            "prepare_s": round(j.prepared - j.accepted, 3),
-                            "inference_s": inference_s,
-                            "halted_wait_s": round(ticket.halted_wait_s, 3),
-                            "batched_requests": len(jobs),
-                        },
-                        "governor": ticket.to_dict(),
-                    },
-                )
-                for j, reply in zip(jobs, batch.replies)
-            ]
-            ok = True
-        except Exception as exc:  # one bad input must not take the daemon down
-            log.exception("%s failed", job.kind)
-            outcomes = [Outcome.failure(j.request_id, j.kind, f"{type(exc).__name__}: {exc}", "request") for j in jobs]
-        self.runner.after_batch(
-            ticket,
-            ok,
-            batch.items,
-            requests=len(jobs),
-            lengths=lengths,
-            forward_batches=batch.forward_batches,
-            padding=batch.padding,
-        )
-        busy = (time.monotonic() - started) / len(jobs)
-        for _job in jobs:  # one request each, for every model kind it used
-            for kind in ticket.specs:
-                self.registry.record_request(kind, busy, ok)
-        return outcomes
 
     def _fail_remaining(self, reason: str) -> None:
         with self._lock:
@@ -462,11 +361,3 @@ class DaemonCore:
         while self.state() == "loading" and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.state()
-
-
-@functools.lru_cache(maxsize=1)
-def _torch_has_cuda() -> bool:
-    """Asked once: every batch of a multi-lane core picks its lane's stream by it."""
-    import torch
-
-    return torch.cuda.is_available()
