@@ -131,17 +131,23 @@ class SharedWhisperSettings:
         """The VAD's speech regions merged into chunks of at most ``chunk_size`` seconds."""
         return merge_speech(self.vad.regions(audio), self.chunk_size)
 
-    def _plan(
-        self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
-    ) -> tuple[str | None, bool, int, list]:
-        """One request's language, word-timestamp flag, batch size and speech chunks (found
-        here unless the I/O pool already did: SpeechChunker)."""
-        return (
-            options.get("language") or self.language,
-            bool(options.get("word_timestamps", True)),
-            max(1, int(options.get("batch_size") or 8)),
-            self.chunks(audio) if chunks is None else chunks,
-        )
+    def _plans(
+        self,
+        audios: list[np.ndarray],
+        options: dict[str, Any],
+        chunks: list[list[tuple[float, float]] | None] | None = None,
+    ) -> list[tuple[str | None, bool, int, list]]:
+        """Per recording of one ``transcribe_many`` call: the language, word-timestamp flag and
+        batch size (the request options, shared) and its speech chunks (found here unless the
+        I/O pool already did: SpeechChunker)."""
+        language = options.get("language") or self.language
+        word_timestamps = bool(options.get("word_timestamps", True))
+        batch_size = max(1, int(options.get("batch_size") or 8))
+        found = chunks or [None] * len(audios)
+        return [
+            (language, word_timestamps, batch_size, self.chunks(audio) if c is None else c)
+            for audio, c in zip(audios, found)
+        ]
 
     def transcribe(
         self, audio: np.ndarray, options: dict[str, Any], chunks: list[tuple[float, float]] | None = None
@@ -278,8 +284,7 @@ class WhisperASR(SharedWhisperSettings):
         """Several recordings under the same request options, their speech chunks decoded in
         shared batches (asr_batching); each reply equals that recording transcribed alone.
         Returns the replies, in order, and how the chunks were batched."""
-        found = chunks or [None] * len(audios)
-        plans = [self._plan(audio, options, c) for audio, c in zip(audios, found)]
+        plans = self._plans(audios, options, chunks)
         prepared = [
             self.pipeline.prepare(
                 audio,

@@ -266,8 +266,7 @@ class TransformersWhisperASR(WhisperPasses, SharedWhisperSettings):
         word times carry their state per recording, so each reply equals the recording alone."""
         import torch
 
-        found = chunks or [None] * len(audios)
-        plans = [self._plan(audio, options, c) for audio, c in zip(audios, found)]
+        plans = self._plans(audios, options, chunks)
         word_timestamps, batch_size = plans[0][1], plans[0][2]
         work: list[tuple[int, tuple[float, float], np.ndarray]] = []  # (recording, chunk, samples)
         languages: dict[int, tuple[str, float]] = {}

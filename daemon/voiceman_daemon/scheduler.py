@@ -231,6 +231,8 @@ class GovernedRunner:
         is how many model passes the items took where the handler knows (else items / size)."""
         if ticket.stage is None:
             return
+        # The forward batch size: the governor's, else the request's (None: all at once).
+        size = ticket.batch_size or (ticket.content.get("options") or {}).get("batch_size")
         with self._lock:
             stats = self._stats.setdefault(ticket.stage, StageStats())
             stats.requests += requests
@@ -240,10 +242,9 @@ class GovernedRunner:
             if padding:  # (samples, padded samples) as the handler counted them
                 stats.samples += padding[0]
                 stats.padded_samples += padding[1]
-            elif lengths:  # the forward batch size: the governor's, else the request's, else all at once
-                size = ticket.batch_size or (ticket.content.get("options") or {}).get("batch_size") or len(lengths)
+            elif lengths:
                 stats.samples += sum(lengths)
-                stats.padded_samples += padded_size(lengths, int(size))
+                stats.padded_samples += padded_size(lengths, int(size or len(lengths)))
             stats.busy_s += time.monotonic() - ticket.started
             stats.halted_wait_s += ticket.halted_wait_s
             stats.cooldown_delay_s += ticket.extra_delay_s
@@ -254,7 +255,6 @@ class GovernedRunner:
                 stats.cpu_requests += int(ticket.device == "cpu")
                 # The plan's "cuda" only means "not moved to the CPU": report where it really ran.
                 stats.last_device = ",".join(sorted(set(ticket.model_devices.values()))) or ticket.device
-            size = ticket.batch_size or (ticket.content.get("options") or {}).get("batch_size")
             if items and (forward_batches or size):
                 stats.items += items
                 stats.forward_batches += forward_batches or math.ceil(items / int(size))
