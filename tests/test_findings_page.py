@@ -426,35 +426,61 @@ class _PipeBrowser:
         )
         os.close(chrome_in)
         os.close(chrome_out)
-        self._id, self._buf, self.console = 0, b"", []
+        self._id, self._buf, self.console, self.download_states = 0, b"", [], []
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        self.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        # eventsEnabled: Chromium reports each download's progress; the file's name appears on disk
+        # (empty, reserving it) before its bytes are written, so only "completed" means it is whole.
+        self.send(
+            "Browser.setDownloadBehavior",
+            {"behavior": "allow", "downloadPath": str(downloads), "eventsEnabled": True},
+        )
         for domain in ("Runtime.enable", "Log.enable", "Page.enable"):
             self.send(domain, session=True)
 
     def send(self, method: str, params: dict | None = None, session: bool = False) -> dict:
-        import select
-
         self._id += 1
         message = {"id": self._id, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = self.session
         self._os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
         while True:
-            while b"\0" not in self._buf:
-                ready, _, _ = select.select([self._from_chrome], [], [], 60)
-                assert ready, f"no answer from Chromium to {method}"
-                chunk = self._os.read(self._from_chrome, 1 << 16)
-                assert chunk, "Chromium closed the pipe"
-                self._buf += chunk
-            raw, self._buf = self._buf.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("method") in ("Runtime.exceptionThrown", "Log.entryAdded", "Runtime.consoleAPICalled"):
-                self.console.append(reply)
+            reply = self._next_message(60.0)
+            assert reply is not None, f"no answer from Chromium to {method}"
             if reply.get("id") == self._id:
                 assert "error" not in reply, reply
                 return reply.get("result", {})
+
+    def _next_message(self, timeout_s: float) -> dict | None:
+        """The next message from Chromium (None when none came within timeout_s); events worth
+        keeping -- console output, download progress -- are recorded on the way."""
+        import select
+
+        while b"\0" not in self._buf:
+            ready, _, _ = select.select([self._from_chrome], [], [], max(timeout_s, 0.0))
+            if not ready:
+                return None
+            chunk = self._os.read(self._from_chrome, 1 << 16)
+            assert chunk, "Chromium closed the pipe"
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        message = json.loads(raw)
+        if message.get("method") in ("Runtime.exceptionThrown", "Log.entryAdded", "Runtime.consoleAPICalled"):
+            self.console.append(message)
+        if message.get("method") == "Browser.downloadProgress":
+            self.download_states.append(message["params"]["state"])
+        return message
+
+    def until_downloaded(self, timeout_s: float = 20.0) -> None:
+        """Wait for Chromium to say the download finished (not merely that its file exists)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while "completed" not in self.download_states:
+            assert "canceled" not in self.download_states, "Chromium canceled the download"
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"download not completed in {timeout_s} s: {self.download_states}"
+            self._next_message(remaining)
 
     def js(self, expression: str):
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True)
@@ -515,11 +541,7 @@ def test_click_plays_exactly_the_range_and_save_downloads_an_importable_file(bui
         assert "unsaved" in browser.js("document.getElementById('save-status').textContent")
         browser.js("document.getElementById('save-verdicts').click()")
         saved = browser.until("document.getElementById('download-verdicts').download")
-        import time
-
-        deadline = time.monotonic() + 20
-        while not (downloads / saved).exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        browser.until_downloaded()
     finally:
         browser.close()
     errors = [
