@@ -85,6 +85,8 @@ def test_ser_requests_of_several_files_share_a_batch_and_equal_sequential_result
     assert {o.content["timings"]["batched_requests"] for o in together} == {3}
     assert stats["batches"] == 1 and stats["requests_per_batch"] == 3.0
     assert alone_stats["batches"] == 3 and alone_stats["requests_per_batch"] == 1.0
+    # No governor here: the stage still says where its models ran (their custody's device).
+    assert stats["last_device"] == alone_stats["last_device"] == "cpu" and stats["last_planned_device"] is None
     lengths = [int((s["end"] - s["start"]) * SAMPLE_RATE) for segs in SEGMENTS for s in segs]
     assert stats["padding_fraction"] == pytest.approx(1 - sum(lengths) / padded_size(lengths, 2), abs=1e-3)
     for mine, ref, segments in zip(together, alone, SEGMENTS):

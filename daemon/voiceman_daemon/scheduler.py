@@ -253,8 +253,9 @@ class GovernedRunner:
                 stats.last_batch_size = ticket.batch_size
                 stats.last_planned_device = ticket.device
                 stats.cpu_requests += int(ticket.device == "cpu")
-                # The plan's "cuda" only means "not moved to the CPU": report where it really ran.
-                stats.last_device = ",".join(sorted(set(ticket.model_devices.values()))) or ticket.device
+            # Where the models really ran (their custody's device), governed or not: the plan's
+            # "cuda" only means "not moved to the CPU".
+            stats.last_device = ",".join(sorted(set(ticket.model_devices.values()))) or ticket.device
             if items and (forward_batches or size):
                 stats.items += items
                 stats.forward_batches += forward_batches or math.ceil(items / int(size))
