@@ -55,6 +55,8 @@ def run_case(tmp_path, serve, sensor_nvml, temps):
     names = sorted(p.name for p in case.iterdir())
     for index, name in enumerate(names):
         sensor_nvml.temp = temps[index]
+        # The governor has seen this file's temperature (and decided on it) before the file runs.
+        wait_for(lambda t=temps[index]: client.stats()["governor"]["last_sample"]["temp_c"] == t, 10, f"{name}'s temp")
         time.sleep(0.3)
         meta = pipeline.ingest.ingest(case / name)
         atomic.write_json(results / "ingest" / f"{name}.json", meta)
