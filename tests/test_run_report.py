@@ -55,8 +55,13 @@ def run_case(tmp_path, serve, sensor_nvml, temps):
     names = sorted(p.name for p in case.iterdir())
     for index, name in enumerate(names):
         sensor_nvml.temp = temps[index]
-        # The governor has seen this file's temperature (and decided on it) before the file runs.
-        wait_for(lambda t=temps[index]: client.stats()["governor"]["last_sample"]["temp_c"] == t, 10, f"{name}'s temp")
+        # The governor has read this file's temperature (last_sample: None before its first read);
+        # the 0.3 s after lets it act on it (several 0.05 s samples) before the file runs.
+        wait_for(
+            lambda t=temps[index]: (client.stats()["governor"]["last_sample"] or {}).get("temp_c", "unread") == t,
+            10,
+            f"{name}'s temperature to be read",
+        )
         time.sleep(0.3)
         meta = pipeline.ingest.ingest(case / name)
         atomic.write_json(results / "ingest" / f"{name}.json", meta)
